@@ -1,0 +1,43 @@
+"""The ``nequip-np`` command. Each subcommand lives in its own module and registers itself here.
+
+A subcommand module provides ``add_parser(subparsers)`` (adds its argparse parser) and
+``run(args) -> int`` (the exit status). Modules are imported only when needed, so ``nequip-np --help``
+stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand name -> module implementing add_parser/run
+SUBCOMMANDS = {
+    "demo": "nequip_np.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nequip-np", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in SUBCOMMANDS.items():
+        mod = importlib.import_module(modname)
+        p = mod.add_parser(sub)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_module", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as exc:  # user errors: one clear line, no traceback
+        print(f"nequip-np {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
