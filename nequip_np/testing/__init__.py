@@ -1,1 +1,22 @@
+"""Equivariance and conservativity harness for any ASE calculator or ``fn(atoms) -> (E, F[, sigma])``.
 
+>>> from nequip_np.testing import check_calculator            # doctest: +SKIP
+>>> print(check_calculator(calc, atoms, cutoff=5.0))            # doctest: +SKIP
+
+Checks, units and tolerances: ``docs/harness.md``. Planted-fault toy calculators:
+:mod:`nequip_np.testing.faults`.
+"""
+from nequip_np.testing.checks import CHECKS
+from nequip_np.testing.harness import check_calculator, check_function, default_options
+from nequip_np.testing.report import CheckResult, Report
+from nequip_np.testing.tolerances import TOLERANCES
+
+__all__ = [
+    "CHECKS",
+    "TOLERANCES",
+    "CheckResult",
+    "Report",
+    "check_calculator",
+    "check_function",
+    "default_options",
+]

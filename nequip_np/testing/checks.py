@@ -1,0 +1,346 @@
+r"""The checks. Each is ``check(ctx) -> (error, detail)`` and raises :class:`Skip` when not applicable.
+
+Notation: positions :math:`x \in \mathbb{R}^{N\times 3}` (rows), energy :math:`E(x)`, forces
+:math:`F = -\nabla_x E`, stress :math:`\sigma = \frac{1}{V}\partial E/\partial\varepsilon` (ASE sign),
+cell vectors as rows. For an orthogonal :math:`Q` acting as :math:`x \mapsto x Q^\top` (and the cell
+likewise) a model of an isolated or periodic system must satisfy
+
+.. math::
+    E(xQ^\top) = E(x), \quad F(xQ^\top) = F(x) Q^\top, \quad \sigma(xQ^\top) = Q\,\sigma(x)\,Q^\top.
+
+Prose, units and tolerances: ``docs/harness.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms, units
+
+from nequip_np.testing.adapter import Evaluation, Evaluator
+
+
+class Skip(Exception):
+    """Raised by a check that does not apply to this system; the message is the reason."""
+
+
+@dataclass
+class Context:
+    """What every check receives. ``atoms`` is the harness' private copy; never modify it."""
+
+    ev: Evaluator
+    atoms: Atoms
+    rng: np.random.Generator
+    floors: dict
+    cutoff: float | None = None
+    opts: dict = field(default_factory=dict)
+    _reference: Evaluation | None = None
+
+    @property
+    def reference(self) -> Evaluation:
+        if self._reference is None:
+            self._reference = self.ev(self.atoms)
+        return self._reference
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """Haar-random proper rotation (3, 3), det = +1 (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def transformed(atoms: Atoms, q: np.ndarray) -> Atoms:
+    """Copy of ``atoms`` with positions and cell mapped by ``x -> x q^T``.
+
+    An improper ``q`` makes the cell left-handed; two cell vectors (and their pbc flags) are then
+    swapped, which describes the same lattice with a right-handed basis.
+    """
+    a = atoms.copy()
+    a.positions = atoms.positions @ q.T
+    cell = np.asarray(atoms.cell) @ q.T
+    pbc = atoms.pbc.copy()
+    if np.linalg.det(cell) < 0:
+        cell, pbc = cell[[1, 0, 2]], pbc[[1, 0, 2]]
+    a.set_cell(cell, scale_atoms=False)
+    a.pbc = pbc
+    return a
+
+
+def _rel(got, want, floor: float) -> float:
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    return float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), floor))
+
+
+def _compare(ctx: Context, got: Evaluation, energy, forces, stress) -> dict[str, float]:
+    """Relative errors of one evaluation against the expected E (per atom), F and sigma."""
+    n = len(got.forces)
+    errs = {
+        "E": _rel(got.energy / n, energy / n, ctx.floors["energy"]),
+        "F": _rel(got.forces, forces, ctx.floors["forces"]),
+    }
+    if stress is not None and got.stress is not None:
+        errs["sigma"] = _rel(got.stress, stress, ctx.floors["stress"])
+    return errs
+
+
+def _worst(all_errs: list[dict[str, float]], what: str) -> tuple[float, str]:
+    keys = all_errs[0].keys()
+    worst = {k: max(e[k] for e in all_errs) for k in keys}
+    detail = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+    return max(worst.values()), f"worst of {len(all_errs)} {what}: {detail}"
+
+
+def _orthogonal(ctx: Context, qs: list[np.ndarray], what: str) -> tuple[float, str]:
+    ref = ctx.reference
+    errs = []
+    for q in qs:
+        got = ctx.ev(transformed(ctx.atoms, q))
+        want_s = None if ref.stress is None else q @ ref.stress @ q.T
+        errs.append(_compare(ctx, got, ref.energy, ref.forces @ q.T, want_s))
+    return _worst(errs, what)
+
+
+def _displaced(atoms: Atoms, i: int, k: int, h: float) -> Atoms:
+    a = atoms.copy()
+    a.positions[i, k] += h
+    return a
+
+
+def _strained(atoms: Atoms, eps: np.ndarray) -> Atoms:
+    a = atoms.copy()
+    a.set_cell(np.asarray(atoms.cell) @ (np.eye(3) + eps), scale_atoms=True)  # eps symmetric
+    return a
+
+
+def _neighbourhood(atoms: Atoms, n: int) -> np.ndarray:
+    """Atom 0 and its n-1 nearest neighbours (minimum image): a set whose Hessian block is not ~0."""
+    n = min(n, len(atoms))
+    d = atoms.get_distances(0, np.arange(len(atoms)), mic=bool(atoms.pbc.any()))
+    return np.argsort(d, kind="stable")[:n]
+
+
+# ---------------------------------------------------------------------------------- symmetries
+
+
+def rotation_invariance(ctx: Context):
+    """E invariant, F and sigma equivariant under ``n_rotations`` random proper rotations."""
+    qs = [random_rotation(ctx.rng) for _ in range(ctx.opts["n_rotations"])]
+    return _orthogonal(ctx, qs, "rotations")
+
+
+def inversion(ctx: Context):
+    """Same under improper rotations: the inversion -I and ``n_rotations - 1`` random -R."""
+    qs = [-np.eye(3)] + [-random_rotation(ctx.rng) for _ in range(ctx.opts["n_rotations"] - 1)]
+    return _orthogonal(ctx, qs, "improper rotations")
+
+
+def translation(ctx: Context):
+    """E, F, sigma unchanged when every atom is shifted by one random vector (a few Å, not wrapped)."""
+    ref = ctx.reference
+    errs = []
+    for _ in range(2):
+        a = ctx.atoms.copy()
+        a.positions += 3.0 * ctx.rng.standard_normal(3)
+        errs.append(_compare(ctx, ctx.ev(a), ref.energy, ref.forces, ref.stress))
+    return _worst(errs, "translations")
+
+
+def permutation(ctx: Context):
+    """Relabelling atoms by a random permutation p: E unchanged, F permuted, sigma unchanged."""
+    n = len(ctx.atoms)
+    if n < 2:
+        raise Skip("a single atom has no permutation")
+    p = ctx.rng.permutation(n)
+    while np.all(p == np.arange(n)):
+        p = ctx.rng.permutation(n)
+    ref = ctx.reference
+    errs = [_compare(ctx, ctx.ev(ctx.atoms[p]), ref.energy, ref.forces[p], ref.stress)]
+    return _worst(errs, "permutation")
+
+
+# ---------------------------------------------------------------------------------- conservativity
+
+
+def _components(ctx: Context) -> list[tuple[int, int]]:
+    n, m = len(ctx.atoms), ctx.opts["fd_samples"]
+    flat = np.arange(3 * n) if 3 * n <= m else np.sort(ctx.rng.choice(3 * n, size=m, replace=False))
+    return [(int(c) // 3, int(c) % 3) for c in flat]
+
+
+def forces_gradient(ctx: Context):
+    r"""F_ik = -(E(x + h e_ik) - E(x - h e_ik)) / 2h on sampled components; best h of the sweep."""
+    ref, comps = ctx.reference, _components(ctx)
+    want = np.array([ref.forces[i, k] for i, k in comps])
+    per_h = {}
+    for h in ctx.opts["fd_steps"]:
+        fd = [
+            -(ctx.ev.energy(_displaced(ctx.atoms, i, k, h)) - ctx.ev.energy(_displaced(ctx.atoms, i, k, -h)))
+            / (2 * h)
+            for i, k in comps
+        ]
+        per_h[h] = _rel(fd, want, ctx.floors["forces"])
+    best = min(per_h, key=per_h.get)
+    sweep = ", ".join(f"{h:g}: {e:.1e}" for h, e in per_h.items())
+    return per_h[best], f"{len(comps)} components, best h={best:g} (sweep {sweep})"
+
+
+def curl_free(ctx: Context):
+    r"""Symmetry of the finite-difference Hessian H_ab = -dF_a/dx_b on atom 0 and its neighbours.
+
+    A force field is a gradient iff its Jacobian is symmetric (zero curl); forces that are a scaled
+    gradient pass here and fail ``forces_gradient``, forces missing a chain-rule term fail both.
+    """
+    idx = _neighbourhood(ctx.atoms, ctx.opts["curl_atoms"])
+    coords = [(int(i), k) for i in idx for k in range(3)]
+    per_h = {}
+    for h in ctx.opts["curl_steps"]:
+        hess = np.empty((len(coords), len(coords)))
+        for b, (i, k) in enumerate(coords):
+            fp = ctx.ev(_displaced(ctx.atoms, i, k, h)).forces[idx].ravel()
+            fm = ctx.ev(_displaced(ctx.atoms, i, k, -h)).forces[idx].ravel()
+            hess[:, b] = -(fp - fm) / (2 * h)
+        per_h[h] = _rel(hess, hess.T, ctx.floors["hessian"])  # max|H - H^T| / max|H|
+    best = min(per_h, key=per_h.get)
+    return per_h[best], f"{len(coords)}x{len(coords)} block (atoms {idx.tolist()}), best h={best:g}"
+
+
+def net_force(ctx: Context):
+    """|sum_i F_i| / sum_i |F_i| for isolated systems (translation invariance => zero net force)."""
+    if ctx.atoms.pbc.any():
+        raise Skip("periodic cell: checked only for isolated systems (see translation)")
+    f = ctx.reference.forces
+    total = f.sum(axis=0)
+    scale = max(float(np.linalg.norm(f, axis=1).sum()), ctx.floors["forces"])
+    return float(np.max(np.abs(total))) / scale, f"sum F = [{', '.join(f'{v:.1e}' for v in total)}] eV/Å"
+
+
+def stress_strain(ctx: Context):
+    r"""sigma_ab vs (1/V) dE/d eps_ab by central differences of symmetric strains; best h of the sweep."""
+    if not ctx.atoms.pbc.all():
+        raise Skip("needs a cell periodic in all three directions")
+    ref = ctx.reference
+    if ref.stress is None:
+        raise Skip("the model returned no stress")
+    vol = ctx.atoms.get_volume()
+    per_h = {}
+    for h in ctx.opts["strain_steps"]:
+        fd = np.empty((3, 3))
+        for a in range(3):
+            for b in range(a, 3):
+                eps = np.zeros((3, 3))
+                eps[a, b] = eps[b, a] = h
+                de = ctx.ev.energy(_strained(ctx.atoms, eps)) - ctx.ev.energy(_strained(ctx.atoms, -eps))
+                # off-diagonal: E depends on eps_ab and eps_ba, so dE/dh = 2 V sigma_ab
+                fd[a, b] = fd[b, a] = de / (2 * h) / vol / (1 if a == b else 2)
+        per_h[h] = _rel(fd, ref.stress, ctx.floors["stress"])
+    best = min(per_h, key=per_h.get)
+    sweep = ", ".join(f"{h:g}: {e:.1e}" for h, e in per_h.items())
+    return per_h[best], f"6 components, best strain h={best:g} (sweep {sweep})"
+
+
+# ---------------------------------------------------------------------------------- locality, dynamics
+
+
+def additivity(ctx: Context):
+    """E(A u B) = E(A) + E(B) and F(A u B) = [F(A), F(B)] for B a copy of A moved far away."""
+    if ctx.atoms.pbc.any():
+        raise Skip("periodic cell: a far-away copy is not defined")
+    gap = ctx.opts["additivity_gap"] or (100.0 if ctx.cutoff is None else 3 * ctx.cutoff + 10.0)
+    pos = ctx.atoms.positions
+    far = ctx.atoms.copy()
+    far.positions += np.array([np.ptp(pos[:, 0]) + gap, 0.0, 0.0])
+    ref = ctx.reference
+    got = ctx.ev(ctx.atoms + far)
+    errs = _compare(ctx, got, 2 * ref.energy, np.concatenate([ref.forces, ref.forces]), None)
+    return _worst([errs], f"copy {gap:g} Å away")
+
+
+def _spike(y: np.ndarray, floor: float) -> float:
+    """Largest excess of one step |dy_k| over the mean of its two neighbours, relative to max |dy|."""
+    d = np.abs(np.diff(y))
+    excess = d[1:-1] - 0.5 * (d[:-2] + d[2:])
+    return float(max(excess.max(), 0.0) / max(float(d.max()), floor))
+
+
+def cutoff_smoothness(ctx: Context):
+    """Pull a dimer (species of atoms 0 and 1) through r_cut in small steps: no jump in E or F."""
+    if ctx.cutoff is None:
+        raise Skip("no cutoff given (pass cutoff=r_max)")
+    rc, w, n = ctx.cutoff, ctx.opts["cutoff_window"], ctx.opts["cutoff_points"]
+    numbers = ctx.atoms.numbers[:2] if len(ctx.atoms) > 1 else ctx.atoms.numbers[[0, 0]]
+    box = 4 * rc + 10.0
+    energies, forces = [], []
+    for r in np.linspace(rc - w, rc + w, n):
+        dimer = Atoms(numbers=numbers, positions=[[0, 0, 0], [r, 0, 0]], cell=np.eye(3) * box, pbc=False)
+        ev = ctx.ev(dimer)
+        energies.append(ev.energy)
+        forces.append(ev.forces[1, 0])
+    floor = ctx.floors["scan"]
+    e_err, f_err = _spike(np.array(energies), floor), _spike(np.array(forces), floor)
+    return max(e_err, f_err), f"{n} steps of {2 * w / (n - 1):.1e} Å across r_cut={rc:g}: E {e_err:.1e}, F {f_err:.1e}"
+
+
+def _nve_energies(atoms: Atoms, calc, dt_fs: float, steps: int) -> np.ndarray:
+    from ase.md.verlet import VelocityVerlet
+
+    a = atoms.copy()
+    a.calc = calc
+    totals = []
+    dyn = VelocityVerlet(a, timestep=dt_fs * units.fs)
+    dyn.attach(lambda: totals.append(a.get_total_energy()), interval=1)  # also called at step 0
+    dyn.run(steps)
+    return np.array(totals) / len(a)
+
+
+def nve_drift(ctx: Context):
+    r"""Velocity Verlet from Maxwell-Boltzmann velocities: energy change per atom per ps as dt -> 0.
+
+    For conservative forces the total-energy change over a time T is the Verlet error,
+    :math:`\Delta E(dt) = A\,dt^2 + O(dt^4)`; non-conservative forces add work W that does not
+    shrink with dt. Running T twice (dt, then dt/2 from the same start) and extrapolating,
+    :math:`W \approx (4\Delta E(dt/2) - \Delta E(dt))/3`, separates the two: the error is |W|/T in
+    eV/atom/ps. A plain slope of a run this short is dominated by the Verlet fluctuation.
+    """
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+
+    steps, dt = ctx.opts["md_steps"], ctx.opts["md_timestep_fs"]
+    if steps < 2:
+        raise Skip("md_steps < 2")
+    a = ctx.atoms.copy()
+    MaxwellBoltzmannDistribution(a, temperature_K=ctx.opts["md_temperature_K"], rng=ctx.rng)
+    Stationary(a)
+    if not a.pbc.any() and len(a) > 2:
+        ZeroRotation(a)
+    calc = ctx.ev.as_calculator()
+    coarse = _nve_energies(a, calc, dt, steps)
+    fine = _nve_energies(a, calc, dt / 2, 2 * steps)
+    t_ps = steps * dt * 1e-3
+    work = (4 * (fine[-1] - fine[0]) - (coarse[-1] - coarse[0])) / 3
+    raw = float(np.polyfit(np.arange(len(coarse)) * dt * 1e-3, coarse, 1)[0])
+    return abs(work) / t_ps, (
+        f"{steps} x {dt:g} fs and {2 * steps} x {dt / 2:g} fs: extrapolated drift {work / t_ps:+.2e}, "
+        f"raw slope {raw:+.2e} eV/atom/ps, fluctuation {coarse.std():.1e} eV/atom"
+    )
+
+
+#: name -> check, in report order. Names are part of the public API: never rename.
+CHECKS = {
+    f.__name__: f
+    for f in (
+        rotation_invariance,
+        inversion,
+        translation,
+        permutation,
+        forces_gradient,
+        curl_free,
+        net_force,
+        stress_strain,
+        additivity,
+        cutoff_smoothness,
+        nve_drift,
+    )
+}

@@ -1,0 +1,100 @@
+"""Results of the harness: one :class:`CheckResult` per check, gathered in a :class:`Report`."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check.
+
+    Attributes:
+        name: stable check name (``"rotation_invariance"``, ...).
+        error: the measured error (see ``docs/harness.md`` for its unit); ``None`` if skipped/errored.
+        tolerance: the threshold ``error`` is compared with.
+        passed: ``True``/``False``; ``None`` when the check was skipped (not applicable).
+        detail: what was measured, or why it was skipped, or the exception it raised.
+        status: ``"PASS"``, ``"FAIL"``, ``"SKIP"`` or ``"ERROR"`` (raised an exception; counts as failed).
+    """
+
+    name: str
+    error: float | None
+    tolerance: float
+    passed: bool | None
+    detail: str = ""
+    status: str = ""
+
+    def __post_init__(self):
+        if not self.status:
+            status = "SKIP" if self.passed is None else ("PASS" if self.passed else "FAIL")
+            object.__setattr__(self, "status", status)
+
+    @property
+    def skipped(self) -> bool:
+        return self.passed is None
+
+
+@dataclass
+class Report:
+    """All check results of one harness run.
+
+    ``report.passed`` is True when no check failed or errored and at least one ran; skipped checks
+    count neither way. ``report["curl_free"]`` returns one :class:`CheckResult`.
+    """
+
+    checks: list[CheckResult]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        ran = [c for c in self.checks if not c.skipped]
+        return bool(ran) and all(c.passed for c in ran)
+
+    @property
+    def failed(self) -> list[str]:
+        return [c.name for c in self.checks if c.passed is False]
+
+    def __getitem__(self, name: str) -> CheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check {name!r} in this report; it has: {', '.join(self.names)}")
+
+    def __iter__(self):
+        return iter(self.checks)
+
+    def __len__(self) -> int:
+        return len(self.checks)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.checks]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: ``{"passed", "meta", "checks": [{name, error, tolerance, passed, ...}]}``."""
+        checks = []
+        for c in self.checks:
+            d = asdict(c)
+            if d["error"] is not None and not math.isfinite(d["error"]):
+                d["error"] = str(d["error"])  # JSON has no inf/nan
+            checks.append(d)
+        return {"passed": self.passed, "meta": dict(self.meta), "checks": checks}
+
+    def __str__(self) -> str:
+        rows = [("check", "error", "tolerance", "result", "detail")]
+        for c in self.checks:
+            err = "-" if c.error is None else f"{c.error:.3e}"
+            rows.append((c.name, err, f"{c.tolerance:.1e}", c.status, c.detail))
+        widths = [max(len(r[k]) for r in rows) for k in range(4)]
+        lines = []
+        for r in rows:
+            cells = [r[k].ljust(widths[k]) if k in (0, 3) else r[k].rjust(widths[k]) for k in range(4)]
+            lines.append("  ".join(cells + [r[4]]).rstrip())
+        lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
+        head = ", ".join(f"{k}={v}" for k, v in self.meta.items())
+        verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failed) or 'nothing ran'})"
+        return "\n".join(([head] if head else []) + lines + [f"overall: {verdict}"])
+
+    def __repr__(self) -> str:
+        return f"Report(passed={self.passed}, checks={self.names})"

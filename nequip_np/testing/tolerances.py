@@ -1,0 +1,77 @@
+r"""The one tolerance table of the harness, keyed by dtype, and the floors its relative errors use.
+
+Every check reports one number, ``error``, and passes when ``error <= tolerance``. What the number
+means (and its unit) is listed per check below and in ``docs/harness.md``; why each value was chosen
+is said next to it. Callers override single entries with ``tolerances={"name": value}``.
+
+Relative errors are ``max|got - want| / max(max|want|, floor)``: the floor keeps a quantity that is
+legitimately ~0 (forces of a relaxed structure, stress at zero pressure) from turning round-off into
+a huge relative error. Floors are in the quantity's own unit.
+"""
+from __future__ import annotations
+
+#: check name -> tolerance, per dtype of the model under test.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "float64": {
+        # relative; float64 round-off of E, F, sigma is ~1e-14 relative, 1e-8 leaves room for
+        # accumulation over deep networks while any real symmetry break (>= 1e-6) still fails.
+        "rotation_invariance": 1e-8,
+        "inversion": 1e-8,
+        "translation": 1e-8,
+        "permutation": 1e-8,
+        # relative, best over the step sweep; central differences reach ~1e-9 on smooth models,
+        # a missing or scaled gradient term is >= 1e-2.
+        "forces_gradient": 1e-5,
+        # max|H - H^T| / max|H|, best over the step sweep: O(h^2) truncation of both entries ~1e-7.
+        "curl_free": 1e-5,
+        # |sum F| / sum |F_i|: round-off of the pair antisymmetry only.
+        "net_force": 1e-8,
+        # relative, best over the strain-step sweep, like forces_gradient.
+        "stress_strain": 1e-5,
+        # relative per-atom energy and forces: a far copy must not interact at all.
+        "additivity": 1e-8,
+        # spike of one step over its neighbours, relative to the largest step (dimensionless);
+        # smooth scans give (dr/L)^2 ~ 1e-5, a jump gives ~1.
+        "cutoff_smoothness": 1e-2,
+        # eV/atom/ps: energy change extrapolated to dt -> 0 from runs at dt and dt/2 (Verlet error
+        # ~dt^2 cancels). Measured on correct toys and EMT: 1e-11..4e-3; on non-conservative toys
+        # and the truncated LJ: 6e-2..40. A coarse alarm, not a production drift measurement.
+        "nve_drift": 1e-2,
+    },
+    "float32": {
+        "rotation_invariance": 1e-4,
+        "inversion": 1e-4,
+        "translation": 1e-4,
+        "permutation": 1e-4,
+        # float32 energies make central differences noisy: eps*|E|/h ~ 1e-4 at h = 1e-2
+        "forces_gradient": 1e-2,
+        "curl_free": 1e-2,
+        "net_force": 1e-4,
+        "stress_strain": 1e-2,
+        "additivity": 1e-4,
+        "cutoff_smoothness": 1e-1,
+        "nve_drift": 5e-2,
+    },
+}
+
+#: floor of the denominator of relative errors, per dtype (units: eV/atom, eV/Å, eV/Å^3, eV/Å^2).
+FLOORS: dict[str, dict[str, float]] = {
+    "float64": {"energy": 1e-3, "forces": 1e-3, "stress": 1e-5, "hessian": 1e-2, "scan": 1e-10},
+    "float32": {"energy": 1e-3, "forces": 1e-2, "stress": 1e-4, "hessian": 1e-1, "scan": 1e-5},
+}
+
+
+def tolerances_for(dtype: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """The tolerance of every check for ``dtype``, with ``overrides`` applied.
+
+    Raises:
+        ValueError: unknown dtype or unknown check name in ``overrides``.
+    """
+    if dtype not in TOLERANCES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(TOLERANCES)}")
+    table = dict(TOLERANCES[dtype])
+    for name, value in (overrides or {}).items():
+        if name not in table:
+            raise ValueError(f"unknown check {name!r} in tolerances; valid: {', '.join(table)}")
+        table[name] = float(value)
+    return table
