@@ -163,3 +163,18 @@ def test_yaml_round_trip(tmp_path):
     again = load_config(out)
     assert config_to_dict(again) == config_to_dict(resolved)
     assert yaml.safe_load(out.read_text())["model"]["avg_num_neighbors"] == {"C": 10.0, "H": 8.5, "O": 9.0}
+
+
+def test_docs_example_config_loads(tmp_path):
+    """The annotated example in docs/training.md is a valid config with the default values."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    path = tmp_path / "example.yaml"
+    path.write_text(block)
+    cfg = load_config(path)
+    defaults = load_config({"run_name": "water", "model": {"type_names": ["H", "O"], "r_max": 4.5},
+                            "data": {"path": "water.extxyz"}})
+    assert config_to_dict(cfg) == config_to_dict(defaults)
