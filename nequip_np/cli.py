@@ -13,6 +13,7 @@ import sys
 #: subcommand name -> module implementing add_parser/run
 SUBCOMMANDS = {
     "demo": "nequip_np.demo",
+    "check": "nequip_np.testing.cli",
 }
 
 
