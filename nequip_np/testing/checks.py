@@ -305,13 +305,14 @@ def nve_drift(ctx: Context):
     :math:`W \approx (4\Delta E(dt/2) - \Delta E(dt))/3`, separates the two: the error is |W|/T in
     eV/atom/ps. A plain slope of a run this short is dominated by the Verlet fluctuation.
     """
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+    from ase.md.velocitydistribution import Stationary, ZeroRotation
 
     steps, dt = ctx.opts["md_steps"], ctx.opts["md_timestep_fs"]
     if steps < 2:
         raise Skip("md_steps < 2")
     a = ctx.atoms.copy()
-    MaxwellBoltzmannDistribution(a, temperature_K=ctx.opts["md_temperature_K"], rng=ctx.rng)
+    kt = units.kB * ctx.opts["md_temperature_K"]  # Maxwell-Boltzmann momenta, p ~ N(0, m kT)
+    a.set_momenta(np.sqrt(a.get_masses() * kt)[:, None] * ctx.rng.standard_normal((len(a), 3)))
     Stationary(a)
     if not a.pbc.any() and len(a) > 2:
         ZeroRotation(a)
