@@ -1,0 +1,53 @@
+r"""Bias-free scalar MLP (radial network and readout) — reference, the specification.
+
+=====================  ==============  ==================
+symbol                 array           shape
+=====================  ==============  ==================
+:math:`h^{(0)}`        ``x``           (n, d_0)
+:math:`W^{(k)}`        ``weights[k]``  (d_k, d_{k+1})
+:math:`\alpha_k`       ``alphas[k]``   scalar
+=====================  ==============  ==================
+
+Forward (nequip ``ScalarMLPFunction``: weights U(−√3, √3), :math:`\alpha_k = g_k/\sqrt{d_k}` with gain
+:math:`g_0 = 1`, :math:`g_{k>0} = \sqrt 2` when there is a nonlinearity):
+
+.. math:: z^{(k)} = h^{(k)} (\alpha_k W^{(k)}),\qquad h^{(k+1)} = \phi(z^{(k)})\ (k < L),\qquad
+          \text{out} = z^{(L)} .
+
+Backward: :math:`\bar W^{(k)} = \alpha_k\, h^{(k)\top}\bar z^{(k)}`,
+:math:`\bar h^{(k)} = \alpha_k\,\bar z^{(k)} W^{(k)\top}`,
+:math:`\bar z^{(k-1)} = \phi'(z^{(k-1)})\odot\bar h^{(k)}`.
+The matrix products go through BLAS (``@``), which is where NequIP spends most of its flops.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nequip_np.kernels.common import silu, silu_grad
+
+ACTIVATIONS = {"silu": (silu, silu_grad)}
+
+
+def forward(x, weights, alphas, nonlinearity="silu"):
+    act = ACTIVATIONS[nonlinearity][0] if nonlinearity else None
+    hs, zs, h = [], [], x
+    for k, (w, a) in enumerate(zip(weights, alphas)):
+        hs.append(h)
+        z = h @ (w * a)
+        zs.append(z)
+        h = act(z) if (k < len(weights) - 1 and act is not None) else z
+    return h, (hs, zs, weights, alphas, nonlinearity)
+
+
+def backward(d_out, cache):
+    """Returns ``(d_x, [d_W0, d_W1, …])``."""
+    hs, zs, weights, alphas, nonlinearity = cache
+    grad = ACTIVATIONS[nonlinearity][1] if nonlinearity else None
+    d_ws = [None] * len(weights)
+    dz = d_out
+    for k in range(len(weights) - 1, -1, -1):
+        d_ws[k] = alphas[k] * (hs[k].T @ dz)
+        dh = dz @ (weights[k].T * alphas[k])
+        if k > 0:
+            dz = dh * grad(zs[k - 1]) if grad is not None else dh
+    return dh, d_ws

@@ -1,0 +1,291 @@
+r"""The NequIP model (nequip 0.19.1 ``NequIPGNNModel``), assembled from the kernels; reads top to bottom.
+
+Data flow for one graph (shapes: N atoms, E directed edges, T species; ``docs/model.md`` walks
+through it with the dossier's equations):
+
+1. species embedding  :math:`h^0_i = A[t_i]`                                   (N, T_f)
+2. edge geometry      :math:`\vec r_e = \vec r_{j} - \vec r_{i} + S_e\,\mathrm{cell}`   (E, 3)
+3. radial basis       :math:`b_e = \tfrac{2\pi}{r_{\max}^2} B(x_e) u(x_e)`       (E, n_bessel)
+4. edge harmonics     :math:`Y_e = Y(\hat r_e)`                              (E, (l_max+1)²)
+5. ``num_layers`` interaction layers, each:
+   self-connection :math:`s = \mathrm{FCTP}(h, a)` (layers ≥ 1) →
+   :math:`y = \mathrm{Linear}_1(h)/\sqrt{\bar n}` → radial MLP :math:`w_e = \mathrm{MLP}(b_e)` →
+   :math:`M_i = \sum_{e\to i} \mathrm{TP}(y_{j(e)}, Y_e; w_e)` → :math:`z = \mathrm{Linear}_2(M) + s` →
+   :math:`h' = \mathrm{Gate}(z)`
+6. readout            :math:`\tilde E_i = \mathrm{MLP}(h_i)`                     (N,)
+7. scale/shift        :math:`E_i = \mathrm{shift}[t_i] + \mathrm{scale}[t_i]\,\tilde E_i` (float64)
+8. optional ZBL prior, then :math:`E = \sum_i E_i` per frame.
+
+Forces and stress come from the hand-written reverse pass (``_backward``): it returns
+:math:`\partial E/\partial\vec r_e`, from which :math:`F = -\partial E/\partial R` and the virial follow
+by one scatter and one outer product (``docs/derivations/forces_and_stress.md``). The parameter gradient
+of a force/stress loss runs the same forward and reverse passes in complex arithmetic
+(``docs/derivations/training_gradients.md``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nequip_np.kernels.common import scatter_sum
+from nequip_np.kernels.edge_embedding import reference as edge_embedding
+from nequip_np.kernels.gate import reference as gate
+from nequip_np.kernels.linear import reference as linear
+from nequip_np.kernels.mlp import reference as mlp
+from nequip_np.kernels.self_connection import reference as self_connection
+from nequip_np.kernels.spherical_harmonics import reference as spherical_harmonics
+from nequip_np.kernels.tp_conv import reference as tp_conv
+from nequip_np.kernels.zbl import reference as zbl
+from nequip_np.model.config import ModelConfig
+from nequip_np.model.plan import build_plan
+
+BACKENDS = ("numpy",)
+_COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
+
+
+class NequIPModel:
+    """NequIP energy model with hand-derived forces, stress and training gradients.
+
+    Args: the keyword arguments of nequip's ``NequIPGNNModel`` (see :class:`ModelConfig`), plus
+    ``backend`` ("numpy" is the reference).
+
+    Attributes:
+        params: trainable arrays by name (float64 or float32 per ``model_dtype``).
+        buffers: fixed arrays (cutoff table, Bessel frequencies, scales/shifts when not trainable).
+        plan: the static :class:`~nequip_np.model.plan.ModelPlan`.
+    """
+
+    def __init__(self, backend: str = "numpy", params: dict | None = None, **kwargs):
+        self.config = ModelConfig.from_kwargs(**kwargs)
+        self.backend = _check_backend(backend)
+        c = self.config
+        self.dtype = np.dtype(c.model_dtype)
+        self.plan = build_plan(
+            l_max=c.l_max, parity=c.parity, num_layers=c.num_layers, num_features=c.num_features,
+            type_embed_num_features=c.type_embed_num_features, num_bessels=c.num_bessels,
+            radial_mlp_depth=c.radial_mlp_depth, radial_mlp_width=c.radial_mlp_width,
+            readout_mlp_hidden_layers_depth=c.readout_mlp_hidden_layers_depth,
+            readout_mlp_hidden_layers_width=c.readout_mlp_hidden_layers_width,
+        )
+        self.buffers = c.buffers()
+        self.params = self._init_params(np.random.default_rng(c.seed))
+        for name in ("per_type_energy_scales", "per_type_energy_shifts", "bessel_weights"):
+            if name in self.params:
+                self.buffers.pop(name)
+        if params is not None:
+            self.load_params(params)
+
+    # ------------------------------------------------------------------ parameters
+    def _init_params(self, rng) -> dict:
+        """nequip's initial distributions (not its RNG stream): N(0,1) embedding/linears, U(−√3,√3) MLPs."""
+        c, p, dt = self.config, self.plan, self.dtype
+        out = {"type_embed": rng.standard_normal((len(c.type_names), c.type_embed_num_features))}
+        for layer in p.layers:
+            k = layer.index
+            out[f"layer{k}.linear_1"] = rng.standard_normal(layer.linear_1.n_weights)
+            for m, (a, b) in enumerate(zip(layer.radial_dims[:-1], layer.radial_dims[1:])):
+                out[f"layer{k}.radial.{m}"] = rng.uniform(-np.sqrt(3), np.sqrt(3), (a, b))
+            out[f"layer{k}.linear_2"] = rng.standard_normal(layer.linear_2.n_weights)
+            if layer.self_connection is not None:
+                out[f"layer{k}.sc"] = rng.standard_normal(layer.self_connection.n_weights)
+        for m, (a, b) in enumerate(zip(p.readout_dims[:-1], p.readout_dims[1:])):
+            out[f"readout.{m}"] = rng.uniform(-np.sqrt(3), np.sqrt(3), (a, b))
+        if c.bessel_trainable:
+            out["bessel_weights"] = self.buffers["bessel_weights"].copy()
+        if c.per_type_energy_scales_trainable:
+            out["per_type_energy_scales"] = self.buffers["per_type_energy_scales"].copy()
+        if c.per_type_energy_shifts_trainable:
+            out["per_type_energy_shifts"] = self.buffers["per_type_energy_shifts"].copy()
+        float64_names = ("per_type_energy_scales", "per_type_energy_shifts", "bessel_weights")
+        return {k: np.ascontiguousarray(v, dtype=np.float64 if k in float64_names else dt) for k, v in out.items()}
+
+    def load_params(self, params: dict) -> None:
+        """Replace parameter values (names and shapes must match; errors name the offending key)."""
+        for key, value in params.items():
+            if key not in self.params:
+                raise KeyError(f"unknown parameter {key!r}; expected one of {sorted(self.params)}")
+            value = np.asarray(value)
+            if value.shape != self.params[key].shape:
+                raise ValueError(f"parameter {key!r} has shape {value.shape}, expected {self.params[key].shape}")
+            self.params[key] = np.ascontiguousarray(value, dtype=self.params[key].dtype)
+
+    def _get(self, name: str, params: dict):
+        return params[name] if name in params else self.buffers[name]
+
+    def __repr__(self) -> str:
+        c = self.config
+        n = sum(v.size for v in self.params.values())
+        return (f"NequIPModel(type_names={c.type_names}, r_max={c.r_max}, num_layers={c.num_layers}, "
+                f"l_max={c.l_max}, parity={c.parity}, num_features={c.num_features}, "
+                f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n})")
+
+    # ------------------------------------------------------------------ forward
+    def _forward(self, graph, edge_vec, params):
+        """Per-atom energies (float64/complex128) and the caches of every operation."""
+        c, plan = self.config, self.plan
+        cdt = _COMPLEX[self.dtype] if np.iscomplexobj(edge_vec) else self.dtype
+        types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
+        n = types.shape[0]
+        cache = {}
+        # 3-4. geometry in float64 (complex128), then cast to the model dtype
+        rmax_recip = self.buffers["rmax_recip"][types[dst], types[src]]
+        bessel_w = self._get("bessel_weights", params)
+        emb, cache["emb"] = edge_embedding.forward(
+            edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2)
+        Y, cache["sh"] = spherical_harmonics.forward(edge_vec, c.l_max)
+        emb, Y = emb.astype(cdt), Y.astype(cdt)
+        # 1. species embedding: node features and node attributes
+        attr = params["type_embed"]
+        h = attr[types].astype(cdt)
+        neighbor_norm = self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None]
+        cache["features"] = [h]
+        # 5. interaction layers
+        for layer in plan.layers:
+            k, lc = layer.index, {}
+            if layer.self_connection is not None:
+                s, lc["sc"] = self_connection.forward(h, attr, types, params[f"layer{k}.sc"], layer.self_connection)
+            y, lc["l1"] = linear.forward(h, params[f"layer{k}.linear_1"], layer.linear_1)
+            y = y * neighbor_norm
+            radial = [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)]
+            w, lc["mlp"] = mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
+            M, lc["tp"] = tp_conv.forward(y, Y, w, src, dst, n, layer.conv)
+            z, lc["l2"] = linear.forward(M, params[f"layer{k}.linear_2"], layer.linear_2)
+            if layer.self_connection is not None:
+                z = z + s
+            h, lc["gate"] = gate.forward(z, layer.gate)
+            cache[f"layer{k}"] = lc
+            cache["features"].append(h)
+        # 6. readout
+        readout = [params[f"readout.{m}"] for m in range(len(plan.readout_dims) - 1)]
+        nonlin = c.readout_mlp_nonlinearity
+        e_tilde, cache["readout"] = mlp.forward(h, readout, _alphas(plan.readout_dims, nonlin), nonlin)
+        # 7. per-type scale and shift, in float64
+        e_tilde = e_tilde[:, 0].astype(np.result_type(np.float64, e_tilde.dtype))
+        scale = self._per_type("per_type_energy_scales", params, types)
+        shift = self._per_type("per_type_energy_shifts", params, types)
+        atomic = shift + scale * e_tilde
+        cache["scale_shift"] = (e_tilde, scale)
+        # 8. optional ZBL prior
+        if c.pair_potential is not None:
+            e_pair, cache["zbl"] = zbl.forward(edge_vec, self.buffers["atomic_numbers"][types[dst]],
+                                               self.buffers["atomic_numbers"][types[src]], rmax_recip,
+                                               self.buffers["zbl_p"], self.buffers["zbl_ke"])
+            atomic = atomic + scatter_sum(e_pair, dst, n)
+        return atomic, cache
+
+    def _per_type(self, name, params, types):
+        v = self._get(name, params)
+        return v[types] if v.shape[0] > 1 else np.broadcast_to(v[0], types.shape)
+
+    # ------------------------------------------------------------------ backward
+    def _backward(self, d_atomic, cache, graph, params):
+        """Reverse pass: ``d_atomic`` (N,) → (dE/d edge_vec (E, 3), dE/d params)."""
+        c, plan = self.config, self.plan
+        types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
+        grads = {}
+        e_tilde, scale = cache["scale_shift"]
+        self._per_type_grad("per_type_energy_shifts", params, types, d_atomic, grads)
+        self._per_type_grad("per_type_energy_scales", params, types, d_atomic * e_tilde, grads)
+        d_e = (d_atomic * scale)[:, None]
+        dh, d_ro = mlp.backward(d_e.astype(cache["readout"][0][0].dtype), cache["readout"])
+        for m, g in enumerate(d_ro):
+            grads[f"readout.{m}"] = g
+        d_emb = d_Y = 0.0
+        d_attr = np.zeros_like(params["type_embed"], dtype=np.result_type(dh, params["type_embed"]))
+        neighbor_norm = self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None]
+        for layer in reversed(plan.layers):
+            k, lc = layer.index, cache[f"layer{layer.index}"]
+            dz = gate.backward(dh, lc["gate"])
+            dM, grads[f"layer{k}.linear_2"] = linear.backward(dz, lc["l2"])
+            dy, dY_k, dw = tp_conv.backward(dM, lc["tp"])
+            d_emb_k, d_radial = mlp.backward(dw, lc["mlp"])
+            for m, g in enumerate(d_radial):
+                grads[f"layer{k}.radial.{m}"] = g
+            dh, grads[f"layer{k}.linear_1"] = linear.backward(dy * neighbor_norm, lc["l1"])
+            if layer.self_connection is not None:
+                dh_sc, d_attr_k, grads[f"layer{k}.sc"] = self_connection.backward(dz, lc["sc"])
+                dh = dh + dh_sc
+                d_attr = d_attr + d_attr_k
+            d_emb, d_Y = d_emb + d_emb_k, d_Y + dY_k
+        d_attr = d_attr + scatter_sum(dh, types, d_attr.shape[0])
+        grads["type_embed"] = d_attr
+        geo_dtype = cache["sh"][0].dtype
+        d_vec, d_bessel_w = edge_embedding.backward(np.asarray(d_emb).astype(geo_dtype), cache["emb"])
+        d_vec = d_vec + spherical_harmonics.backward(np.asarray(d_Y).astype(geo_dtype), cache["sh"])
+        if "bessel_weights" in params:
+            grads["bessel_weights"] = d_bessel_w
+        if "zbl" in cache:
+            d_vec = d_vec + zbl.backward(d_atomic[dst], cache["zbl"])
+        return d_vec, grads
+
+    def _per_type_grad(self, name, params, types, d, grads):
+        if name in params:
+            n = params[name].shape[0]
+            grads[name] = scatter_sum(d, types, n) if n > 1 else np.sum(d, keepdims=True)
+
+    # ------------------------------------------------------------------ public API
+    def compute(self, graph, forces: bool = True, stress: bool = True) -> dict:
+        """Energies (and forces, virial, stress) of a (batched) :class:`~nequip_np.data.graph.AtomicGraph`.
+
+        Returns a dict of float64 arrays: ``atomic_energy`` (N,), ``total_energy`` (F,), and when
+        requested ``forces`` (N, 3), ``virial`` (F, 3, 3), ``stress`` (F, 3, 3) — NaN for frames that are
+        not periodic in all three directions (ASE sign convention: positive = tensile).
+        """
+        self._check_graph(graph)
+        edge_vec = graph.edge_vectors()
+        atomic, cache = self._forward(graph, edge_vec, self.params)
+        out = {"atomic_energy": atomic, "total_energy": scatter_sum(atomic, graph.batch, graph.n_frames)}
+        if forces or stress:
+            d_vec, _ = self._backward(np.ones_like(atomic), cache, graph, self.params)
+            out.update(forces_and_stress(graph, edge_vec, d_vec))
+        return out
+
+    def node_features(self, graph) -> list:
+        """Node features after the embedding and after every layer (irreps: ``plan.layers[k].gate.irreps_out``)."""
+        return self._forward(graph, graph.edge_vectors(), self.params)[1]["features"]
+
+    def energy(self, graph) -> np.ndarray:
+        return self.compute(graph, forces=False, stress=False)["total_energy"]
+
+    def _check_graph(self, graph):
+        nt = len(self.config.type_names)
+        if graph.atom_types.size and (graph.atom_types.min() < 0 or graph.atom_types.max() >= nt):
+            raise ValueError(f"atom_types must lie in [0, {nt}) for type_names {self.config.type_names}")
+
+    def save(self, path) -> None:
+        """Write the model in the project's versioned .npz format (``nequip_np.load_model`` reads it)."""
+        from nequip_np.model.io import save_model
+
+        save_model(self, path)
+
+
+def _alphas(dims, nonlinearity="silu"):
+    """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
+    return [(1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d) for k, d in enumerate(dims[:-1])]
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not available; choose one of {BACKENDS}")
+    return backend
+
+
+def forces_and_stress(graph, edge_vec, d_vec) -> dict:
+    r"""Forces, virial and stress from :math:`g_e = \partial E/\partial\vec r_e`.
+
+    :math:`F_i = \sum_{e: i(e)=i} g_e - \sum_{e: j(e)=i} g_e`; under the symmetric strain
+    :math:`\vec r \to \vec r(1+\varepsilon)`, :math:`\partial E/\partial\varepsilon =
+    \mathrm{sym}\sum_e \vec r_e\otimes g_e`, virial :math:`= -\partial E/\partial\varepsilon`,
+    stress :math:`= \partial E/\partial\varepsilon / V` (``docs/derivations/forces_and_stress.md``).
+    """
+    dst, src = graph.edge_index[0], graph.edge_index[1]
+    n, nf = graph.pos.shape[0], graph.n_frames
+    d_vec = np.real(d_vec).astype(np.float64)
+    forces = scatter_sum(d_vec, dst, n) - scatter_sum(d_vec, src, n)
+    outer = np.einsum("ea,eb->eab", edge_vec, d_vec)
+    dE_deps = scatter_sum(outer, graph.batch[dst], nf)
+    dE_deps = 0.5 * (dE_deps + np.swapaxes(dE_deps, 1, 2))
+    volume = np.abs(np.linalg.det(graph.cell))
+    periodic = np.all(graph.pbc, axis=1) & (volume > 0)
+    stress = np.full((nf, 3, 3), np.nan)
+    stress[periodic] = dE_deps[periodic] / volume[periodic, None, None]
+    return {"forces": forces, "virial": -dE_deps, "stress": stress}
