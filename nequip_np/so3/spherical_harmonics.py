@@ -77,7 +77,8 @@ def sh_polynomials(l_max: int, u) -> np.ndarray:
     # Component-major scratch: each generated line writes one contiguous row (4x faster than
     # strided column writes at n = 1e5), one transpose at the end.
     out = np.empty(((l_max + 1) ** 2, u.shape[0]), dtype=u.dtype)
-    _gen.sh_fill(l_max, u[:, 0], u[:, 1], u[:, 2], out)
+    x, y, z = np.ascontiguousarray(u.T)  # strided columns cost ~30% at n = 1e5
+    _gen.sh_fill(l_max, x, y, z, out)
     return np.ascontiguousarray(out.T)
 
 
@@ -89,7 +90,8 @@ def sh_polynomials_grad(l_max: int, u) -> tuple[np.ndarray, np.ndarray]:
     n, k = u.shape[0], (l_max + 1) ** 2
     out = np.empty((k, n), dtype=u.dtype)
     dout = np.empty((3, k, n), dtype=u.dtype)
-    _gen.sh_grad_fill(l_max, u[:, 0], u[:, 1], u[:, 2], out, dout)
+    x, y, z = np.ascontiguousarray(u.T)
+    _gen.sh_grad_fill(l_max, x, y, z, out, dout)
     return np.ascontiguousarray(out.T), np.ascontiguousarray(dout.transpose(2, 1, 0))
 
 
