@@ -27,3 +27,15 @@ def graph_from_fixture(data, s: str) -> AtomicGraph:
         cell=g("cell").reshape(1, 3, 3).astype(np.float64), pbc=g("pbc").reshape(1, 3).astype(bool),
         batch=np.zeros(n, np.int64), num_atoms=np.array([n]),
     )
+
+
+def labelled_graph(data, prefix: str) -> AtomicGraph:
+    """A fixture frame with its energy/forces/stress labels (``prefix`` like 'input/f0')."""
+    s = prefix.split("/", 1)
+    g = graph_from_fixture({f"input/x/{k.rsplit('/', 1)[1]}": data[k] for k in data.files
+                            if k.startswith(prefix + "/")}, "x") if s else None
+    g.energy = np.atleast_1d(data[f"{prefix}/energy"]).astype(np.float64)
+    g.forces = data[f"{prefix}/forces"].astype(np.float64)
+    if f"{prefix}/stress" in data.files:
+        g.stress = data[f"{prefix}/stress"].reshape(1, 3, 3).astype(np.float64)
+    return g

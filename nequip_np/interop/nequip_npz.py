@@ -73,9 +73,15 @@ def read_nequip_npz(path):
 
 def load_nequip_npz(path, backend: str = "numpy"):
     """Build a :class:`~nequip_np.NequIPModel` from an official nequip export (see module docstring)."""
+    kwargs, state = read_nequip_npz(path)
+    return model_from_state(kwargs, state, backend=backend, source=path)
+
+
+def model_from_state(kwargs: dict, state: dict, backend: str = "numpy", source="state_dict"):
+    """Build a model from NequIPGNNModel kwargs and a state_dict given as arrays."""
     from nequip_np.model.nequip import NequIPModel
 
-    kwargs, state = read_nequip_npz(path)
+    path = source
     kwargs = {k: v for k, v in kwargs.items() if k not in IGNORED_OPTIONS}
     model = NequIPModel(backend=backend, **kwargs)
     mapping = param_map(model, state)
