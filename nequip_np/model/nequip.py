@@ -27,18 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
-from nequip_np.kernels.edge_embedding import reference as edge_embedding
-from nequip_np.kernels.gate import reference as gate
-from nequip_np.kernels.linear import reference as linear
-from nequip_np.kernels.mlp import reference as mlp
-from nequip_np.kernels.self_connection import reference as self_connection
-from nequip_np.kernels.spherical_harmonics import reference as spherical_harmonics
-from nequip_np.kernels.tp_conv import reference as tp_conv
-from nequip_np.kernels.zbl import reference as zbl
+from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
 from nequip_np.model.plan import build_plan
 
-BACKENDS = ("numpy",)
 _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
 
 
@@ -56,7 +48,8 @@ class NequIPModel:
 
     def __init__(self, backend: str = "numpy", params: dict | None = None, **kwargs):
         self.config = ModelConfig.from_kwargs(**kwargs)
-        self.backend = _check_backend(backend)
+        self.backend = backend
+        self.ops = get_ops(backend)  # the operations of this backend (see kernels/registry.py)
         c = self.config
         self.dtype = np.dtype(c.model_dtype)
         self.plan = build_plan(
@@ -121,7 +114,7 @@ class NequIPModel:
     # ------------------------------------------------------------------ forward
     def _forward(self, graph, edge_vec, params):
         """Per-atom energies (float64/complex128) and the caches of every operation."""
-        c, plan = self.config, self.plan
+        c, plan, ops = self.config, self.plan, self.ops
         cdt = _COMPLEX[self.dtype] if np.iscomplexobj(edge_vec) else self.dtype
         types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
         n = types.shape[0]
@@ -129,9 +122,9 @@ class NequIPModel:
         # 3-4. geometry in float64 (complex128), then cast to the model dtype
         rmax_recip = self.buffers["rmax_recip"][types[dst], types[src]]
         bessel_w = self._get("bessel_weights", params)
-        emb, cache["emb"] = edge_embedding.forward(
+        emb, cache["emb"] = ops.edge_embedding.forward(
             edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2)
-        Y, cache["sh"] = spherical_harmonics.forward(edge_vec, c.l_max)
+        Y, cache["sh"] = ops.spherical_harmonics.forward(edge_vec, c.l_max)
         emb, Y = emb.astype(cdt), Y.astype(cdt)
         # 1. species embedding: node features and node attributes
         attr = params["type_embed"]
@@ -142,22 +135,22 @@ class NequIPModel:
         for layer in plan.layers:
             k, lc = layer.index, {}
             if layer.self_connection is not None:
-                s, lc["sc"] = self_connection.forward(h, attr, types, params[f"layer{k}.sc"], layer.self_connection)
-            y, lc["l1"] = linear.forward(h, params[f"layer{k}.linear_1"], layer.linear_1)
+                s, lc["sc"] = ops.self_connection.forward(h, attr, types, params[f"layer{k}.sc"], layer.self_connection)
+            y, lc["l1"] = ops.linear.forward(h, params[f"layer{k}.linear_1"], layer.linear_1)
             y = y * neighbor_norm
             radial = [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)]
-            w, lc["mlp"] = mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
-            M, lc["tp"] = tp_conv.forward(y, Y, w, src, dst, n, layer.conv)
-            z, lc["l2"] = linear.forward(M, params[f"layer{k}.linear_2"], layer.linear_2)
+            w, lc["mlp"] = ops.mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
+            M, lc["tp"] = ops.tp_conv.forward(y, Y, w, src, dst, n, layer.conv)
+            z, lc["l2"] = ops.linear.forward(M, params[f"layer{k}.linear_2"], layer.linear_2)
             if layer.self_connection is not None:
                 z = z + s
-            h, lc["gate"] = gate.forward(z, layer.gate)
+            h, lc["gate"] = ops.gate.forward(z, layer.gate)
             cache[f"layer{k}"] = lc
             cache["features"].append(h)
         # 6. readout
         readout = [params[f"readout.{m}"] for m in range(len(plan.readout_dims) - 1)]
         nonlin = c.readout_mlp_nonlinearity
-        e_tilde, cache["readout"] = mlp.forward(h, readout, _alphas(plan.readout_dims, nonlin), nonlin)
+        e_tilde, cache["readout"] = ops.mlp.forward(h, readout, _alphas(plan.readout_dims, nonlin), nonlin)
         # 7. per-type scale and shift, in float64
         e_tilde = e_tilde[:, 0].astype(np.result_type(np.float64, e_tilde.dtype))
         scale = self._per_type("per_type_energy_scales", params, types)
@@ -166,7 +159,7 @@ class NequIPModel:
         cache["scale_shift"] = (e_tilde, scale)
         # 8. optional ZBL prior
         if c.pair_potential is not None:
-            e_pair, cache["zbl"] = zbl.forward(edge_vec, self.buffers["atomic_numbers"][types[dst]],
+            e_pair, cache["zbl"] = ops.zbl.forward(edge_vec, self.buffers["atomic_numbers"][types[dst]],
                                                self.buffers["atomic_numbers"][types[src]], rmax_recip,
                                                self.buffers["zbl_p"], self.buffers["zbl_ke"])
             atomic = atomic + scatter_sum(e_pair, dst, n)
@@ -179,14 +172,14 @@ class NequIPModel:
     # ------------------------------------------------------------------ backward
     def _backward(self, d_atomic, cache, graph, params):
         """Reverse pass: ``d_atomic`` (N,) → (dE/d edge_vec (E, 3), dE/d params)."""
-        c, plan = self.config, self.plan
+        plan, ops = self.plan, self.ops
         types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
         grads = {}
         e_tilde, scale = cache["scale_shift"]
         self._per_type_grad("per_type_energy_shifts", params, types, d_atomic, grads)
         self._per_type_grad("per_type_energy_scales", params, types, d_atomic * e_tilde, grads)
         d_e = (d_atomic * scale)[:, None]
-        dh, d_ro = mlp.backward(d_e.astype(cache["readout"][0][0].dtype), cache["readout"])
+        dh, d_ro = ops.mlp.backward(d_e.astype(cache["readout"][0][0].dtype), cache["readout"])
         for m, g in enumerate(d_ro):
             grads[f"readout.{m}"] = g
         d_emb = d_Y = 0.0
@@ -194,27 +187,27 @@ class NequIPModel:
         neighbor_norm = self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None]
         for layer in reversed(plan.layers):
             k, lc = layer.index, cache[f"layer{layer.index}"]
-            dz = gate.backward(dh, lc["gate"])
-            dM, grads[f"layer{k}.linear_2"] = linear.backward(dz, lc["l2"])
-            dy, dY_k, dw = tp_conv.backward(dM, lc["tp"])
-            d_emb_k, d_radial = mlp.backward(dw, lc["mlp"])
+            dz = ops.gate.backward(dh, lc["gate"])
+            dM, grads[f"layer{k}.linear_2"] = ops.linear.backward(dz, lc["l2"])
+            dy, dY_k, dw = ops.tp_conv.backward(dM, lc["tp"])
+            d_emb_k, d_radial = ops.mlp.backward(dw, lc["mlp"])
             for m, g in enumerate(d_radial):
                 grads[f"layer{k}.radial.{m}"] = g
-            dh, grads[f"layer{k}.linear_1"] = linear.backward(dy * neighbor_norm, lc["l1"])
+            dh, grads[f"layer{k}.linear_1"] = ops.linear.backward(dy * neighbor_norm, lc["l1"])
             if layer.self_connection is not None:
-                dh_sc, d_attr_k, grads[f"layer{k}.sc"] = self_connection.backward(dz, lc["sc"])
+                dh_sc, d_attr_k, grads[f"layer{k}.sc"] = ops.self_connection.backward(dz, lc["sc"])
                 dh = dh + dh_sc
                 d_attr = d_attr + d_attr_k
             d_emb, d_Y = d_emb + d_emb_k, d_Y + dY_k
         d_attr = d_attr + scatter_sum(dh, types, d_attr.shape[0])
         grads["type_embed"] = d_attr
         geo_dtype = cache["sh"][0].dtype
-        d_vec, d_bessel_w = edge_embedding.backward(np.asarray(d_emb).astype(geo_dtype), cache["emb"])
-        d_vec = d_vec + spherical_harmonics.backward(np.asarray(d_Y).astype(geo_dtype), cache["sh"])
+        d_vec, d_bessel_w = ops.edge_embedding.backward(np.asarray(d_emb).astype(geo_dtype), cache["emb"])
+        d_vec = d_vec + ops.spherical_harmonics.backward(np.asarray(d_Y).astype(geo_dtype), cache["sh"])
         if "bessel_weights" in params:
             grads["bessel_weights"] = d_bessel_w
         if "zbl" in cache:
-            d_vec = d_vec + zbl.backward(d_atomic[dst], cache["zbl"])
+            d_vec = d_vec + ops.zbl.backward(d_atomic[dst], cache["zbl"])
         return d_vec, grads
 
     def _per_type_grad(self, name, params, types, d, grads):
@@ -261,12 +254,6 @@ class NequIPModel:
 def _alphas(dims, nonlinearity="silu"):
     """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
     return [(1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d) for k, d in enumerate(dims[:-1])]
-
-
-def _check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r} is not available; choose one of {BACKENDS}")
-    return backend
 
 
 def forces_and_stress(graph, edge_vec, d_vec) -> dict:
