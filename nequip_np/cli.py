@@ -12,7 +12,8 @@ import sys
 
 #: subcommand name -> module implementing add_parser/run
 SUBCOMMANDS = {
-    "demo": "nequip_np.demo",
+    "train": "nequip_np.train.cli",
+    "evaluate": "nequip_np.train.cli:evaluate",
     "check": "nequip_np.testing.cli",
 }
 
@@ -21,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nequip-np", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in SUBCOMMANDS.items():
-        mod = importlib.import_module(modname)
+        modpath, _, attr = modname.partition(":")
+        mod = importlib.import_module(modpath)
+        mod = getattr(mod, attr) if attr else mod
         p = mod.add_parser(sub)
         p.set_defaults(_module=mod)
     return parser

@@ -65,3 +65,15 @@ def load_model(path, backend: str = "numpy"):
         raise ValueError(f"{str(path)!r} lacks parameters {missing}")
     model.load_params(params)
     return model
+
+
+def load_any_model(path, backend: str = "numpy"):
+    """A nequip-np model file, or an official-nequip export (``state/…`` + ``metadata`` arrays)."""
+    from nequip_np.interop import load_nequip_npz
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            official = "metadata" in data.files and "format" not in data.files
+    except Exception:  # noqa: BLE001 - load_model raises the clear error (missing / unreadable file)
+        official = False
+    return load_nequip_npz(path, backend=backend) if official else load_model(path, backend=backend)

@@ -99,7 +99,7 @@ class NequIPModel:
             value = np.asarray(value)
             if value.shape != self.params[key].shape:
                 raise ValueError(f"parameter {key!r} has shape {value.shape}, expected {self.params[key].shape}")
-            self.params[key] = np.ascontiguousarray(value, dtype=self.params[key].dtype)
+            self.params[key] = np.array(value, dtype=self.params[key].dtype, order="C")  # a copy: never alias
 
     def _get(self, name: str, params: dict):
         return params[name] if name in params else self.buffers[name]
@@ -216,7 +216,7 @@ class NequIPModel:
             grads[name] = scatter_sum(d, types, n) if n > 1 else np.sum(d, keepdims=True)
 
     # ------------------------------------------------------------------ public API
-    def compute(self, graph, forces: bool = True, stress: bool = True) -> dict:
+    def compute(self, graph, forces: bool = True, stress: bool = True, params: dict | None = None) -> dict:
         """Energies (and forces, virial, stress) of a (batched) :class:`~nequip_np.data.graph.AtomicGraph`.
 
         Returns a dict of float64 arrays: ``atomic_energy`` (N,), ``total_energy`` (F,), and when
@@ -224,11 +224,12 @@ class NequIPModel:
         not periodic in all three directions (ASE sign convention: positive = tensile).
         """
         self._check_graph(graph)
+        params = self.params if params is None else params
         edge_vec = graph.edge_vectors()
-        atomic, cache = self._forward(graph, edge_vec, self.params)
+        atomic, cache = self._forward(graph, edge_vec, params)
         out = {"atomic_energy": atomic, "total_energy": scatter_sum(atomic, graph.batch, graph.n_frames)}
         if forces or stress:
-            d_vec, _ = self._backward(np.ones_like(atomic), cache, graph, self.params)
+            d_vec, _ = self._backward(np.ones_like(atomic), cache, graph, params)
             out.update(forces_and_stress(graph, edge_vec, d_vec))
         return out
 
