@@ -2,7 +2,9 @@
 
 Every operation module exposes ``forward(...) -> (out, cache)`` and ``backward(d_out, cache)``.
 ``backend="numpy"`` is the reference (the specification). An unavailable backend raises with a hint;
-there is never a silent fallback to a slower path.
+there is never a silent fallback to a slower path: an operation missing its backend file is an
+ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge scalars, documented in
+``docs/kernels.md``), which every backend shares.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from types import SimpleNamespace
 
 OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl")
 #: backend -> module file name inside each operation's folder
-BACKEND_FILES = {"numpy": "reference"}
+BACKEND_FILES = {"numpy": "reference", "numba": "cpu"}
+#: operations whose reference is cheap enough (elementwise / per-node scalars) to serve every backend
+REFERENCE_ONLY = frozenset({"zbl"})
 
 
 def available_backends() -> tuple[str, ...]:
@@ -21,10 +25,14 @@ def available_backends() -> tuple[str, ...]:
 def get_ops(backend: str) -> SimpleNamespace:
     if backend not in BACKEND_FILES:
         raise ValueError(f"backend {backend!r} is not available; choose one of {available_backends()}")
+    if backend == "numba":
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("backend='numba' needs the numba package (pip install numba); "
+                              "use backend='numpy' without it") from exc
     mods = {}
     for op in OPERATIONS:
-        try:
-            mods[op] = importlib.import_module(f"nequip_np.kernels.{op}.{BACKEND_FILES[backend]}")
-        except ModuleNotFoundError:  # an operation without a specialised kernel uses the reference
-            mods[op] = importlib.import_module(f"nequip_np.kernels.{op}.reference")
+        name = "reference" if op in REFERENCE_ONLY else BACKEND_FILES[backend]
+        mods[op] = importlib.import_module(f"nequip_np.kernels.{op}.{name}")
     return SimpleNamespace(**mods)

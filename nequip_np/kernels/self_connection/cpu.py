@@ -1,0 +1,79 @@
+r"""Self-connection (FCTP with the species embedding) — CPU backend: BLAS per species and block.
+
+What differs from the reference: the per-species maps :math:`V_t` are applied with BLAS on the
+m-major rows of ``linear/cpu.py`` (one ``gemm`` per species and path) instead of ``np.einsum``;
+species row sets are built once per call with a stable argsort. All flops are in these products,
+so there is no Numba kernel (same measurement as ``linear/cpu.py``). Reductions over nodes
+(:math:`\bar V_t`) are BLAS's, independent of the Numba thread count.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nequip_np.kernels.linear.cpu import add_rows, to_rows
+from nequip_np.model.plan import blocks
+
+
+def _species_rows(types, n_types):
+    order = np.argsort(types, kind="stable")
+    bounds = np.searchsorted(types[order], np.arange(n_types + 1))
+    return [order[bounds[t] : bounds[t + 1]] for t in range(n_types)]
+
+
+def _select(a, idx):
+    return a if idx.size == a.shape[0] else a[idx]  # one species: no gather
+
+
+def forward(h, attr, types, weight, plan):
+    n, n_types = h.shape[0], attr.shape[0]
+    bin_, bout = blocks(plan.irreps_in), blocks(plan.irreps_out)
+    dtype = np.result_type(h, attr, weight)
+    out = np.zeros((n, plan.irreps_out.dim), dtype=dtype)
+    rows = _species_rows(types, n_types)
+    for t, idx in enumerate(rows):
+        if not idx.size:
+            continue
+        ht = _select(h, idx)
+        ot = np.zeros((idx.size, out.shape[1]), dtype=dtype)
+        for (i, k, off), norm in zip(plan.paths, plan.norm):
+            bi, bk = bin_[i], bout[k]
+            W = weight[off : off + bi.mul * plan.n_attr * bk.mul].reshape(bi.mul, plan.n_attr, bk.mul)
+            V = np.tensordot(attr[t], W, axes=(0, 1))  # (u, w)
+            add_rows(ot, to_rows(ht, bi.start, bi.mul, bi.dim) @ V, bk.start, bk.mul, bk.dim, norm)
+        if idx.size == n:
+            out = ot
+        else:
+            out[idx] = ot
+    return out, (h, attr, types, weight, plan)
+
+
+def backward(d_out, cache):
+    """Returns ``(d_h, d_attr, d_weight)``."""
+    h, attr, types, weight, plan = cache
+    n, n_types = h.shape[0], attr.shape[0]
+    dtype = np.result_type(h, attr, weight, d_out)
+    bin_, bout = blocks(plan.irreps_in), blocks(plan.irreps_out)
+    d_h = np.zeros(h.shape, dtype=dtype)
+    d_attr = np.zeros(attr.shape, dtype=dtype)
+    d_w = np.zeros(weight.shape, dtype=dtype)
+    rows = _species_rows(types, n_types)
+    for t, idx in enumerate(rows):
+        if not idx.size:
+            continue
+        ht, dst = _select(h, idx), _select(d_out, idx)
+        dht = np.zeros((idx.size, h.shape[1]), dtype=dtype)
+        for (i, k, off), norm in zip(plan.paths, plan.norm):
+            bi, bk = bin_[i], bout[k]
+            size = bi.mul * plan.n_attr * bk.mul
+            W = weight[off : off + size].reshape(bi.mul, plan.n_attr, bk.mul)
+            V = np.tensordot(attr[t], W, axes=(0, 1))
+            hr, dsr = to_rows(ht, bi.start, bi.mul, bi.dim), to_rows(dst, bk.start, bk.mul, bk.dim)
+            add_rows(dht, dsr @ V.T, bi.start, bi.mul, bi.dim, norm)
+            dV = norm * (dsr.T @ hr).T  # (u, w)
+            d_w[off : off + size] += np.einsum("uw,v->uvw", dV, attr[t]).ravel()
+            d_attr[t] += np.einsum("uw,uvw->v", dV, W)
+        if idx.size == n:
+            d_h += dht
+        else:
+            d_h[idx] += dht
+    return d_h, d_attr, d_w
