@@ -112,6 +112,9 @@ def plot_error_vs_step(steps, errors: dict, ax=None, title: str = "", ylabel: st
         if s == 2:
             inv = 1.0 / steps
             ax.loglog(steps, 1e-2 * top * inv / inv.max(), "k--", lw=0.8, label="$\\propto h^{-1}$")
+    positive = np.concatenate([np.abs(e)[np.abs(e) > 0] for e in finite]) if finite else np.ones(1)
+    low = float(positive.min()) if positive.size else floor
+    ax.set_ylim(max(low, floor) / 30, 3 * top)  # the guides must not stretch the axis
     ax.set_xlabel("step h")
     ax.set_ylabel(ylabel)
     if title:
