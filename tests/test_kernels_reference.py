@@ -37,6 +37,11 @@ def _case(name, rng):
         fwd = lambda x, w0, w1: mlp.forward(x, [w0, w1], [0.4, 0.5])  # noqa: E731
         bwd = lambda d, c: (lambda dx, dws: (dx, *dws))(*mlp.backward(d, c))  # noqa: E731
         return fwd, bwd, [rng.standard_normal((9, 5)), *ws]
+    if name.startswith("readout_"):
+        act = name.split("_", 1)[1]
+        fwd = lambda x, w0, w1: mlp.forward(x, [w0, w1], [0.4, 0.5], act)  # noqa: E731
+        bwd = lambda d, c: (lambda dx, dws: (dx, *dws))(*mlp.backward(d, c))  # noqa: E731
+        return fwd, bwd, [rng.standard_normal((9, 5)), rng.standard_normal((5, 6)), rng.standard_normal((6, 1))]
     if name == "linear":
         plan = linear_plan(Irreps("3x0e+2x1o+2x0e+1x2e"), Irreps("2x0e+3x1o+2x2e"))
         return (lambda x, w: linear.forward(x, w, plan)), linear.backward, [rng.standard_normal((4, plan.irreps_in.dim)), rng.standard_normal(plan.n_weights)]
@@ -61,7 +66,8 @@ def _case(name, rng):
     raise KeyError(name)
 
 
-OPS = ["edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl"]
+OPS = ["edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl"] + [
+    f"readout_{a}" for a in ("tanh", "mish", "gelu", "ssp", "softplus", "sigmoid")]
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda f: f.__name__)

@@ -81,8 +81,13 @@ class ModelConfig:
             self.type_embed_num_features = nf[0]
         if self.readout_mlp_hidden_layers_width is None:
             self.readout_mlp_hidden_layers_width = nf[0]
-        if self.readout_mlp_nonlinearity not in ("silu", None):
-            raise ValueError(f"readout_mlp_nonlinearity must be 'silu' or None, got {self.readout_mlp_nonlinearity!r}")
+        from nequip_np.kernels.mlp.reference import ACTIVATIONS
+
+        if self.readout_mlp_nonlinearity in ("None", "null"):
+            self.readout_mlp_nonlinearity = None
+        if self.readout_mlp_nonlinearity is not None and self.readout_mlp_nonlinearity not in ACTIVATIONS:
+            raise ValueError(f"readout_mlp_nonlinearity must be one of {sorted(ACTIVATIONS)} or None, "
+                             f"got {self.readout_mlp_nonlinearity!r}")
         if self.model_dtype not in ("float32", "float64"):
             raise ValueError(f"model_dtype must be 'float32' or 'float64', got {self.model_dtype!r}")
         if self.pair_potential is not None:

@@ -269,7 +269,7 @@ class ModelConfig(_Section):
     radial_mlp_width: int = _f(128, _int(1))
     readout_mlp_hidden_layers_depth: int = _f(0, _int(0))
     readout_mlp_hidden_layers_width: int | None = _f(None, _int(1, optional=True))
-    readout_mlp_nonlinearity: str | None = _f("silu", _choice("silu", "tanh", optional=True))
+    readout_mlp_nonlinearity: str | None = _f("silu", _choice("silu", "tanh", "mish", "gelu", "ssp", "softplus", "sigmoid", optional=True))
     num_bessels: int = _f(8, _int(1))
     bessel_trainable: bool = _f(False, _bool)
     polynomial_cutoff_p: float = _f(6, _number(0, lo_open=True, what="a positive number"))

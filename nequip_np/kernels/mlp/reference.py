@@ -25,7 +25,46 @@ import numpy as np
 
 from nequip_np.kernels.common import silu, silu_grad
 
-ACTIVATIONS = {"silu": (silu, silu_grad)}
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def _mish(x):
+    return x * np.tanh(_softplus(x))
+
+
+def _mish_grad(x):
+    t = np.tanh(_softplus(x))
+    return t + x * (1.0 - t * t) * _sigmoid(x)
+
+
+def _gelu(x):
+    from scipy.special import erf  # complex-capable, needed for the training pass
+
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def _gelu_grad(x):
+    from scipy.special import erf
+
+    return 0.5 * (1.0 + erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+
+
+#: nequip's readout nonlinearities (``nn/mlp.py``): value and derivative, all analytic (complex-safe).
+ACTIVATIONS = {
+    "silu": (silu, silu_grad),
+    "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
+    "mish": (_mish, _mish_grad),
+    "gelu": (_gelu, _gelu_grad),
+    "ssp": (lambda x: _softplus(x) - np.log(2.0), _sigmoid),
+    "softplus": (_softplus, _sigmoid),
+    "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x))),
+}
 
 
 def forward(x, weights, alphas, nonlinearity="silu"):
