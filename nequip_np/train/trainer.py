@@ -90,6 +90,12 @@ class Trainer:
         self.early = None if es is None else EarlyStopping(patience=es.patience, min_delta=es.min_delta)
         self.epoch = 0
         self.best_val = np.inf
+        # several MPI ranks (mpirun): sharded, summed gradients; only rank 0 writes (docs/lammps_mpi.md)
+        from nequip_np.parallel.mpi import data_parallel_from_environment
+
+        self.parallel = data_parallel_from_environment()
+        self.writes = self.parallel is None or self.parallel.writes
+        self.progress = self.progress and self.writes
 
     def _build_model(self) -> NequIPModel:
         m, t = config_to_dict(self.config)["model"], self.config.training
@@ -110,31 +116,36 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def train(self) -> dict:
         t = self.config.training
-        self.out.mkdir(parents=True, exist_ok=True)
-        dump_config(self.config, self.out / "config.yaml")
+        if self.writes:
+            self.out.mkdir(parents=True, exist_ok=True)
+            dump_config(self.config, self.out / "config.yaml")
         bar = _progress(range(self.epoch, t.max_epochs), self.progress, initial=self.epoch, total=t.max_epochs)
         for epoch in bar:
             train_loss = self._train_epoch(epoch)
             val = self.evaluate(self.val_set) if len(self.val_set) else {"loss": train_loss}
             self.epoch = epoch + 1
             stop = self._after_epoch(val["loss"])
-            self._save_checkpoint(self.out / "last.ckpt.npz")
-            self._log(epoch, train_loss, val)
+            if self.writes:
+                self._save_checkpoint(self.out / "last.ckpt.npz")
+                self._log(epoch, train_loss, val)
             if val["loss"] < self.best_val:
                 self.best_val = val["loss"]
-                self._save_checkpoint(self.out / "best.ckpt.npz")
+                if self.writes:
+                    self._save_checkpoint(self.out / "best.ckpt.npz")
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(train=f"{train_loss:.3g}", val=f"{val['loss']:.3g}", lr=f"{self.optimizer.lr:.2g}")
             if stop:
                 break
         final = self.ema.params if self.ema else self.model.params
         self.model.load_params(final)
-        self.model.save(self.out / "model.npz")
+        if self.writes:
+            self.model.save(self.out / "model.npz")
         result = {"epochs": self.epoch, "best_val_loss": self.best_val}
         if len(self.test_set):
             result["test"] = self.evaluate(self.test_set, params=final)
-            with open(self.out / "test_metrics.json", "w") as fh:
-                json.dump(result["test"], fh, indent=2)
+            if self.writes:
+                with open(self.out / "test_metrics.json", "w") as fh:
+                    json.dump(result["test"], fh, indent=2)
         return result
 
     def _train_epoch(self, epoch: int) -> float:
@@ -142,7 +153,10 @@ class Trainer:
         rng = np.random.default_rng([t.seed, epoch])
         losses = []
         for batch in iterate_batches(self.train_set, t.batch_size, shuffle=True, rng=rng):
-            loss, _, grads, _ = loss_and_grad(self.model, batch, self.coeffs)
+            if self.parallel is not None:  # every rank draws the same batch and computes one shard of it
+                loss, _, grads, _ = self.parallel.loss_and_grad(self.model, batch, self.coeffs, loss_and_grad)
+            else:
+                loss, _, grads, _ = loss_and_grad(self.model, batch, self.coeffs)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch}: the training loss is {loss}; lower the learning rate")
             if t.grad_clip is not None:
