@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "train": "nequip_np.train.cli",
     "evaluate": "nequip_np.train.cli:evaluate",
     "check": "nequip_np.testing.cli",
+    "lammps": "nequip_np.lammps.cli",
 }
 
 
