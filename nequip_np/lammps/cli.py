@@ -1,0 +1,41 @@
+"""``nequip-np lammps INPUT --model MODEL --elements H C O``: run a LAMMPS input with the model.
+
+The input defines ``fix nequip all external pf/callback 1 1`` (another id with ``--fix-id``) after its
+box and atoms; ``--elements`` names the element of each LAMMPS atom type in type order. Under
+``mpirun -np N`` the model is split over the N ranks (docs/lammps_mpi.md).
+"""
+from __future__ import annotations
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("lammps", help="run a LAMMPS input file with a nequip-np model",
+                              description="Run a LAMMPS input in which 'fix nequip all external pf/callback 1 1' "
+                                          "applies the model (units metal).")
+    p.add_argument("input", help="LAMMPS input file")
+    p.add_argument("--model", required=True, help="nequip-np model file (or an official-nequip export .npz)")
+    p.add_argument("--elements", nargs="+", required=True, metavar="SYMBOL",
+                   help="element of LAMMPS atom types 1, 2, ... (like pair_coeff * * H C O)")
+    p.add_argument("--fix-id", default="nequip", help="id of the fix external (default: nequip)")
+    p.add_argument("--backend", default="numpy", help="compute backend of the model (default: numpy)")
+    p.add_argument("--var", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="define an index variable, like lmp -var NAME VALUE (repeatable)")
+    p.add_argument("--log", default="none", help="LAMMPS log file (default: none)")
+    p.add_argument("--screen", default=None, help="LAMMPS screen output file (default: the terminal)")
+    return p
+
+
+def run(args) -> int:
+    from nequip_np.lammps.coupling import default_comm, run_lammps
+    from nequip_np.model.io import load_any_model
+
+    model = load_any_model(args.model, backend=args.backend)
+    cmdargs = ["-log", args.log] + (["-screen", args.screen] if args.screen else [])
+    comm = default_comm()
+    lmp, coupling = run_lammps(args.input, model, args.elements, fix_id=args.fix_id, comm=comm, cmdargs=cmdargs,
+                               variables=dict(args.var))
+    t = coupling.timings
+    if comm.rank == 0 and t["calls"]:
+        print(f"nequip-np lammps: {t['calls']} model calls; {1e3 * t['callback_s'] / t['calls']:.2f} ms per call, "
+              f"of which outside the model's ranks' evaluation {1e3 * (t['callback_s'] - t['model_s']) / t['calls']:.3f} ms")
+    lmp.close()
+    return 0

@@ -1,0 +1,306 @@
+r"""Several MPI ranks: energies and forces of a decomposed system, and data-parallel training.
+
+Two uses, one small communicator interface (:class:`Comm`: ``rank``, ``size``, ``allgatherv``,
+``sum``), backed by mpi4py under ``mpirun`` and by :class:`SerialComm` in a single process.
+
+**MD (owned atoms + receptive-field shell).** Each rank owns some atoms (LAMMPS's domain
+decomposition decides which). Per step:
+
+1. ``allgatherv`` of (id, type, position) of the owned atoms; every rank sorts the whole system by atom
+   id, so what follows does not depend on the decomposition;
+2. the periodic neighbour list of the whole system (cell list, linear in N);
+3. the shell: atoms within ``num_layers`` graph hops of the owned atoms. After ``L`` message-passing
+   layers an atom's energy depends only on atoms within ``L`` hops (edges are :math:`r < r_\max`, so
+   the shell lies within :math:`L\,r_\max`). The rank evaluates the model on owned + shell atoms,
+   keeping only the edges whose receiver is fewer than ``L`` hops away — enough for every feature
+   that reaches an owned atom's energy (:func:`receptive_subgraph`);
+4. one reverse pass seeded with 1 on owned atoms and 0 on the shell gives the partial forces
+   :math:`-\partial E_\mathrm{own}/\partial R` on owned *and* shell atoms and the partial virial;
+5. ``sum`` over ranks of (:math:`E_\mathrm{own}`, partial forces (N, 3), partial virial); a rank keeps
+   the force rows of the atoms it owns.
+
+Because :math:`E = \sum_\mathrm{ranks} E_\mathrm{own}` and every quantity is linear in the energy, the
+result equals the single-process one up to the order of floating-point sums (1e-15 relative). Nodes
+are atoms, not periodic images (edges carry the cell shift), so it stays exact for boxes smaller than
+the receptive field, on any number of ranks. Cost and limits (docs/lammps_mpi.md): every rank holds
+all N positions and the N×3 partial forces, and builds the full neighbour list (O(N) memory and work
+per rank, two O(N) collectives per step); only the model — the expensive part — is split.
+
+**Training.** Every rank draws the same global batches (same seeded generator), takes a contiguous
+shard of each batch's frames, computes the loss gradient of its shard with coefficients reweighted by
+its share of the global normalisers (frames for energy, atoms for forces, stress frames for stress),
+and the shard gradients are summed; the sum equals the gradient of the global batch
+(:func:`shard_loss_and_grad`). The sum is formed in rank order from an allgather, so every rank
+holds bit-identical gradients and applies the same Adam step.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from nequip_np.data.graph import AtomicGraph, batch_graphs, split_batch
+from nequip_np.model.nequip import forces_and_stress
+
+#: environment variables that MPI launchers set to the world size (MPICH/Hydra, Open MPI)
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+# --------------------------------------------------------------------------------------------------
+# communicators
+# --------------------------------------------------------------------------------------------------
+class SerialComm:
+    """The communicator of a single process (rank 0 of 1)."""
+
+    rank, size = 0, 1
+
+    def allgatherv(self, a):
+        a = np.ascontiguousarray(a)
+        return a.copy(), np.array([a.shape[0]])
+
+    def sum(self, a):
+        return np.array(a, dtype=np.float64, copy=True)
+
+    def barrier(self):
+        pass
+
+
+class Comm:
+    """Thin wrapper of an mpi4py communicator with the few collectives used here."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+
+    def allgatherv(self, a):
+        """Concatenate ``a`` (n_r, ...) of every rank along axis 0, in rank order → (array, counts)."""
+        a = np.ascontiguousarray(a)
+        counts = np.array(self.comm.allgather(a.shape[0]), dtype=np.int64)
+        row = int(np.prod(a.shape[1:], dtype=np.int64))
+        out = np.empty((int(counts.sum()),) + a.shape[1:], dtype=a.dtype)
+        self.comm.Allgatherv(a, [out, counts * row])
+        return out, counts
+
+    def sum(self, a):
+        """Sum of ``a`` over ranks, formed in rank order: bit-identical on every rank."""
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        every = np.empty((self.size,) + a.shape)
+        self.comm.Allgather(a, every)
+        out = every[0].copy()
+        for r in range(1, self.size):
+            out += every[r]
+        return out
+
+    def barrier(self):
+        self.comm.Barrier()
+
+
+def launched_size() -> int:
+    """World size announced by an MPI launcher in the environment (1 when not under ``mpirun``)."""
+    for name in _SIZE_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def world(required: bool = False):
+    """``Comm(MPI.COMM_WORLD)`` under an MPI launcher with more than one rank, else :class:`SerialComm`.
+
+    Raises:
+        ImportError: launched on several ranks (or ``required``) but mpi4py is not installed.
+    """
+    if launched_size() <= 1 and not required:
+        return SerialComm()
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError(f"{launched_size()} MPI ranks need mpi4py: pip install 'nequip-np[mpi]'") from exc
+    return Comm(MPI.COMM_WORLD)
+
+
+# --------------------------------------------------------------------------------------------------
+# MD: owned atoms plus their receptive-field shell
+# --------------------------------------------------------------------------------------------------
+def hop_distance(edge_index, seeds, max_hops: int) -> np.ndarray:
+    """(N,) graph distance of every atom from the ``seeds`` mask, capped at ``max_hops + 1``."""
+    dst, src = edge_index
+    hop = np.where(seeds, 0, max_hops + 1)
+    for k in range(1, max_hops + 1):
+        frontier = src[hop[dst] == k - 1]
+        hop[frontier] = np.minimum(hop[frontier], k)
+    return hop
+
+
+def receptive_subgraph(graph: AtomicGraph, owned, num_layers: int):
+    """Owned atoms plus everything their energies depend on after ``num_layers`` layers.
+
+    Keeps atoms within ``num_layers`` hops and the edges whose receiver is fewer than ``num_layers``
+    hops away: a feature of layer m at hop k (m ≤ L − k) then sees its full neighbourhood, by
+    induction on m, which is all an owned atom's energy reads.
+
+    Returns:
+        (subgraph, nodes): ``nodes`` (n,) indices of the kept atoms in ``graph`` (increasing, so the
+        edge order — receiver-sorted — is preserved).
+    """
+    hop = hop_distance(graph.edge_index, owned, num_layers)
+    nodes = np.flatnonzero(hop <= num_layers)
+    edges = hop[graph.edge_index[0]] < num_layers
+    remap = np.full(graph.n_atoms, -1, np.int64)
+    remap[nodes] = np.arange(nodes.size)
+    sub = AtomicGraph(
+        pos=graph.pos[nodes], atom_types=graph.atom_types[nodes], edge_index=remap[graph.edge_index[:, edges]],
+        edge_shift=graph.edge_shift[edges], cell=graph.cell, pbc=graph.pbc,
+        batch=np.zeros(nodes.size, np.int64), num_atoms=np.array([nodes.size], np.int64))
+    return sub, nodes
+
+
+def owned_energy_forces(model, graph: AtomicGraph, owned) -> dict:
+    r"""Energy of the ``owned`` atoms and its exact negative gradient on every atom of ``graph``.
+
+    Returns a dict: ``energy`` (float, :math:`E_\mathrm{own}=\sum_{i\,\mathrm{owned}}E_i`), ``forces``
+    (N, 3) partial forces :math:`-\partial E_\mathrm{own}/\partial R` (non-zero on the shell too),
+    ``virial`` (3, 3) of :math:`E_\mathrm{own}`, ``n_computed`` atoms the model ran on, ``model_s``
+    seconds in the model's forward and reverse passes.
+    """
+    owned = np.asarray(owned, dtype=bool)
+    n_layers = model.config.num_layers
+    sub, nodes = receptive_subgraph(graph, owned, n_layers)
+    seed = owned[nodes].astype(np.float64)
+    t0 = time.perf_counter()
+    vec = sub.edge_vectors()
+    atomic, cache = model._forward(sub, vec, model.params)
+    d_vec, _ = model._backward(seed, cache, sub, model.params)
+    fs = forces_and_stress(sub, vec, d_vec)
+    model_s = time.perf_counter() - t0
+    forces = np.zeros((graph.n_atoms, 3))
+    forces[nodes] = fs["forces"]
+    return {"energy": float(np.dot(atomic, seed)), "forces": forces, "virial": fs["virial"][0],
+            "n_computed": int(nodes.size), "model_s": model_s}
+
+
+def decomposed_energy_forces(model, comm, ids, types, positions, cell, pbc=(True, True, True)) -> dict:
+    """Total energy, virial and the forces of this rank's atoms, the model split over ``comm``'s ranks.
+
+    Args:
+        model: a :class:`~nequip_np.model.nequip.NequIPModel`.
+        comm: :class:`Comm` or :class:`SerialComm`.
+        ids: (n,) unique global atom ids of the atoms this rank owns.
+        types: (n,) model type indices; positions: (n, 3) Å; cell: (3, 3) rows; pbc: 3 bools.
+
+    Returns:
+        dict with ``energy`` (float, whole system), ``forces`` (n, 3) in the order of ``ids``,
+        ``virial`` (3, 3) whole system (= −∂E/∂ε), ``n_computed`` atoms this rank evaluated,
+        ``model_s`` seconds of this rank in the model itself.
+    """
+    from nequip_np.data.neighborlist import neighbor_list
+
+    c = model.config
+    all_ids, counts = comm.allgatherv(np.asarray(ids, dtype=np.int64))
+    all_types, _ = comm.allgatherv(np.asarray(types, dtype=np.int64))
+    all_pos, _ = comm.allgatherv(np.asarray(positions, dtype=np.float64))
+    order = np.argsort(all_ids, kind="stable")
+    if all_ids.size and np.any(np.diff(all_ids[order]) == 0):
+        raise ValueError("atom ids are not unique across ranks")
+    start = int(counts[: comm.rank].sum())
+    mine = order.argsort()[start:start + len(ids)]  # rows of this rank's atoms in id order
+    pos, cell, pbc = all_pos[order], np.asarray(cell, dtype=np.float64), np.asarray(pbc, dtype=bool)
+    edge_index, shifts = neighbor_list(pos, cell, pbc, c.r_max)
+    if c.per_edge_type_cutoff is not None:
+        from nequip_np.data.neighborlist import cutoff_table_from_config, prune_edges
+
+        table = cutoff_table_from_config(c.per_edge_type_cutoff, c.type_names, c.r_max)
+        edge_index, shifts = prune_edges(edge_index, shifts, pos, cell, all_types[order], table)
+    graph = AtomicGraph(pos=pos, atom_types=all_types[order], edge_index=edge_index,
+                        edge_shift=shifts.astype(np.float64), cell=cell[None], pbc=pbc[None],
+                        batch=np.zeros(pos.shape[0], np.int64), num_atoms=np.array([pos.shape[0]], np.int64))
+    owned = np.zeros(pos.shape[0], bool)
+    owned[mine] = True
+    part = owned_energy_forces(model, graph, owned)
+    packed = np.concatenate([[part["energy"]], part["virial"].ravel(), part["forces"].ravel()])
+    total = comm.sum(packed)
+    return {"energy": float(total[0]), "virial": total[1:10].reshape(3, 3),
+            "forces": total[10:].reshape(-1, 3)[mine], "n_computed": part["n_computed"], "model_s": part["model_s"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# training: shards of every global batch, gradients summed
+# --------------------------------------------------------------------------------------------------
+def shard_frames(n_frames: int, rank: int, size: int) -> np.ndarray:
+    """Frame indices of ``rank``'s contiguous shard (``np.array_split`` sizes; may be empty)."""
+    return np.array_split(np.arange(n_frames), size)[rank]
+
+
+def _loss_counts(graph, coeffs):
+    """Normalisers of each loss term on ``graph``: frames, atoms, stress frames (see train/loss.py)."""
+    n_stress = int(np.all(graph.pbc, axis=1).sum()) if graph.stress is not None else 0
+    return np.array([graph.n_frames, graph.n_atoms, n_stress], dtype=np.float64)
+
+
+def shard_loss_and_grad(model, batch, coeffs, comm, loss_fn=None):
+    r"""Loss and parameter gradient of the global ``batch``, each rank computing one shard.
+
+    The loss is :math:`L = \sum_t c_t\,\frac{1}{n_t}\sum_{x\in t} r_x^2` with per-term normalisers
+    :math:`n_t` (frames, force components, stress frames). Shard k's own loss uses its own
+    :math:`n_{t,k}`, so the shard is evaluated with coefficients :math:`c_t n_{t,k}/n_t` (the loss
+    function renormalises them to sum 1: the result is multiplied back by their sum :math:`s_k`).
+    Then :math:`\sum_k s_k \nabla L_k = \nabla L` exactly, whatever the shard sizes.
+
+    Returns ``(loss, components, grads, None)`` like :func:`~nequip_np.train.loss.loss_and_grad`
+    (components are the global mean squared errors); identical on every rank.
+    """
+    from nequip_np.train.loss import LossCoefficients, loss_and_grad
+
+    loss_fn = loss_fn or loss_and_grad
+    c = coeffs.normalized()
+    frames = shard_frames(batch.n_frames, comm.rank, comm.size)
+    base = np.array([c.per_atom_energy, c.forces, c.stress])
+    names = sorted(model.params)
+    sizes = [model.params[k].size for k in names]
+    local = np.zeros(sum(sizes) + 1 + 3)
+    if frames.size:
+        parts = split_batch(batch)
+        shard = batch_graphs([parts[i] for i in frames])
+        weights = base * _loss_counts(shard, c) / np.maximum(_loss_counts(batch, c), 1.0)
+        s = float(weights.sum())
+        if s > 0:
+            loss, comps, grads, _ = loss_fn(model, shard, LossCoefficients(*weights))
+            local[:-4] = np.concatenate([s * grads[k].ravel() for k in names])
+            local[-4] = s * loss
+            mse = [comps.get(k, 0.0) for k in ("per_atom_energy_mse", "forces_mse", "stress_mse")]
+            local[-3:] = weights / np.where(base > 0, base, 1.0) * mse
+    total = comm.sum(local)
+    grads, offset = {}, 0
+    for k, n in zip(names, sizes):
+        grads[k] = total[offset:offset + n].reshape(model.params[k].shape)
+        offset += n
+    comps = {k: float(v) for k, v, b in zip(("per_atom_energy_mse", "forces_mse", "stress_mse"), total[-3:], base)
+             if b > 0}
+    return float(total[-4]), comps, grads, None
+
+
+class DataParallel:
+    """What the :class:`~nequip_np.train.trainer.Trainer` needs to train on several ranks.
+
+    ``loss_and_grad(model, batch, coeffs)`` — the sharded, summed gradient; ``writes`` — whether this
+    rank writes files (rank 0 only).
+    """
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank, self.size = comm.rank, comm.size
+        self.writes = comm.rank == 0
+
+    def loss_and_grad(self, model, batch, coeffs, loss_fn=None):
+        return shard_loss_and_grad(model, batch, coeffs, self.comm, loss_fn)
+
+    def __repr__(self):
+        return f"DataParallel(rank={self.rank}, size={self.size})"
+
+
+def data_parallel_from_environment():
+    """A :class:`DataParallel` when launched by ``mpirun`` with several ranks, else None."""
+    if launched_size() <= 1:
+        return None
+    comm = world(required=True)
+    return DataParallel(comm) if comm.size > 1 else None
