@@ -206,6 +206,15 @@ def input_commands(path) -> list[str]:
     return commands
 
 
+def check_fix_command(command: str, fix_id: str = DEFAULT_FIX_ID) -> None:
+    """Refuse a definition of the fix other than ``fix <fix_id> all external pf/callback 1 1``."""
+    words = shlex.split(command, comments=True)
+    expected = ["fix", fix_id, "all", "external", "pf/callback", "1", "1"]
+    if words != expected:
+        raise ValueError(f"the model's fix is defined as {' '.join(words)!r}; it must be {' '.join(expected)!r} "
+                         "(whole system, callback called and applied every step)")
+
+
 def _command_name(command: str) -> str:
     try:
         words = shlex.split(command, comments=True)
@@ -261,6 +270,7 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
                              f"'fix {fix_id} all external pf/callback 1 1' is defined; define the fix first")
         lmp.command(command)
         if coupling is None and lmp.has_id("fix", fix_id):
+            check_fix_command(command, fix_id)
             coupling = LammpsCoupling(lmp, model, elements, fix_id, comm, chemical_species_to_atom_type_map)
         if coupling is not None:
             coupling.raise_pending()
