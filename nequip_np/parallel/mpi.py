@@ -164,6 +164,9 @@ def owned_energy_forces(model, graph: AtomicGraph, owned) -> dict:
     seconds in the model's forward and reverse passes.
     """
     owned = np.asarray(owned, dtype=bool)
+    if not owned.any():  # a rank may own no atom (small system, many ranks)
+        return {"energy": 0.0, "forces": np.zeros((graph.n_atoms, 3)), "virial": np.zeros((3, 3)),
+                "n_computed": 0, "model_s": 0.0}
     n_layers = model.config.num_layers
     sub, nodes = receptive_subgraph(graph, owned, n_layers)
     seed = owned[nodes].astype(np.float64)

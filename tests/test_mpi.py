@@ -1,0 +1,170 @@
+"""The MPI decomposition, checked in one process (partitions summed by hand) and on 2 ranks with mpirun.
+
+In one process: the energies and forces of any partition of the atoms into "ranks" sum to the model's;
+the receptive-field shell is exact and smaller than the system when the system is large; shard
+gradients of a batch sum to the batch gradient for uneven and empty shards. With mpi4py and ``mpirun``
+(``pip install 'nequip-np[mpi]'``): ``mpirun -np 2 nequip-np train`` gives the single-process model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.build import bulk
+
+from nequip_np.data.graph import batch_graphs, graph_from_atoms
+from nequip_np.parallel.mpi import (
+    SerialComm, decomposed_energy_forces, hop_distance, owned_energy_forces, receptive_subgraph,
+    shard_frames, shard_loss_and_grad,
+)
+from nequip_np.train.loss import LossCoefficients, loss_and_grad
+from tests.model_factory import TYPES, molecule, periodic, small_model
+from tests.test_lammps import run_ranks
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "aspirin" / "aspirin_xtb_300.extxyz"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_model(num_layers=3, l_max=2, r_max=2.6)
+
+
+def _long_crystal(rng, n=6):
+    atoms = bulk("C", "diamond", a=3.6, cubic=True).repeat((n, 1, 1))
+    atoms.set_chemical_symbols([TYPES[k % 3] for k in range(len(atoms))])
+    atoms.positions += 0.08 * rng.standard_normal(atoms.positions.shape)
+    return atoms
+
+
+class _OneRank:
+    """Rank ``rank`` of ``size`` whose collectives return its own contribution (summed by the test)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def sum(self, a):
+        return np.array(a, dtype=np.float64, copy=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# MD decomposition
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("structure", ["long", "small_box", "molecule"])
+def test_partitioned_energies_and_forces_sum_to_the_model(model, structure):
+    rng = np.random.default_rng(0)
+    atoms = {"long": lambda: _long_crystal(rng), "small_box": lambda: periodic(rng, small=True),
+             "molecule": lambda: molecule(rng, 9)}[structure]()
+    graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
+    ref = model.compute(graph)
+    owner = rng.integers(0, 3, len(atoms))
+    parts = [owned_energy_forces(model, graph, owner == r) for r in range(3)]
+    energy = sum(p["energy"] for p in parts)
+    assert abs(energy - ref["total_energy"][0]) <= 1e-12 * abs(ref["total_energy"][0])
+    np.testing.assert_allclose(sum(p["forces"] for p in parts), ref["forces"], rtol=0, atol=1e-12)
+    if structure != "molecule":
+        np.testing.assert_allclose(sum(p["virial"] for p in parts), ref["virial"][0], rtol=0, atol=1e-11)
+
+
+def test_the_shell_is_the_receptive_field(model):
+    """On a long crystal the shell of one end excludes the far end, and dropping it changes nothing."""
+    atoms = _long_crystal(np.random.default_rng(1), n=8)  # 28.8 Å along x; receptive field 3 x 2.6 Å
+    graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
+    owned = atoms.positions[:, 0] < 3.0
+    sub, nodes = receptive_subgraph(graph, owned, model.config.num_layers)
+    assert owned.sum() < nodes.size < len(atoms)
+    hop = hop_distance(graph.edge_index, owned, 3)
+    assert hop.max() == 4 and set(np.unique(hop[nodes])) == {0, 1, 2, 3}
+    # every kept atom lies within num_layers x r_max of an owned atom (periodic distance)
+    d = atoms.get_all_distances(mic=True)[np.ix_(nodes, np.flatnonzero(owned))].min(axis=1)
+    assert d.max() < 3 * model.config.r_max
+    full = model.compute(graph)["atomic_energy"][owned].sum()
+    assert owned_energy_forces(model, graph, owned)["energy"] == pytest.approx(full, rel=1e-13)
+
+
+def test_decomposed_evaluation_is_independent_of_the_atom_order(model):
+    rng = np.random.default_rng(2)
+    atoms = periodic(rng)
+    graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
+    ref = model.compute(graph)
+    perm = rng.permutation(len(atoms))
+    ids = perm + 100  # ids need not start at 1 or be contiguous
+    out = decomposed_energy_forces(model, SerialComm(), ids, graph.atom_types[perm], graph.pos[perm], graph.cell[0])
+    assert out["energy"] == pytest.approx(ref["total_energy"][0], rel=1e-13)
+    np.testing.assert_allclose(out["forces"], ref["forces"][perm], atol=1e-12)
+    np.testing.assert_allclose(out["virial"], ref["virial"][0], atol=1e-11)
+    with pytest.raises(ValueError, match="not unique"):
+        decomposed_energy_forces(model, SerialComm(), np.zeros(len(atoms), int), graph.atom_types, graph.pos,
+                                 graph.cell[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------
+def _labelled_batch(model, n_frames, stress=True):
+    rng = np.random.default_rng(3)
+    graphs = []
+    for k in range(n_frames):
+        atoms = periodic(rng) if k % 2 else molecule(rng, 5 + k)
+        g = graph_from_atoms(atoms, TYPES, model.config.r_max)
+        g.energy = np.array([rng.normal(-1000.0, 5.0)])
+        g.forces = rng.normal(size=g.pos.shape)
+        g.stress = rng.normal(size=(1, 3, 3)) * 0.01 if stress else None
+        graphs.append(g)
+    return batch_graphs(graphs)
+
+
+@pytest.mark.parametrize("size", [2, 3, 7])
+@pytest.mark.parametrize("coeffs", [(1.0, 1.0, 0.0), (0.3, 1.0, 0.5), (1.0, 0.0, 0.0)])
+def test_shard_gradients_sum_to_the_batch_gradient(model, size, coeffs):
+    """Uneven shards (5 frames of different sizes) and empty ones (7 ranks): the sum is exact."""
+    batch = _labelled_batch(model, 5, stress=coeffs[2] > 0)
+    c = LossCoefficients(*coeffs)
+    loss, comps, grads, _ = loss_and_grad(model, batch, c)
+    parts = [shard_loss_and_grad(model, batch, c, _OneRank(r, size)) for r in range(size)]
+    assert sum(p[0] for p in parts) == pytest.approx(loss, rel=1e-12)
+    for key, value in comps.items():
+        assert sum(p[1][key] for p in parts) == pytest.approx(value, rel=1e-12)
+    for key, g in grads.items():
+        np.testing.assert_allclose(sum(p[2][key] for p in parts), g, rtol=1e-10, atol=1e-12 * np.abs(g).max())
+
+
+def test_shards_cover_every_frame_once():
+    for n, size in ((5, 2), (2, 3), (9, 4)):
+        shards = [shard_frames(n, r, size) for r in range(size)]
+        assert np.concatenate(shards).tolist() == list(range(n))
+
+
+def test_two_rank_training_equals_one_process(tmp_path):
+    """20 Adam steps (+ EMA) with mpirun -np 2 give the single-process model to 1e-10 relative."""
+    from nequip_np.cli import main
+    from tests.test_lammps import mpirun_or_skip
+
+    mpirun_or_skip()
+    configs = {}
+    for name in ("one", "two"):
+        cfg = {
+            "run_name": name,
+            "model": {"type_names": ["H", "C", "O"], "r_max": 3.0, "num_layers": 2, "l_max": 1, "num_features": 4,
+                      "radial_mlp_width": 8, "per_type_energy_shifts": "least_squares"},
+            "data": {"path": str(DATA), "train": 15, "val": 2, "test": 0, "split_seed": 3},
+            # 15 frames in batches of 3 -> 5 steps per epoch: 20 steps; shards of 2 and 1 frames
+            "training": {"batch_size": 3, "max_epochs": 4, "learning_rate": 0.01, "early_stopping": None,
+                         "seed": 5, "output_dir": str(tmp_path / name)},
+        }
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(configs["one"]), "--no-progress"]) == 0
+    script = tmp_path / "train.py"
+    script.write_text("import sys\nfrom nequip_np.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    run_ranks(2, script, tmp_path, "train", configs["two"], "--no-progress")
+    one, two = np.load(tmp_path / "one" / "model.npz"), np.load(tmp_path / "two" / "model.npz")
+    keys = [k for k in one.files if k.startswith("param/")]
+    assert keys
+    for key in keys:
+        scale = np.abs(one[key]).max()
+        assert np.abs(two[key] - one[key]).max() <= 1e-10 * scale, key
+    rows_one = np.genfromtxt(tmp_path / "one" / "metrics.csv", delimiter=",", names=True)
+    rows_two = np.genfromtxt(tmp_path / "two" / "metrics.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(rows_two["train_loss"], rows_one["train_loss"], rtol=1e-12)
