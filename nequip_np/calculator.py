@@ -1,8 +1,20 @@
-"""ASE calculator for nequip_np models.
+r"""ASE calculator for nequip_np models, ready for molecular dynamics.
 
-``NequIPCalculator(model)`` implements energy, free_energy, energies (per atom), forces and stress
-(ASE's Voigt order and sign; only for structures periodic in all three directions — otherwise ASE's
-``PropertyNotImplementedError``). Species are mapped to the model's type names by chemical symbol.
+``NequIPCalculator(model)`` implements ASE's calculator contract: ``results`` holds ``energy`` and
+``free_energy`` (eV, equal: the model has no electronic entropy), ``energies`` (per atom, eV; they sum
+to ``energy``), ``forces`` (N, 3) eV/Å and, only for structures periodic in x, y and z, ``stress``
+(ASE's Voigt order xx, yy, zz, yz, xz, xy; positive = tensile; eV/Å³). Asking for the stress of a
+structure that is not fully periodic raises ASE's ``PropertyNotImplementedError``. Species are mapped
+to the model's type names by chemical symbol (or by ``chemical_species_to_atom_type_map``).
+
+Neighbour-list reuse (a Verlet list, ``docs/md.md``): with ``skin > 0`` the list is built at
+:math:`r_\mathrm{max} + \mathrm{skin}` and kept while every atom has moved less than
+:math:`\mathrm{skin}/2` since the build and the cell, pbc and atomic numbers are unchanged. Then no
+pair can have crossed into :math:`r_\mathrm{max}` unseen: two atoms that approach each other by at
+most ``skin`` in total were within :math:`r_\mathrm{max} + \mathrm{skin}` at the build. Each call
+filters the stored candidates to :math:`d < r_\mathrm{max}` with the very arithmetic of
+:func:`~nequip_np.data.neighborlist.neighbor_list`, in the same (centre, neighbour, shift) order, so
+the edges are *identical* to a fresh list — results do not depend on the skin (tested bit for bit).
 """
 from __future__ import annotations
 
@@ -10,48 +22,184 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from nequip_np.conventions import stress_to_voigt
-from nequip_np.data.graph import graph_from_atoms
+from nequip_np.data.graph import AtomicGraph, atom_types_from_numbers, type_map_from_symbols
+from nequip_np.data.neighborlist import (DUPLICATE_TOL, cutoff_table_from_config, neighbor_list,
+                                         prune_edges)
+
+
+def _is_path(obj) -> bool:
+    return isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__")
+
+
+def _as_model(model, backend, dtype):
+    """A model object with the requested backend and dtype (a converted copy when they differ)."""
+    if _is_path(model):
+        from nequip_np.model.io import load_any_model
+
+        model = load_any_model(model, backend=backend or "numpy")
+    backend = backend or model.backend
+    dtype = np.dtype(dtype or model.dtype).name
+    if backend == model.backend and dtype == model.dtype.name:
+        return model
+    from nequip_np.model.nequip import NequIPModel
+
+    config = {**model.config.to_dict(), "model_dtype": dtype}
+    new = NequIPModel(backend=backend, **config)
+    new.buffers = {k: np.array(v, copy=True) for k, v in model.buffers.items()}  # imported scales etc.
+    new.load_params(model.params)
+    return new
+
+
+class NeighborListCache:
+    r"""A Verlet neighbour list: built at ``r_max + skin``, filtered to ``d < r_max`` on every call.
+
+    Attributes:
+        builds: number of full builds so far (the rest were reuses).
+    """
+
+    def __init__(self, r_max: float, skin: float):
+        if not np.isfinite(skin) or skin < 0:
+            raise ValueError(f"skin must be a finite number >= 0 (Å), got {skin!r}")
+        self.r_max, self.skin = float(r_max), float(skin)
+        self.builds = 0
+        self._key = None
+
+    def _valid(self, pos, cell, pbc, numbers) -> bool:
+        if self._key is None or self.skin == 0.0:
+            return False
+        pos0, cell0, pbc0, numbers0 = self._key
+        if pos.shape != pos0.shape or not (np.array_equal(cell, cell0) and np.array_equal(pbc, pbc0)
+                                           and np.array_equal(numbers, numbers0)):
+            return False
+        moved2 = np.einsum("ij,ij->i", pos - pos0, pos - pos0)
+        return bool(moved2.max(initial=0.0) < (0.5 * self.skin) ** 2)
+
+    def get(self, pos, cell, pbc, numbers):
+        """``(edge_index, shifts)`` with ``d < r_max``, equal to ``neighbor_list(pos, cell, pbc, r_max)``."""
+        if not self._valid(pos, cell, pbc, numbers):
+            edge_index, shifts = neighbor_list(pos, cell, pbc, self.r_max + self.skin)
+            self._key = (pos.copy(), cell.copy(), pbc.copy(), numbers.copy())
+            self._candidates = (edge_index, shifts)
+            self.builds += 1
+            if self.skin == 0.0:
+                return edge_index, shifts
+        return self._filter(pos, cell, pbc, *self._candidates)
+
+    def _filter(self, pos, cell, pbc, edge_index, shifts):
+        # Same expression and summation order as neighborlist._visit_atom, so the strict d < r_max
+        # test agrees with a fresh build even for a pair at r_max to the last bit.
+        cell = np.where(pbc[:, None], cell, 0.0)
+        i, j = edge_index
+        s = shifts.astype(np.float64)
+        vec = (pos[j] - pos[i] + s[:, 0:1] * cell[0] + s[:, 1:2] * cell[1] + s[:, 2:3] * cell[2])
+        d2 = vec[:, 0] * vec[:, 0] + vec[:, 1] * vec[:, 1] + vec[:, 2] * vec[:, 2]
+        keep = d2 < self.r_max * self.r_max
+        if np.any(d2[keep] < DUPLICATE_TOL * DUPLICATE_TOL):
+            e = int(np.flatnonzero(keep & (d2 < DUPLICATE_TOL * DUPLICATE_TOL))[0])
+            raise ValueError(f"atoms {int(i[e])} and {int(j[e])} are at the same position (distance < "
+                             f"{DUPLICATE_TOL} Å, possibly through a periodic image); every atom needs a "
+                             "distinct position")
+        return edge_index[:, keep], shifts[keep]
 
 
 class NequIPCalculator(Calculator):
     """ASE calculator wrapping a :class:`~nequip_np.NequIPModel` (or a path to a saved model).
 
     Args:
-        model: a model object, a nequip-np model file, or an official-nequip export (.npz).
-        backend: compute backend ("numpy" is the reference).
+        model: a model object, a nequip-np model file, or an official-nequip export (.npz) — files are
+            read with :func:`nequip_np.model.io.load_any_model`.
+        backend: compute backend ("numpy" is the reference, "numba"); None keeps the model's. A model
+            object with another backend is converted (a copy; the original is untouched).
         chemical_species_to_atom_type_map: optional ``{symbol: type_name}`` when type names are not
             chemical symbols.
+        skin: neighbour-list skin in Å (see module docstring); 0 rebuilds the list on every call.
+            The default 0.5 Å suits MD at a 0.5–1 fs step (a rebuild every ~10–50 steps at 300–500 K).
+        dtype: "float64" or "float32" model precision; None keeps the model's.
+        **kwargs: passed on to :class:`ase.calculators.calculator.Calculator` (e.g. ``directory``).
+
+    Attributes:
+        model: the model in use.
+        nl_builds: neighbour-list builds so far; ``n_calculations``: model evaluations so far.
+
+    Example:
+        >>> from ase.build import molecule
+        >>> from nequip_np import NequIPModel
+        >>> model = NequIPModel(type_names=["H", "C", "O"], r_max=3.0, num_layers=1, l_max=1,
+        ...                     num_features=4, avg_num_neighbors=3.0)
+        >>> atoms = molecule("CH3OH")
+        >>> atoms.calc = NequIPCalculator(model)
+        >>> atoms.get_forces().shape, sorted(atoms.calc.results)
+        ((6, 3), ['energies', 'energy', 'forces', 'free_energy'])
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model, backend: str | None = None, chemical_species_to_atom_type_map=None, **kwargs):
+    def __init__(self, model, backend: str | None = None, chemical_species_to_atom_type_map=None, *,
+                 skin: float = 0.5, dtype: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-            from nequip_np import load_model
-
-            model = load_model(model, backend=backend or "numpy")
-        elif backend is not None and backend != model.backend:
-            raise ValueError(f"model uses backend {model.backend!r} but backend={backend!r} was requested; "
-                             "load the model with the backend you want")
-        self.model = model
+        self.model = _as_model(model, backend, dtype)
         self.species_map = chemical_species_to_atom_type_map
+        c = self.model.config
+        self.type_names = list(c.type_names)
+        self._type_map = type_map_from_symbols(self.type_names, chemical_species_to_atom_type_map)
+        self._cutoff_table = (None if c.per_edge_type_cutoff is None else
+                              cutoff_table_from_config(c.per_edge_type_cutoff, self.type_names, c.r_max))
+        self.nl = NeighborListCache(c.r_max, skin)
+        self.n_calculations = 0
+
+    @property
+    def nl_builds(self) -> int:
+        return self.nl.builds
+
+    @property
+    def skin(self) -> float:
+        return self.nl.skin
+
+    def __repr__(self) -> str:
+        return (f"NequIPCalculator(type_names={self.type_names}, r_max={self.model.config.r_max}, "
+                f"backend={self.model.backend!r}, dtype={self.model.dtype.name!r}, skin={self.skin})")
+
+    def species_types(self, atoms) -> np.ndarray:
+        """(N,) type indices of ``atoms``; an element the model does not know raises ValueError."""
+        try:
+            return atom_types_from_numbers(atoms.numbers, self._type_map, self.type_names)
+        except ValueError:
+            known = sorted(self._type_map)
+            unknown = sorted(set(atoms.get_chemical_symbols()) - set(known))
+            raise ValueError(f"the model does not know element(s) {', '.join(unknown)}; it knows "
+                             f"{', '.join(known)} (type_names {self.type_names})") from None
+
+    def graph(self, atoms) -> "AtomicGraph":
+        """The model graph of ``atoms`` (edges from the reused neighbour list)."""
+        types = self.species_types(atoms)
+        pos = np.array(atoms.positions, dtype=np.float64)
+        if not np.isfinite(pos).all():
+            raise ValueError("positions contain NaN or inf; all coordinates must be finite")
+        cell = np.array(atoms.cell.array, dtype=np.float64)
+        pbc = np.array(atoms.pbc, dtype=bool)
+        edge_index, shifts = self.nl.get(pos, cell, pbc, np.asarray(atoms.numbers))
+        if self._cutoff_table is not None:
+            edge_index, shifts = prune_edges(edge_index, shifts, pos, cell, types, self._cutoff_table)
+        return AtomicGraph(pos=pos, atom_types=types, edge_index=edge_index,
+                           edge_shift=shifts.astype(np.float64), cell=cell[None], pbc=pbc[None],
+                           batch=np.zeros(len(atoms), np.int64), num_atoms=np.array([len(atoms)], np.int64))
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        want_stress = "stress" in properties
-        if want_stress and not np.all(self.atoms.pbc):
-            raise PropertyNotImplementedError("stress is only defined for structures periodic in x, y and z")
-        c = self.model.config
-        graph = graph_from_atoms(self.atoms, c.type_names, c.r_max, c.per_edge_type_cutoff,
-                                 chemical_species_to_atom_type_map=self.species_map)
-        out = self.model.compute(graph, forces=True, stress=want_stress)
+        periodic = bool(np.all(self.atoms.pbc))
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError("stress is only defined for structures periodic in x, y and z "
+                                              f"(this one has pbc={self.atoms.pbc.tolist()})")
+        if len(self.atoms) == 0:
+            raise ValueError("cannot evaluate an empty structure (0 atoms)")
+        out = self.model.compute(self.graph(self.atoms), forces=True, stress=periodic)
+        self.n_calculations += 1
         energy = float(out["total_energy"][0])
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "energies": out["atomic_energy"].copy(),
-            "forces": out["forces"].copy(),
+            "energies": np.array(out["atomic_energy"], dtype=np.float64),
+            "forces": np.array(out["forces"], dtype=np.float64),
         }
-        if np.all(self.atoms.pbc):
+        if periodic:
             self.results["stress"] = stress_to_voigt(out["stress"][0])

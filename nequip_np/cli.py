@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "evaluate": "nequip_np.train.cli:evaluate",
     "check": "nequip_np.testing.cli",
     "lammps": "nequip_np.lammps.cli",
+    "md": "nequip_np.md.cli:md",
+    "relax": "nequip_np.md.cli:relax",
 }
 
 
