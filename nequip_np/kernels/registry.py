@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl")
 #: backend -> module file name inside each operation's folder
-BACKEND_FILES = {"numpy": "reference", "numba": "cpu"}
+BACKEND_FILES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
 #: operations whose reference is cheap enough (elementwise / per-node scalars) to serve every backend
 REFERENCE_ONLY = frozenset({"zbl"})
 
@@ -31,6 +31,10 @@ def get_ops(backend: str) -> SimpleNamespace:
         except ImportError as exc:
             raise ImportError("backend='numba' needs the numba package (pip install numba); "
                               "use backend='numpy' without it") from exc
+    if backend == "cuda":  # one error naming what is missing (numba.cuda, driver, device); simulator OK
+        from nequip_np.kernels._cuda_util import require_cuda
+
+        require_cuda()
     mods = {}
     for op in OPERATIONS:
         name = "reference" if op in REFERENCE_ONLY else BACKEND_FILES[backend]
