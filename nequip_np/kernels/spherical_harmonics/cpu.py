@@ -100,12 +100,17 @@ def sh_edge_vjp(ux, uy, uz, dY, tab_l, tab_m, ptr, tj, tk, tc, A, B, Zp, Rp):
     return gY, gZ, gX
 
 
+CHUNK = 512  # edges per prange item: the four scratch arrays are allocated once per chunk
+
+
 @numba.njit(**PARALLEL)
 def _forward(vec, tab_l, tab_m, ptr, tj, tk, tc, Y):
     l_max = tab_l[tab_l.shape[0] - 1]
-    for e in prange(vec.shape[0]):
-        A = np.empty(l_max + 1, dtype=Y.dtype)
-        B, Zp, Rp = np.empty_like(A), np.empty_like(A), np.empty_like(A)
+    E = vec.shape[0]
+    for ch in prange((E + CHUNK - 1) // CHUNK):
+      A = np.empty(l_max + 1, dtype=Y.dtype)
+      B, Zp, Rp = np.empty_like(A), np.empty_like(A), np.empty_like(A)
+      for e in range(ch * CHUNK, min(E, (ch + 1) * CHUNK)):
         r = np.sqrt(vec[e, 0] * vec[e, 0] + vec[e, 1] * vec[e, 1] + vec[e, 2] * vec[e, 2])
         sh_edge(vec[e, 0] / r, vec[e, 1] / r, vec[e, 2] / r, tab_l, tab_m, ptr, tj, tk, tc, A, B, Zp, Rp, Y[e])
 
@@ -113,9 +118,11 @@ def _forward(vec, tab_l, tab_m, ptr, tj, tk, tc, Y):
 @numba.njit(**PARALLEL)
 def _backward(dY, vec, tab_l, tab_m, ptr, tj, tk, tc, d_vec):
     l_max = tab_l[tab_l.shape[0] - 1]
-    for e in prange(vec.shape[0]):
-        A = np.empty(l_max + 1, dtype=d_vec.dtype)
-        B, Zp, Rp = np.empty_like(A), np.empty_like(A), np.empty_like(A)
+    E = vec.shape[0]
+    for ch in prange((E + CHUNK - 1) // CHUNK):
+      A = np.empty(l_max + 1, dtype=d_vec.dtype)
+      B, Zp, Rp = np.empty_like(A), np.empty_like(A), np.empty_like(A)
+      for e in range(ch * CHUNK, min(E, (ch + 1) * CHUNK)):
         r = np.sqrt(vec[e, 0] * vec[e, 0] + vec[e, 1] * vec[e, 1] + vec[e, 2] * vec[e, 2])
         ux, uy, uz = vec[e, 0] / r, vec[e, 1] / r, vec[e, 2] / r
         gx, gy, gz = sh_edge_vjp(ux, uy, uz, dY[e], tab_l, tab_m, ptr, tj, tk, tc, A, B, Zp, Rp)
