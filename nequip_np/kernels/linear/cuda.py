@@ -148,8 +148,8 @@ def forward(x, weight, plan):
     cu.require_cuda()
     dt = cu.common_dtype(x, weight)
     xd = cu.to_device(x, dt)
-    W2 = cu.to_device(weight, dt).reshape(1, -1) if cu.is_device_array(weight) else cu.to_device(
-        np.asarray(weight).reshape(1, -1), dt)
+    W2 = cu.to_device(weight, dt)
+    W2 = W2.reshape(1, W2.size)
     tabs = cu.plan_tables(plan, _plan_tables)
     out = species_linear_forward(xd, W2, _no_types(), 0, tabs, plan.irreps_out.dim)
     return cu.finish(out, x, weight), (xd, W2, plan, x)
