@@ -33,28 +33,34 @@ def notebook_paths(prefixes=()) -> list[pathlib.Path]:
     return paths
 
 
-def execute(path: pathlib.Path, smoke: bool, timeout: int = CELL_TIMEOUT_S, save: bool = True):
-    """Run one notebook with nbclient in its own folder; returns (notebook, seconds)."""
-    import nbformat
+def execute_notebook(nb, cwd: pathlib.Path, smoke: bool, timeout: int = CELL_TIMEOUT_S) -> float:
+    """Execute a notebook object in place with nbclient, running in ``cwd``; returns seconds."""
     from nbclient import NotebookClient
 
-    nb = nbformat.read(path, as_version=4)
     previous = os.environ.get(SMOKE_VAR)
     if smoke:
         os.environ[SMOKE_VAR] = "1"
     else:
         os.environ.pop(SMOKE_VAR, None)
-    try:
+    try:  # the kernel is a child process: it inherits this environment
         start = time.perf_counter()
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                                resources={"metadata": {"path": str(path.parent)}})
+                                resources={"metadata": {"path": str(cwd)}})
         client.execute()
-        seconds = time.perf_counter() - start
+        return time.perf_counter() - start
     finally:
         if previous is None:
             os.environ.pop(SMOKE_VAR, None)
         else:
             os.environ[SMOKE_VAR] = previous
+
+
+def execute(path: pathlib.Path, smoke: bool, timeout: int = CELL_TIMEOUT_S, save: bool = True):
+    """Run one notebook file in its own folder; returns (notebook, seconds)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    seconds = execute_notebook(nb, path.parent, smoke, timeout)
     if save:
         nbformat.write(nb, path)
     return nb, seconds
