@@ -209,3 +209,18 @@ def test_tp_conv_is_deterministic(plan):
     gpu = _ops("tp_conv")[1]
     first = gpu.forward(*args)[0]
     assert np.array_equal(first, gpu.forward(*args)[0])
+
+
+def test_float32_training_pass_runs_in_complex64():
+    """model_dtype='float32' training: the complex-step pass runs the kernels in complex64."""
+    rng = np.random.default_rng(12)
+    ref = small_model(seed=4, model_dtype="float32", **TINY)
+    gpu = small_model(seed=4, backend="cuda", model_dtype="float32", **TINY)
+    graph = batch_graphs([_graph(ref, molecule(rng, 3), rng)])
+    coeffs = LossCoefficients(1.0, 1.0, 0.0)
+    la, _, ga, _ = loss_and_grad(ref, graph, coeffs)
+    lb, _, gb, _ = loss_and_grad(gpu, graph, coeffs)
+    assert abs(la - lb) <= 1e-6 * abs(la)
+    for name in ga:
+        scale = max(1e-12, float(np.abs(ga[name]).max()))
+        assert float(np.abs(gb[name] - ga[name]).max()) <= 2e-4 * scale, name
