@@ -1,0 +1,342 @@
+#!/usr/bin/env python
+r"""CPU benchmark: backend="numba" vs backend="numpy" vs official nequip 0.19.1 (eager, CPU), same weights.
+
+Not a test. Calls are ALTERNATED (numba, numpy, nequip, numba, …) so that load drift on a shared
+machine hits every implementation alike; the median per call is reported. Official nequip runs in a
+worker process (``--nequip-python``: an interpreter with torch + nequip, e.g. a scratch venv) that
+builds the model with ``NequIPGNNModel(seed=…)``; its state_dict is imported here through
+``nequip_np.interop`` so all three evaluate the same weights on the same edges. Thread counts: one
+child process per count, with ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` set, ``numba.set_num_threads``
+and ``torch.set_num_threads`` to the same value.
+
+Flop model (multiply-adds of the forward pass, from the plan; ``flops`` = 2 · MACs · 3, taking the
+reverse pass of an energy+forces call as two forward-equivalents):
+
+.. math::
+
+    \mathrm{MAC} = \sum_{\rm layers}\Big[E\sum_k d_k d_{k+1}
+        + E\sum_{p\in\rm TP}\big(\mathrm{nnz}(\tilde C_p) + \mathrm{mul}_p d_{1p} d_{3p} + \mathrm{mul}_p d_{3p}\big)
+        + N\!\!\sum_{p\in\rm lin_1, lin_2, sc}\!\!\mathrm{mul}_{\rm in}\mathrm{mul}_{\rm out} d_p\Big]
+        + N\sum_k r_k r_{k+1}.
+
+Usage (see docs/benchmarks.md for what was run)::
+
+    python benchmarks/bench_cpu.py --nequip-python /path/to/venv/bin/python --out benchmarks/results/cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ASPIRIN = "/work/shared/data/aspirin_xtb_500K.extxyz"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ====================================================================== nequip worker (torch side)
+def worker() -> None:
+    """JSON-lines server: build / data / call / rss. Imports only torch, nequip, numpy."""
+    import torch
+
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from export_nequip import build_model, export_state
+    from nequip.data import AtomicDataDict, from_dict
+
+    models, datas = {}, {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        cmd, out = req["cmd"], {}
+        if cmd == "build":
+            torch.set_default_dtype(torch.float64)
+            model = build_model(req["kwargs"])
+            model.eval()
+            export_state(model, req["kwargs"], req["path"])
+            models[req["key"]] = model
+        elif cmd == "data":
+            z = np.load(req["path"])
+            d = from_dict({"pos": z["pos"], "atom_types": z["atom_types"], "cell": z["cell"], "pbc": z["pbc"],
+                           "edge_index": z["edge_index"], "edge_cell_shift": z["edge_shift"]})
+            datas[req["key"]] = d
+        elif cmd == "threads":
+            torch.set_num_threads(int(req["n"]))
+        elif cmd == "call":
+            model, d = models[req["model"]], datas[req["data"]]
+            t = time.perf_counter()
+            res = model({k: (v.clone() if torch.is_tensor(v) else v) for k, v in d.items()})
+            out["seconds"] = time.perf_counter() - t
+            out["energy"] = float(res[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().sum())
+            out["forces"] = res[AtomicDataDict.FORCE_KEY].detach().double().numpy().tolist() if req.get("forces") else None
+        elif cmd == "train_step":
+            model, d = models[req["model"]], datas[req["data"]]
+            model.train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            t = time.perf_counter()
+            res = model({k: (v.clone() if torch.is_tensor(v) else v) for k, v in d.items()})
+            loss = (res[AtomicDataDict.FORCE_KEY] ** 2).mean() + res[AtomicDataDict.TOTAL_ENERGY_KEY].sum() ** 2
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            out["seconds"] = time.perf_counter() - t
+            out["n_grads"] = sum(g is not None for g in grads)
+            model.eval()
+        out["rss_mb"] = peak_rss_mb()
+        print(json.dumps(out), flush=True)
+
+
+class Nequip:
+    def __init__(self, python: str):
+        self.proc = subprocess.Popen([python, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def __call__(self, **req):
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("nequip worker died")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+# ====================================================================== our side
+def structures(names):
+    from ase.build import bulk
+    from ase.io import read
+
+    out = {}
+    for name in names:
+        if name == "aspirin":
+            out[name] = read(ASPIRIN, index=0)
+        else:  # cu<N>: rattled fcc Cu, cubic cells repeated
+            n = int(name[2:])
+            rep = max(1, round((n / 4) ** (1 / 3)))
+            at = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((rep, rep, rep))
+            at.rattle(0.05, seed=1)
+            out[name] = at
+    return out
+
+
+def model_kwargs(system, l_max, dtype, features):
+    types = ["H", "C", "O"] if system == "aspirin" else ["Cu"]
+    return dict(seed=123, type_names=types, r_max=5.0, l_max=l_max, num_layers=4, num_features=features,
+                radial_mlp_depth=1, radial_mlp_width=128, num_bessels=8, model_dtype=dtype,
+                avg_num_neighbors=20.0 if system == "aspirin" else 78.0,
+                per_type_energy_scales={t: 1.0 for t in types}, per_type_energy_shifts={t: 0.0 for t in types})
+
+
+def flop_count(model, n_atoms, n_edges) -> dict:
+    from nequip_np.kernels.tp_conv.cpu import flat_plan
+
+    macs = {"radial_mlp": 0, "tensor_product": 0, "linear": 0, "self_connection": 0, "readout": 0}
+    for layer in model.plan.layers:
+        macs["radial_mlp"] += n_edges * sum(a * b for a, b in zip(layer.radial_dims[:-1], layer.radial_dims[1:]))
+        table, _, _, _, _, _, _ = flat_plan(layer.conv)
+        for row in table:  # in0, d1, sh0, d2, mid0, d3, woff, mul, nz0, nz1
+            macs["tensor_product"] += n_edges * ((row[9] - row[8]) + row[7] * row[1] * row[5] + row[7] * row[5])
+        for lin in (layer.linear_1, layer.linear_2):
+            bi, bo = lin.bin, lin.bout
+            macs["linear"] += n_atoms * sum(bi[i].mul * bo[o].mul * bi[i].dim for i, o, _ in lin.paths)
+        if layer.self_connection is not None:
+            from nequip_np.model.plan import blocks
+
+            sc = layer.self_connection
+            bi, bo = blocks(sc.irreps_in), blocks(sc.irreps_out)
+            macs["self_connection"] += n_atoms * sum(bi[i].mul * bo[o].mul * bi[i].dim for i, o, _ in sc.paths)
+    d = model.plan.readout_dims
+    macs["readout"] = n_atoms * sum(a * b for a, b in zip(d[:-1], d[1:]))
+    total = sum(macs.values())
+    return {"forward_macs": {k: int(v) for k, v in macs.items()}, "flops_per_call": int(6 * total)}
+
+
+def child(args) -> list:
+    """One thread count: every (system, l_max, dtype) case, implementations alternated."""
+    import numba
+
+    from nequip_np.data.graph import graph_from_atoms
+    from nequip_np.interop import nequip_npz
+
+    numba.set_num_threads(args.threads)
+    nq = Nequip(args.nequip_python) if args.nequip_python else None
+    if nq:
+        nq(cmd="threads", n=args.threads)
+    tmp = tempfile.mkdtemp(prefix="bench_cpu_")
+    rows = []
+    atoms = structures(args.systems)
+    for system, at in atoms.items():
+        for l_max in args.lmax:
+            for dtype in args.dtypes:
+                kw = model_kwargs(system, l_max, dtype, args.features)
+                graph = graph_from_atoms(at, kw["type_names"], kw["r_max"])
+                key = f"{system}-l{l_max}-{dtype}"
+                impls = {}
+                if nq:
+                    npz = os.path.join(tmp, key + ".npz")
+                    nq(cmd="build", key=key, kwargs=kw, path=npz)
+                    kws, state = nequip_npz.read_nequip_npz(npz)
+                    gpath = os.path.join(tmp, key + "-graph.npz")
+                    np.savez(gpath, pos=graph.pos, atom_types=graph.atom_types, cell=graph.cell[0], pbc=graph.pbc[0],
+                             edge_index=graph.edge_index, edge_shift=graph.edge_shift)
+                    nq(cmd="data", key=key, path=gpath)
+                    make = lambda b: nequip_npz.model_from_state(kws, state, backend=b)  # noqa: E731
+                else:
+                    from nequip_np.model.nequip import NequIPModel
+
+                    make = lambda b: NequIPModel(backend=b, **kw)  # noqa: E731
+                skip_numpy = graph.n_atoms > args.numpy_max_atoms
+                for b in ["numba"] + ([] if skip_numpy else ["numpy"]):
+                    m = make(b)
+                    impls[b] = lambda m=m: m.compute(graph)
+                if nq and graph.n_atoms <= args.nequip_max_atoms:
+                    impls["nequip"] = lambda: nq(cmd="call", model=key, data=key)
+                times = {k: [] for k in impls}
+                energies = {}
+                for r in range(args.repeats + 1):  # first round = warm-up (JIT, allocator), discarded
+                    for name, f in impls.items():
+                        t = time.perf_counter()
+                        res = f()
+                        dt = res["seconds"] if name == "nequip" else time.perf_counter() - t
+                        if r:
+                            times[name].append(dt)
+                        energies[name] = res["energy"] if name == "nequip" else float(res["total_energy"][0])
+                fl = flop_count(impls and make("numpy"), graph.n_atoms, graph.n_edges)
+                row = dict(system=system, n_atoms=graph.n_atoms, n_edges=graph.n_edges, l_max=l_max, dtype=dtype,
+                           features=args.features, threads=args.threads, repeats=args.repeats,
+                           median_ms={k: 1e3 * statistics.median(v) for k, v in times.items()},
+                           all_ms={k: [1e3 * x for x in v] for k, v in times.items()}, energy=energies, **fl)
+                med = row["median_ms"]
+                row["atom_steps_per_s"] = {k: graph.n_atoms / (v / 1e3) for k, v in med.items()}
+                row["us_per_atom"] = {k: 1e3 * v / graph.n_atoms for k, v in med.items()}
+                row["gflops"] = {k: fl["flops_per_call"] / (v / 1e3) / 1e9 for k, v in med.items()}
+                if "nequip" in med:
+                    row["ratio_vs_nequip"] = {k: v / med["nequip"] for k, v in med.items() if k != "nequip"}
+                row["peak_rss_mb_ours"] = peak_rss_mb()
+                if nq:
+                    row["peak_rss_mb_nequip"] = nq(cmd="threads", n=args.threads)["rss_mb"]
+                print(json.dumps({k: row[k] for k in ("system", "l_max", "dtype", "threads", "median_ms")}), flush=True)
+                rows.append(row)
+    if args.train:
+        rows.append(train_step(args))
+    if nq:
+        nq.close()
+    return rows
+
+
+def train_step(args) -> dict:
+    """One force-trained optimisation step (loss_and_grad + Adam) on a batch of 5 aspirin frames."""
+    from ase.io import read
+
+    from nequip_np.data.graph import batch_graphs, graph_from_atoms
+    from nequip_np.model.nequip import NequIPModel
+    from nequip_np.train.loss import LossCoefficients, loss_and_grad
+    from nequip_np.train.optim import Adam
+
+    frames = read(ASPIRIN, index=":5")
+    kw = model_kwargs("aspirin", args.lmax[0], "float64", args.features)
+    models = {b: NequIPModel(backend=b, **kw) for b in ("numba", "numpy")}
+    batch = batch_graphs([graph_from_atoms(a, kw["type_names"], kw["r_max"], with_labels=True) for a in frames])
+    opts = {b: Adam(m.params, lr=1e-3) for b, m in models.items()}
+    times = {b: [] for b in models}
+    for r in range(args.repeats + 1):
+        for b, m in models.items():
+            t = time.perf_counter()
+            _, _, grads, _ = loss_and_grad(m, batch, LossCoefficients(1.0, 1.0, 0.0))
+            opts[b].step(grads)
+            if r:
+                times[b].append(time.perf_counter() - t)
+    return dict(system="train_step_aspirin_x5", l_max=args.lmax[0], dtype="float64", threads=args.threads,
+                n_atoms=batch.n_atoms, n_edges=batch.n_edges, repeats=args.repeats,
+                median_ms={b: 1e3 * statistics.median(v) for b, v in times.items()}, peak_rss_mb_ours=peak_rss_mb())
+
+
+def machine(args) -> dict:
+    import numba
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = dict(cpu=cpu, logical_cores=os.cpu_count(), python=platform.python_version(), numpy=np.__version__,
+                numba=numba.__version__, threading_layer=os.environ.get("NUMBA_THREADING_LAYER", "default"),
+                load_average_at_start=os.getloadavg(), platform=platform.platform())
+    if args.nequip_python:
+        v = subprocess.run([args.nequip_python, "-c", "import torch, nequip; print(torch.__version__, nequip.__version__)"],
+                           capture_output=True, text=True).stdout.split()
+        info.update(torch=v[0] if v else None, nequip=v[1] if len(v) > 1 else None)
+    return info
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--nequip-python", default=None, help="interpreter with torch + nequip 0.19.1")
+    p.add_argument("--systems", nargs="+", default=["aspirin", "cu108", "cu864", "cu4000"])
+    p.add_argument("--lmax", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    p.add_argument("--features", type=int, default=32)
+    p.add_argument("--threads-list", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--numpy-max-atoms", type=int, default=10**9, help="skip the reference above this size")
+    p.add_argument("--nequip-max-atoms", type=int, default=10**9)
+    p.add_argument("--train", action="store_true", help="also time one force-trained step (5 aspirin frames)")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "cpu.json"))
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker()
+    if args.child:
+        print("ROWS " + json.dumps(child(args)), flush=True)
+        return None
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # see docs/benchmarks.md (shared machine)
+    rows = []
+    for t in args.threads_list:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(t)] + \
+            _strip(list(argv if argv is not None else sys.argv[1:]), "--threads-list")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+        sys.stderr.write(proc.stderr[-2000:])
+        out = [line for line in proc.stdout.splitlines() if line.startswith("ROWS ")]
+        if not out:
+            raise RuntimeError(f"child for {t} threads failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        rows += json.loads(out[0][5:])
+    result = dict(machine=machine(args), command=" ".join(sys.argv), rows=rows)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {args.out}")
+    return result
+
+
+def _strip(cmd, flag):
+    """Drop ``flag`` and its values from an argv list."""
+    out, skip = [], False
+    for a in cmd:
+        if a == flag:
+            skip = True
+            continue
+        if skip and not a.startswith("--"):
+            continue
+        skip = False
+        out.append(a)
+    return out
+
+
+if __name__ == "__main__":
+    main()
