@@ -80,17 +80,6 @@ def worker() -> None:
             out["seconds"] = time.perf_counter() - t
             out["energy"] = float(res[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().sum())
             out["forces"] = res[AtomicDataDict.FORCE_KEY].detach().double().numpy().tolist() if req.get("forces") else None
-        elif cmd == "train_step":
-            model, d = models[req["model"]], datas[req["data"]]
-            model.train()
-            params = [p for p in model.parameters() if p.requires_grad]
-            t = time.perf_counter()
-            res = model({k: (v.clone() if torch.is_tensor(v) else v) for k, v in d.items()})
-            loss = (res[AtomicDataDict.FORCE_KEY] ** 2).mean() + res[AtomicDataDict.TOTAL_ENERGY_KEY].sum() ** 2
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            out["seconds"] = time.perf_counter() - t
-            out["n_grads"] = sum(g is not None for g in grads)
-            model.eval()
         out["rss_mb"] = peak_rss_mb()
         print(json.dumps(out), flush=True)
 
@@ -298,7 +287,10 @@ def main(argv=None):
     p.add_argument("--nequip-max-atoms", type=int, default=10**9)
     p.add_argument("--train", action="store_true", help="also time one force-trained step (5 aspirin frames)")
     p.add_argument("--out", default=os.path.join(HERE, "results", "cpu.json"))
+    p.add_argument("--table", nargs="+", default=None, help="print a markdown table of result files and exit")
     args = p.parse_args(argv)
+    if args.table:
+        return print(table(args.table))
     if args.worker:
         return worker()
     if args.child:
@@ -322,6 +314,24 @@ def main(argv=None):
         json.dump(result, f, indent=1)
     print(f"wrote {args.out}")
     return result
+
+
+def table(paths) -> str:
+    """Markdown table of result files (``--table a.json b.json``), as in docs/benchmarks.md."""
+    lines = ["| system | atoms | edges | l_max | dtype | threads | numba ms | numpy ms | nequip ms | numba/nequip "
+             "| numpy/nequip | numba GFLOP/s | numba atom-steps/s |", "|" + "---|" * 13]
+    for path in paths:
+        with open(path) as f:
+            for r in json.load(f)["rows"]:
+                med = r["median_ms"]
+                ratio = r.get("ratio_vs_nequip", {})
+                fmt = lambda d, k, f="{:.0f}": f.format(d[k]) if k in d else "–"  # noqa: E731
+                lines.append(f"| {r['system']} | {r['n_atoms']} | {r['n_edges']} | {r['l_max']} | {r['dtype']} | "
+                             f"{r['threads']} | {fmt(med, 'numba')} | {fmt(med, 'numpy')} | {fmt(med, 'nequip')} | "
+                             f"{fmt(ratio, 'numba', '{:.2f}')} | {fmt(ratio, 'numpy', '{:.2f}')} | "
+                             f"{fmt(r.get('gflops', {}), 'numba', '{:.2f}')} | "
+                             f"{fmt(r.get('atom_steps_per_s', {}), 'numba', '{:.0f}')} |")
+    return "\n".join(lines)
 
 
 def _strip(cmd, flag):
