@@ -35,7 +35,8 @@ def run(args) -> int:
                                variables=dict(args.var))
     t = coupling.timings
     if comm.rank == 0 and t["calls"]:
-        print(f"nequip-np lammps: {t['calls']} model calls; {1e3 * t['callback_s'] / t['calls']:.2f} ms per call, "
-              f"of which outside the model's ranks' evaluation {1e3 * (t['callback_s'] - t['model_s']) / t['calls']:.3f} ms")
+        per_call = 1e3 / t["calls"]
+        print(f"nequip-np lammps: {t['calls']} model calls, {per_call * t['callback_s']:.2f} ms each on rank 0: "
+              f"model {per_call * t['model_s']:.2f} ms, coupling {per_call * (t['callback_s'] - t['model_s']):.2f} ms")
     lmp.close()
     return 0

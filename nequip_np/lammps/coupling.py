@@ -44,7 +44,7 @@ from nequip_np.parallel.mpi import SerialComm, decomposed_energy_forces, launche
 
 DEFAULT_FIX_ID = "nequip"
 #: commands that start a run: the callback must be attached before any of them
-_RUN_COMMANDS = {"run", "minimize", "rerun", "min_modify_run", "temper", "neb", "prd", "tad"}
+_RUN_COMMANDS = {"run", "minimize", "rerun", "temper", "neb", "prd", "tad"}
 _MPI_HANDLE = []  # keeps the preloaded MPI library alive
 
 
@@ -268,7 +268,12 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
         if coupling is None and _command_name(command) in _RUN_COMMANDS:
             raise ValueError(f"{input_path}: command {number} ({command!r}) runs before "
                              f"'fix {fix_id} all external pf/callback 1 1' is defined; define the fix first")
-        lmp.command(command)
+        try:
+            lmp.command(command)
+        except Exception:
+            if coupling is not None:  # the model's own error is the cause: report it first
+                coupling.raise_pending()
+            raise
         if coupling is None and lmp.has_id("fix", fix_id):
             check_fix_command(command, fix_id)
             coupling = LammpsCoupling(lmp, model, elements, fix_id, comm, chemical_species_to_atom_type_map)
