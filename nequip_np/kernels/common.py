@@ -20,12 +20,43 @@ def scatter_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(incidence @ flat).reshape((n,) + values.shape[1:])
 
 
+def _dual_parts(x):
+    """``(re, im)`` when x is complex with an imaginary part that is a complex-step tangent.
+
+    In the training pass every forward quantity is :math:`p + i h \dot p` with :math:`h = 10^{-20}`,
+    so :math:`f(p + ih\dot p) = f(p) + ih\dot p f'(p)` to :math:`O(h^2)`: evaluating that in real
+    arithmetic is exact to rounding and avoids complex ``exp`` (≈5× slower). Anything else
+    (real input, or a large imaginary part) returns None and takes the plain complex path.
+    """
+    if not np.iscomplexobj(x):
+        return None
+    re, im = x.real, x.imag
+    if im.size and np.max(np.abs(im)) > 1e-8 * (1.0 + np.max(np.abs(re))):
+        return None
+    return re, im
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
 def silu(x):
     r"""SiLU :math:`x\,\mathrm{sigmoid}(x)`, written with exp only so complex inputs work."""
+    parts = _dual_parts(x)
+    if parts is not None:
+        re, im = parts
+        s = _sigmoid(re)
+        return re * s + 1j * im * (s * (1.0 + re * (1.0 - s)))
     return x / (1.0 + np.exp(-x))
 
 
 def silu_grad(x):
-    r""":math:`\mathrm{silu}'(x) = s\,(1 + x(1 - s))` with :math:`s = \mathrm{sigmoid}(x)`."""
+    r""":math:`\mathrm{silu}'(x) = s\,(1 + x(1 - s))` with :math:`s = \mathrm{sigmoid}(x)`;
+    :math:`\mathrm{silu}''(x) = s(1-s)(2 + x(1 - 2s))` for the complex-step tangent."""
+    parts = _dual_parts(x)
+    if parts is not None:
+        re, im = parts
+        s = _sigmoid(re)
+        return s * (1.0 + re * (1.0 - s)) + 1j * im * (s * (1.0 - s) * (2.0 + re * (1.0 - 2.0 * s)))
     s = 1.0 / (1.0 + np.exp(-x))
     return s * (1.0 + x * (1.0 - s))
