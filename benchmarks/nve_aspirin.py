@@ -84,7 +84,8 @@ def pick_backend(model_path) -> str:
     return choice
 
 
-def train(out: Path) -> Path:
+def train(out: Path, epochs: int) -> Path:
+    """Train (or resume from ``out/last.ckpt.npz``) up to ``epochs`` epochs; returns the model path."""
     from nequip_np.train.trainer import Trainer
 
     model = out / "model.npz"
@@ -93,16 +94,23 @@ def train(out: Path) -> Path:
         return model
     cfg = json.loads(json.dumps(TRAIN_CONFIG))
     cfg["training"]["output_dir"] = str(out)
-    t0 = time.perf_counter()
-    result = Trainer(cfg, progress=False).train()
-    (out / "train_summary.json").write_text(json.dumps(
-        {"train_seconds": time.perf_counter() - t0, **result}, indent=2, default=float))
-    print(f"trained in {time.perf_counter() - t0:.0f} s: {result.get('test', {})}")
+    cfg["training"]["max_epochs"] = epochs
+    trainer = Trainer(cfg, progress=False)
+    if (out / "last.ckpt.npz").exists():
+        trainer.load_checkpoint(out / "last.ckpt.npz")
+        print(f"resuming training at epoch {trainer.epoch}")
+    result = trainer.train()
+    (out / "train_summary.json").write_text(json.dumps(result, indent=2, default=float))
+    print(f"trained {result['epochs']} epochs: {result.get('test', {})}")
     return model
 
 
 def run_nve(model_path: Path, out: Path, steps: int, dt_fs: float, frame: int, sample: int, backend: str):
-    """Velocity Verlet from a dataset frame with its momenta; saves (time fs, Epot, Ekin) every ``sample``."""
+    """Velocity Verlet from a dataset frame with its momenta; saves (time fs, Epot, Ekin) every ``sample``.
+
+    Rows go to ``out/nve_aspirin_energies.npy`` and the run's bookkeeping to ``out/nve_run.json``
+    every 1600 steps, so a run stopped early can still be analysed (``--stage analyse``).
+    """
     from ase import units
     from ase.io import read
     from ase.md.verlet import VelocityVerlet
@@ -111,26 +119,32 @@ def run_nve(model_path: Path, out: Path, steps: int, dt_fs: float, frame: int, s
 
     atoms = read(DATA, frame)
     momenta = atoms.get_momenta()
-    atoms.calc = NequIPCalculator(model_path, backend=backend, skin=0.5)
+    calc = NequIPCalculator(model_path, backend=backend, skin=0.5)
+    atoms.calc = calc
     atoms.set_momenta(momenta)
     dyn = VelocityVerlet(atoms, timestep=dt_fs * units.fs)
     rows = []
-    path = out / "nve_aspirin_energies.npy"
+    info = {"backend": backend, "steps_requested": steps, "timestep_fs": dt_fs, "frame": frame,
+            "sample_interval": sample}
     t0 = time.perf_counter()
+
+    def save():
+        np.save(out / "nve_aspirin_energies.npy", np.array(rows))
+        info.update(steps=dyn.nsteps, wall_seconds=time.perf_counter() - t0, neighbour_list_builds=calc.nl_builds,
+                    force_evaluations=calc.n_calculations)
+        (out / "nve_run.json").write_text(json.dumps(info, indent=2))
 
     def record():
         rows.append((dyn.nsteps * dt_fs, atoms.get_potential_energy(), atoms.get_kinetic_energy()))
-        if len(rows) % 400 == 0:
-            np.save(path, np.array(rows))
+        if len(rows) % (1600 // sample) == 1 and len(rows) > 1:
+            save()
             print(f"step {dyn.nsteps:6d}  t={dyn.nsteps * dt_fs / 1000:.3f} ps  "
                   f"Etot={rows[-1][1] + rows[-1][2]:.6f} eV  {time.perf_counter() - t0:.0f} s", flush=True)
 
     dyn.attach(record, interval=sample)
     dyn.run(steps)
-    np.save(path, np.array(rows))
-    calc = atoms.calc
-    return {"wall_seconds": time.perf_counter() - t0, "neighbour_list_builds": calc.nl_builds,
-            "force_evaluations": calc.n_calculations}
+    save()
+    return info
 
 
 def analyse(rows: np.ndarray, n_atoms: int) -> dict:
@@ -183,6 +197,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage", choices=["all", "train", "md", "analyse"], default="all")
     p.add_argument("--out", default=str(ROOT / "runs" / "nve_aspirin"), help="model and trajectory folder")
     p.add_argument("--steps", type=int, default=40000)
+    p.add_argument("--epochs", type=int, default=TRAIN_CONFIG["training"]["max_epochs"])
     p.add_argument("--timestep", type=float, default=0.25, help="fs")
     p.add_argument("--frame", type=int, default=1999, help="dataset frame to start from (with its momenta)")
     p.add_argument("--sample", type=int, default=4, help="record energies every this many steps")
@@ -192,28 +207,27 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = train(out)
+    model = train(out, args.epochs)
     if args.stage == "train":
         return 0
-    backend = pick_backend(model) if args.backend == "auto" else args.backend
-    run_info_path = out / "nve_run.json"
+    backend = args.backend
+    if args.stage in ("all", "md") and backend == "auto":
+        backend = pick_backend(model)
     if args.stage in ("all", "md"):
-        info = run_nve(model, out, args.steps, args.timestep, args.frame, args.sample, backend)
-        info.update(backend=backend, steps=args.steps, timestep_fs=args.timestep, frame=args.frame,
-                    sample_interval=args.sample)
-        run_info_path.write_text(json.dumps(info, indent=2))
-    info = json.loads(run_info_path.read_text())
+        run_nve(model, out, args.steps, args.timestep, args.frame, args.sample, backend)
+    info = json.loads((out / "nve_run.json").read_text())
     rows = np.load(out / "nve_aspirin_energies.npy")
     stats = analyse(rows, 21)
     summary = json.loads((out / "train_summary.json").read_text()) if (out / "train_summary.json").exists() else {}
     result = {
         "benchmark": "nve_aspirin", "system": "aspirin C9H8O4 (21 atoms), GFN2-xTB 500 K data",
         "dtype": "float64", "integrator": "VelocityVerlet", "start": f"dataset frame {info['frame']} with its momenta",
-        **{k: info[k] for k in ("steps", "timestep_fs", "backend", "sample_interval", "wall_seconds",
-                                "neighbour_list_builds", "force_evaluations")},
+        **{k: info[k] for k in ("steps", "steps_requested", "timestep_fs", "backend", "sample_interval",
+                                "wall_seconds", "neighbour_list_builds", "force_evaluations")},
         **stats,
         "targets": {"drift_meV_per_atom_per_ps": 0.1, "fluctuation_rms_meV_per_atom": 1.0},
         "model": {"config": TRAIN_CONFIG["model"], "train_frames": TRAIN_CONFIG["data"]["train"],
+                  "training": TRAIN_CONFIG["training"],
                   "epochs": summary.get("epochs"), "test": summary.get("test")},
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
     }

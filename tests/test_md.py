@@ -37,7 +37,7 @@ def structure(tmp_path):
     return path
 
 
-def _block_mean_and_error(x, n_blocks=10):
+def _block_mean_and_error(x, n_blocks=15):
     """Mean and its standard error from ``n_blocks`` contiguous block means (handles correlation)."""
     blocks = np.array([b.mean() for b in np.array_split(x, n_blocks)])
     return float(x.mean()), float(blocks.std(ddof=1) / np.sqrt(n_blocks))
@@ -55,21 +55,20 @@ def test_maxwell_boltzmann_zero_momentum_and_temperature():
 def test_langevin_holds_the_target_temperature():
     """Mean kinetic temperature over the second half equals the target within 4 standard errors."""
     rng = np.random.default_rng(11)
-    atoms = molecule(rng, 10)
-    atoms.set_cell([8.0, 8.0, 8.0])
+    atoms = molecule(rng, 8)
+    atoms.set_cell([7.0, 7.0, 7.0])
     atoms.pbc = True
     target = 400.0
-    rows = []
-    res = run_md(atoms, NequIPCalculator(tiny_model(), skin=0.5), steps=1200, timestep_fs=0.5,
-                 temperature_K=target, ensemble="langevin", friction=0.05, seed=3, log_interval=1)
+    res = run_md(atoms, NequIPCalculator(tiny_model(), skin=0.5), steps=1000, timestep_fs=0.5,
+                 temperature_K=target, ensemble="langevin", friction=0.2, seed=3, log_interval=1)
     temps = np.array([r[5] for r in res.log])
     second = temps[len(temps) // 2:]
     mean, err = _block_mean_and_error(second)
-    # one sample fluctuates by T sqrt(2/3N) = 73 K; the error of the mean must be far smaller
+    # one sample fluctuates by T sqrt(2/3N) = 115 K; a strong friction (kinetic energy decorrelates
+    # in ~1/(2 gamma) = 2.5 fs) makes the 500 samples worth ~100 independent ones: err ~ 10-15 K
     assert err < 0.06 * target, (mean, err)
     assert abs(mean - target) < 4 * err + 1e-9, f"<T> = {mean:.1f} +- {err:.1f} K, target {target} K"
     assert res.nl_builds < res.steps / 3  # the list was reused
-    del rows
 
 
 def test_nve_conserves_energy():
