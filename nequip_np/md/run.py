@@ -285,8 +285,8 @@ def run_md(atoms, calc, *, steps: int, timestep_fs: float, temperature_K: float,
         if writer is not None and step == 0:
             where = f"; nothing was written to {str(writer.path)!r}"
         fstr = "n/a" if fmax is None or not np.isfinite(fmax) else f"{fmax:.4g} eV/Å"
-        msg = (f"MD blew up at step {step} (t = {step * timestep_fs * 1e-3:.4f} ps): {reason}; largest "
-               f"force {fstr}{where}")
+        largest = "" if reason.startswith("force ") else f"; largest force {fstr}"
+        msg = f"MD blew up at step {step} (t = {step * timestep_fs * 1e-3:.4f} ps): {reason}{largest}{where}"
         emit(f"# {msg}")
         return MDBlowUpError(msg, step, fmax, getattr(writer, "path", None), getattr(writer, "frames", 0))
 
