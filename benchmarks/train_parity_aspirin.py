@@ -14,7 +14,12 @@ sides only exchange files, so they can run side by side::
     # 3. merge the per-run records into benchmarks/results/*.json and draw docs/figures/learning_curve.png
     python     benchmarks/train_parity_aspirin.py collect
 
-``train --max-steps 20`` times 20 optimiser steps and exits (used to size the runs).
+``train --max-steps 20`` times 20 optimiser steps and exits (used to size the runs). Runs recorded in
+docs/accuracy.md: ``--n-train 250 --epochs 100 --tag _e100`` (parity), ``--n-train 250 --epochs 40
+--snapshot-at 20`` (first parity run; its epoch-20 test evaluation is the N = 250 learning-curve point)
+and ``--n-train N --epochs E --tag _curve`` for (N, E) = (50, 100), (100, 50), (500, 10), (900, 6),
+i.e. ~1000 optimiser steps each. Per-run records go to ``runs/train_parity_aspirin/`` (or
+``$TRAIN_PARITY_WORK``); ``collect`` reads them from there.
 
 Protocol (docs/accuracy.md):
 
@@ -380,9 +385,11 @@ def cmd_collect(a):
     def rel(x, y):
         return (x - y) / y
 
-    # parity run: n_train = 250 at the full epoch budget
-    par = {r["impl"]: r for (impl, n, stem), r in runs.items() if n == 250 and stem.endswith("n250")}
-    if {"np", "torch"} <= set(par):
+    # parity runs: n_train = 250; 100 epochs (tag _e100) and the earlier 40-epoch run (no tag)
+    for tag, fname in (("_e100", "train_parity_aspirin.json"), ("", "train_parity_aspirin_40ep.json")):
+        par = {r["impl"]: r for (impl, n, stem), r in runs.items() if n == 250 and stem.endswith("n250" + tag)}
+        if not {"np", "torch"} <= set(par):
+            continue
         s = {k: summary(v) for k, v in par.items()}
         doc = dict(description="aspirin xTB 500 K, 250/100/1000 split, same initial weights and batches; "
                                "test metrics with EMA weights (benchmarks/train_parity_aspirin.py)",
@@ -393,8 +400,11 @@ def cmd_collect(a):
                        (x["val_loss"] - y["val_loss"]) / y["val_loss"]
                        for x, y in zip(par["np"]["history"], par["torch"]["history"])],
                    history={k: v["history"] for k, v in par.items()})
-        _dump(doc, RESULTS / "train_parity_aspirin.json")
-        print("parity:", json.dumps({k: v for k, v in doc.items() if k != "history"}, indent=1))
+        _dump(doc, RESULTS / fname)
+        print(f"parity ({fname}):", json.dumps({k: v for k, v in doc.items()
+                                                 if k not in ("history", "val_loss_rel_diff_per_epoch")}))
+        print("  max |rel. diff| of the validation loss over epochs:",
+              max(map(abs, doc["val_loss_rel_diff_per_epoch"])))
     curve = sorted((summary(r) | {"run": stem} for (impl, n, stem), r in runs.items() if stem.endswith("_curve")),
                    key=lambda s: (s["impl"], s["n_train"]))
     if curve:
@@ -423,6 +433,7 @@ def cmd_collect(a):
 
 def plot(curve):
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -439,11 +450,17 @@ def plot(curve):
                 ax.plot(*zip(*pts), **style[impl])
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ns = sorted({s["n_train"] for s in curve})
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.0f"))
         ax.set_xlabel("training frames")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
-    fig.suptitle("Aspirin (xTB, 500 K): learning curve, 1000 test frames", fontsize=10)
+    fig.suptitle("Aspirin (xTB, 500 K): test error vs training frames (1000 optimiser steps per run, "
+                 "same initial weights and batches)", fontsize=9)
     fig.tight_layout()
     fig.savefig(FIGURES / "learning_curve.png", dpi=120)
     print(f"wrote {FIGURES / 'learning_curve.png'}")
