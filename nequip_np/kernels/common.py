@@ -21,7 +21,7 @@ def scatter_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
 
 
 def _dual_parts(x):
-    """``(re, im)`` when x is complex with an imaginary part that is a complex-step tangent.
+    r"""``(re, im)`` when x is complex with an imaginary part that is a complex-step tangent.
 
     In the training pass every forward quantity is :math:`p + i h \dot p` with :math:`h = 10^{-20}`,
     so :math:`f(p + ih\dot p) = f(p) + ih\dot p f'(p)` to :math:`O(h^2)`: evaluating that in real
