@@ -14,16 +14,20 @@ lazily: Numba compiles on the first launch, per argument types.
 
 **Device arrays.** :func:`to_device` passes numba device arrays through (cast if needed) and copies
 NumPy arrays; :func:`finish` returns device arrays when the caller gave device arrays and NumPy
-arrays otherwise. Every allocation goes through :func:`device_empty`, which reports GPU out-of-memory
-with the size attempted. :func:`launch` counts kernel launches (``launch_count``) and host↔device
-transfers (``transfer_bytes``) for the benchmarks.
+arrays otherwise. :func:`resident` keeps parameters, buffers and graph index arrays on the device
+across calls (uploaded once per content). Every allocation goes through :func:`device_empty`, which
+reports GPU out-of-memory with the size attempted. :func:`launch` counts kernel launches
+(``launch_count``); :func:`to_device` / :func:`to_host` count host↔device bytes (``transfer_bytes``)
+— every copy in the backend goes through them, so the counters are the whole traffic.
 """
 from __future__ import annotations
 
 import cmath
+import hashlib
 import math
 import os
 import types
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -34,6 +38,7 @@ BLOCK_GPU, BLOCK_SIM = 128, 8
 TILE_GPU, TILE_SIM = 16, 4
 
 _COUNTERS = {"launches": 0, "h2d_bytes": 0, "d2h_bytes": 0}
+_BY_KERNEL: dict = {}
 
 
 # ---------------------------------------------------------------------------- availability
@@ -138,19 +143,31 @@ def launch(f, dtype, n_threads: int, *args) -> None:
     kernel = compile_kernel(f, np.dtype(dtype).str)
     b = block()
     kernel[(n_threads + b - 1) // b, b](*args)
-    _COUNTERS["launches"] += 1
+    _count(f)
 
 
 def launch_2d(f, dtype, grid: tuple, blockdim: tuple, *args) -> None:
     if min(grid) <= 0:
         return
     compile_kernel(f, np.dtype(dtype).str)[grid, blockdim](*args)
+    _count(f)
+
+
+def _count(f) -> None:
     _COUNTERS["launches"] += 1
+    parts = f.__module__.split(".")
+    name = f"{parts[-2] if parts[-1] == 'cuda' else parts[-1]}.{f.__name__}"
+    _BY_KERNEL[name] = _BY_KERNEL.get(name, 0) + 1
 
 
 def launch_count() -> int:
     """Kernel launches since the last :func:`reset_counters` (benchmarks: launches per MD step)."""
     return _COUNTERS["launches"]
+
+
+def launch_counts_by_kernel() -> dict:
+    """Launches per kernel (``"<operation>.<kernel>"``) since the last :func:`reset_counters`."""
+    return dict(sorted(_BY_KERNEL.items()))
 
 
 def transfer_bytes() -> tuple[int, int]:
@@ -161,6 +178,7 @@ def transfer_bytes() -> tuple[int, int]:
 def reset_counters() -> None:
     for k in _COUNTERS:
         _COUNTERS[k] = 0
+    _BY_KERNEL.clear()
 
 
 # ---------------------------------------------------------------------------- device arrays
@@ -207,17 +225,75 @@ def _k_fill_zero(a):
 
 
 def to_device(a, dtype=None):
-    """A device array of ``a`` in ``dtype`` (no copy when ``a`` already lives there in that dtype)."""
+    """A device array of ``a`` in ``dtype`` (no copy when ``a`` already lives there in that dtype;
+    a device array of another dtype is converted by a kernel, never through the host)."""
     from numba import cuda
 
     if is_device_array(a):
         if dtype is None or a.dtype == np.dtype(dtype):
             return a
-        a = a.copy_to_host()
-        _COUNTERS["d2h_bytes"] += a.nbytes
+        return device_cast(a, dtype)
     h = np.ascontiguousarray(a, dtype=dtype)
     _COUNTERS["h2d_bytes"] += h.nbytes
     return _alloc(cuda.to_device, h.shape, h.dtype, h)
+
+
+def device_cast(a, dtype):
+    """A new device array holding ``a`` (contiguous, on the device) converted to ``dtype``."""
+    out = device_empty(a.shape, dtype)
+    if out.size:
+        launch(_k_copy, out.dtype, out.size, a.reshape(a.size), out.reshape(out.size))
+    return out
+
+
+def _k_copy(a, out):
+    i = cuda.grid(1)  # noqa: F821 - ``cuda`` is bound by compile_kernel
+    if i < out.shape[0]:
+        out[i] = a[i]
+
+
+# ---------------------------------------------------------------------------- resident arrays
+#: content key -> (host copy, device array); most recently used last
+_RESIDENT: "OrderedDict" = OrderedDict()
+#: id(device array) -> (device array, host copy) for the arrays in _RESIDENT (host reads without a copy)
+_MIRROR: dict = {}
+RESIDENT_MAX = 256
+
+
+def resident(a):
+    """A device copy of host array ``a`` that persists across calls: uploaded once per *content*.
+
+    For arrays that rarely change between calls — parameters, buffers, graph index arrays and what is
+    derived from them (types, edge index, per-edge cutoff radii). The key is a 128-bit BLAKE2 digest of
+    the bytes (hashing costs one host pass, no transfer); the host copy is kept so that host-side
+    bookkeeping (CSR construction, the host reference of ZBL) reads it without a device→host copy.
+    Least recently used entries beyond ``RESIDENT_MAX`` are dropped (their device memory is freed
+    once no cache refers to them). Device arrays pass through.
+    """
+    if is_device_array(a):
+        return a
+    h = np.ascontiguousarray(a)
+    key = (h.shape, h.dtype.str, hashlib.blake2b(h.view(np.uint8).reshape(-1), digest_size=16).digest())
+    hit = _RESIDENT.get(key)
+    if hit is not None:
+        _RESIDENT.move_to_end(key)
+        return hit[1]
+    host = h.copy()
+    dev = to_device(host)
+    _RESIDENT[key] = (host, dev)
+    _MIRROR[id(dev)] = (dev, host)
+    while len(_RESIDENT) > RESIDENT_MAX:
+        _, (_, old) = _RESIDENT.popitem(last=False)
+        _MIRROR.pop(id(old), None)
+    return dev
+
+
+def host_copy(a) -> np.ndarray:
+    """``a`` on the host: itself, the kept host copy of a :func:`resident` array, or a counted copy."""
+    hit = _MIRROR.get(id(a)) if not isinstance(a, np.ndarray) else None
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    return to_host(a)
 
 
 def to_host(a) -> np.ndarray:
@@ -247,8 +323,11 @@ def common_dtype(*arrays, min_float64: bool = False) -> np.dtype:
 
 
 def index_array(a):
-    """int64 index array on the device (kept on device when given there)."""
-    return to_device(a if is_device_array(a) else np.asarray(a), np.int64)
+    """int64 index array on the device: kept there when given there; a host array is made
+    :func:`resident` (graph structure is reused across layers, calls and MD steps)."""
+    if is_device_array(a):
+        return to_device(a, np.int64)
+    return resident(np.asarray(a, dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------- plan tables
@@ -269,7 +348,7 @@ def plan_tables(plan, build):
 
 def csr_device(idx, n: int):
     """``(ptr (n+1,), perm (E,))`` on the device for the edges grouped by ``idx`` (stable order)."""
-    idx = np.asarray(to_host(idx), dtype=np.int64)
+    idx = np.asarray(host_copy(idx), dtype=np.int64)
     key = ("csr", n, idx.shape, hash(idx.tobytes()))
     hit = _TABLES.get(key)
     if hit is not None and np.array_equal(hit[0], idx):

@@ -4,18 +4,20 @@ Every operation module exposes ``forward(...) -> (out, cache)`` and ``backward(d
 ``backend="numpy"`` is the reference (the specification). An unavailable backend raises with a hint;
 there is never a silent fallback to a slower path: an operation missing its backend file is an
 ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge scalars, documented in
-``docs/kernels.md``), which every backend shares.
+``docs/kernels.md``, and the model's between-operation ``glue``), whose reference the CPU backends
+share; ``backend="cuda"`` has a ``cuda.py`` for every operation, so its arrays stay on the device.
 """
 from __future__ import annotations
 
 import importlib
 from types import SimpleNamespace
 
-OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl")
+OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl",
+              "glue")
 #: backend -> module file name inside each operation's folder
 BACKEND_FILES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
-#: operations whose reference is cheap enough (elementwise / per-node scalars) to serve every backend
-REFERENCE_ONLY = frozenset({"zbl"})
+#: operations whose reference is cheap enough (elementwise / per-node scalars) to serve the CPU backends
+REFERENCE_ONLY = frozenset({"zbl", "glue"})
 
 
 def available_backends() -> tuple[str, ...]:
@@ -37,6 +39,6 @@ def get_ops(backend: str) -> SimpleNamespace:
         require_cuda()
     mods = {}
     for op in OPERATIONS:
-        name = "reference" if op in REFERENCE_ONLY else BACKEND_FILES[backend]
+        name = "reference" if (op in REFERENCE_ONLY and backend != "cuda") else BACKEND_FILES[backend]
         mods[op] = importlib.import_module(f"nequip_np.kernels.{op}.{name}")
     return SimpleNamespace(**mods)

@@ -21,12 +21,17 @@ Forces and stress come from the hand-written reverse pass (``_backward``): it re
 by one scatter and one outer product (``docs/derivations/forces_and_stress.md``). The parameter gradient
 of a force/stress loss runs the same forward and reverse passes in complex arithmetic
 (``docs/derivations/training_gradients.md``).
+
+Every step between two operations (casts, sums, row scalings, gathers by atom type) goes through
+``ops.glue`` too: NumPy expressions for the numpy and numba backends, device kernels for cuda, so that
+with ``backend="cuda"`` the arrays stay on the device from the edge vectors to the forces.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
+from nequip_np.kernels.glue import reference as host_glue
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
 from nequip_np.model.plan import build_plan
@@ -113,23 +118,29 @@ class NequIPModel:
 
     # ------------------------------------------------------------------ forward
     def _forward(self, graph, edge_vec, params):
-        """Per-atom energies (float64/complex128) and the caches of every operation."""
+        """Per-atom energies (float64/complex128, NumPy) and the caches of every operation."""
+        atomic, cache = self._forward_pass(graph, self.ops.glue.upload(edge_vec), params)
+        return self.ops.glue.to_host(atomic), cache
+
+    def _forward_pass(self, graph, edge_vec, params):
+        """:meth:`_forward` on backend arrays (device arrays with ``backend="cuda"``)."""
         c, plan, ops = self.config, self.plan, self.ops
         cdt = _COMPLEX[self.dtype] if np.iscomplexobj(edge_vec) else self.dtype
         types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
         n = types.shape[0]
+        params = {k: ops.glue.resident(v) for k, v in params.items()}  # cuda: uploaded once per value
         cache = {}
         # 3-4. geometry in float64 (complex128), then cast to the model dtype
-        rmax_recip = self.buffers["rmax_recip"][types[dst], types[src]]
-        bessel_w = self._get("bessel_weights", params)
+        rmax_recip = ops.glue.resident(self.buffers["rmax_recip"][types[dst], types[src]])
+        bessel_w = ops.glue.resident(self._get("bessel_weights", params))
         emb, cache["emb"] = ops.edge_embedding.forward(
             edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2)
         Y, cache["sh"] = ops.spherical_harmonics.forward(edge_vec, c.l_max)
-        emb, Y = emb.astype(cdt), Y.astype(cdt)
+        emb, Y = ops.glue.cast(emb, cdt), ops.glue.cast(Y, cdt)
         # 1. species embedding: node features and node attributes
         attr = params["type_embed"]
-        h = attr[types].astype(cdt)
-        neighbor_norm = self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None]
+        h = ops.glue.cast(ops.glue.gather_rows(attr, types), cdt)
+        neighbor_norm = self._neighbor_norm(types)
         cache["features"] = [h]
         # 5. interaction layers
         for layer in plan.layers:
@@ -137,13 +148,13 @@ class NequIPModel:
             if layer.self_connection is not None:
                 s, lc["sc"] = ops.self_connection.forward(h, attr, types, params[f"layer{k}.sc"], layer.self_connection)
             y, lc["l1"] = ops.linear.forward(h, params[f"layer{k}.linear_1"], layer.linear_1)
-            y = y * neighbor_norm
+            y = ops.glue.mul(y, neighbor_norm)
             radial = [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)]
             w, lc["mlp"] = ops.mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
             M, lc["tp"] = ops.tp_conv.forward(y, Y, w, src, dst, n, layer.conv)
             z, lc["l2"] = ops.linear.forward(M, params[f"layer{k}.linear_2"], layer.linear_2)
             if layer.self_connection is not None:
-                z = z + s
+                z = ops.glue.add(z, s)
             h, lc["gate"] = ops.gate.forward(z, layer.gate)
             cache[f"layer{k}"] = lc
             cache["features"].append(h)
@@ -152,39 +163,48 @@ class NequIPModel:
         nonlin = c.readout_mlp_nonlinearity
         e_tilde, cache["readout"] = ops.mlp.forward(h, readout, _alphas(plan.readout_dims, nonlin), nonlin)
         # 7. per-type scale and shift, in float64
-        e_tilde = e_tilde[:, 0].astype(np.result_type(np.float64, e_tilde.dtype))
+        e_tilde = ops.glue.cast(e_tilde[:, 0], np.result_type(np.float64, e_tilde.dtype))
         scale = self._per_type("per_type_energy_scales", params, types)
         shift = self._per_type("per_type_energy_shifts", params, types)
-        atomic = shift + scale * e_tilde
+        atomic = ops.glue.add(shift, ops.glue.mul(scale, e_tilde))
         cache["scale_shift"] = (e_tilde, scale)
         # 8. optional ZBL prior
         if c.pair_potential is not None:
             e_pair, cache["zbl"] = ops.zbl.forward(edge_vec, self.buffers["atomic_numbers"][types[dst]],
                                                self.buffers["atomic_numbers"][types[src]], rmax_recip,
                                                self.buffers["zbl_p"], self.buffers["zbl_ke"])
-            atomic = atomic + scatter_sum(e_pair, dst, n)
+            atomic = ops.glue.add(atomic, ops.glue.scatter_sum(e_pair, dst, n))
         return atomic, cache
 
     def _per_type(self, name, params, types):
-        v = self._get(name, params)
-        return v[types] if v.shape[0] > 1 else np.broadcast_to(v[0], types.shape)
+        v = self.ops.glue.resident(self._get(name, params))
+        return self.ops.glue.gather_rows(v, types if v.shape[0] > 1 else np.zeros_like(types))
+
+    def _neighbor_norm(self, types):
+        """(N, 1) per-atom 1/√(avg. number of neighbours) in the model dtype (a resident value)."""
+        return self.ops.glue.resident(self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None])
 
     # ------------------------------------------------------------------ backward
     def _backward(self, d_atomic, cache, graph, params):
-        """Reverse pass: ``d_atomic`` (N,) → (dE/d edge_vec (E, 3), dE/d params)."""
+        """Reverse pass: ``d_atomic`` (N,) → (dE/d edge_vec (E, 3), dE/d params), NumPy arrays."""
+        d_vec, grads = self._backward_pass(self.ops.glue.upload(d_atomic), cache, graph, params)
+        return self.ops.glue.to_host(d_vec), {k: self.ops.glue.to_host(g) for k, g in grads.items()}
+
+    def _backward_pass(self, d_atomic, cache, graph, params):
+        """:meth:`_backward` on backend arrays (device arrays with ``backend="cuda"``)."""
         plan, ops = self.plan, self.ops
         types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
         grads = {}
         e_tilde, scale = cache["scale_shift"]
         self._per_type_grad("per_type_energy_shifts", params, types, d_atomic, grads)
-        self._per_type_grad("per_type_energy_scales", params, types, d_atomic * e_tilde, grads)
-        d_e = (d_atomic * scale)[:, None]
-        dh, d_ro = ops.mlp.backward(d_e.astype(cache["readout"][0][0].dtype), cache["readout"])
+        self._per_type_grad("per_type_energy_scales", params, types, ops.glue.mul(d_atomic, e_tilde), grads)
+        d_e = ops.glue.column(ops.glue.mul(d_atomic, scale))
+        dh, d_ro = ops.mlp.backward(ops.glue.cast(d_e, cache["readout"][0][0].dtype), cache["readout"])
         for m, g in enumerate(d_ro):
             grads[f"readout.{m}"] = g
         d_emb = d_Y = 0.0
-        d_attr = np.zeros_like(params["type_embed"], dtype=np.result_type(dh, params["type_embed"]))
-        neighbor_norm = self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None]
+        d_attr = ops.glue.zeros(params["type_embed"].shape, np.result_type(dh.dtype, params["type_embed"].dtype))
+        neighbor_norm = self._neighbor_norm(types)
         for layer in reversed(plan.layers):
             k, lc = layer.index, cache[f"layer{layer.index}"]
             dz = ops.gate.backward(dh, lc["gate"])
@@ -193,27 +213,27 @@ class NequIPModel:
             d_emb_k, d_radial = ops.mlp.backward(dw, lc["mlp"])
             for m, g in enumerate(d_radial):
                 grads[f"layer{k}.radial.{m}"] = g
-            dh, grads[f"layer{k}.linear_1"] = ops.linear.backward(dy * neighbor_norm, lc["l1"])
+            dh, grads[f"layer{k}.linear_1"] = ops.linear.backward(ops.glue.mul(dy, neighbor_norm), lc["l1"])
             if layer.self_connection is not None:
                 dh_sc, d_attr_k, grads[f"layer{k}.sc"] = ops.self_connection.backward(dz, lc["sc"])
-                dh = dh + dh_sc
-                d_attr = d_attr + d_attr_k
-            d_emb, d_Y = d_emb + d_emb_k, d_Y + dY_k
-        d_attr = d_attr + scatter_sum(dh, types, d_attr.shape[0])
+                dh = ops.glue.add(dh, dh_sc)
+                d_attr = ops.glue.add(d_attr, d_attr_k)
+            d_emb, d_Y = ops.glue.add(d_emb, d_emb_k), ops.glue.add(d_Y, dY_k)
+        d_attr = ops.glue.add(d_attr, ops.glue.scatter_sum(dh, types, d_attr.shape[0]))
         grads["type_embed"] = d_attr
         geo_dtype = cache["sh"][0].dtype
-        d_vec, d_bessel_w = ops.edge_embedding.backward(np.asarray(d_emb).astype(geo_dtype), cache["emb"])
-        d_vec = d_vec + ops.spherical_harmonics.backward(np.asarray(d_Y).astype(geo_dtype), cache["sh"])
+        d_vec, d_bessel_w = ops.edge_embedding.backward(ops.glue.cast(d_emb, geo_dtype), cache["emb"])
+        d_vec = ops.glue.add(d_vec, ops.spherical_harmonics.backward(ops.glue.cast(d_Y, geo_dtype), cache["sh"]))
         if "bessel_weights" in params:
             grads["bessel_weights"] = d_bessel_w
         if "zbl" in cache:
-            d_vec = d_vec + ops.zbl.backward(d_atomic[dst], cache["zbl"])
+            d_vec = ops.glue.add(d_vec, ops.zbl.backward(ops.glue.gather_rows(d_atomic, dst), cache["zbl"]))
         return d_vec, grads
 
     def _per_type_grad(self, name, params, types, d, grads):
         if name in params:
             n = params[name].shape[0]
-            grads[name] = scatter_sum(d, types, n) if n > 1 else np.sum(d, keepdims=True)
+            grads[name] = self.ops.glue.scatter_sum(d, types, n) if n > 1 else self.ops.glue.total(d)
 
     # ------------------------------------------------------------------ public API
     def compute(self, graph, forces: bool = True, stress: bool = True, params: dict | None = None) -> dict:
@@ -224,18 +244,20 @@ class NequIPModel:
         not periodic in all three directions (ASE sign convention: positive = tensile).
         """
         self._check_graph(graph)
-        params = self.params if params is None else params
-        edge_vec = graph.edge_vectors()
-        atomic, cache = self._forward(graph, edge_vec, params)
-        out = {"atomic_energy": atomic, "total_energy": scatter_sum(atomic, graph.batch, graph.n_frames)}
+        params, glue = self.params if params is None else params, self.ops.glue
+        edge_vec = glue.upload(graph.edge_vectors())  # cuda: the one per-call copy to the device
+        atomic, cache = self._forward_pass(graph, edge_vec, params)
+        energies = glue.to_host(atomic)
+        out = {"atomic_energy": energies, "total_energy": scatter_sum(energies, graph.batch, graph.n_frames)}
         if forces or stress:
-            d_vec, _ = self._backward(np.ones_like(atomic), cache, graph, params)
-            out.update(forces_and_stress(graph, edge_vec, d_vec))
+            d_vec, _ = self._backward_pass(glue.ones_like(atomic), cache, graph, params)
+            out.update(forces_and_stress(graph, edge_vec, d_vec, glue))
         return out
 
     def node_features(self, graph) -> list:
         """Node features after the embedding and after every layer (irreps: ``plan.layers[k].gate.irreps_out``)."""
-        return self._forward(graph, graph.edge_vectors(), self.params)[1]["features"]
+        features = self._forward(graph, graph.edge_vectors(), self.params)[1]["features"]
+        return [self.ops.glue.to_host(h) for h in features]
 
     def energy(self, graph) -> np.ndarray:
         return self.compute(graph, forces=False, stress=False)["total_energy"]
@@ -257,20 +279,19 @@ def _alphas(dims, nonlinearity="silu"):
     return [(1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d) for k, d in enumerate(dims[:-1])]
 
 
-def forces_and_stress(graph, edge_vec, d_vec) -> dict:
+def forces_and_stress(graph, edge_vec, d_vec, glue=host_glue) -> dict:
     r"""Forces, virial and stress from :math:`g_e = \partial E/\partial\vec r_e`.
 
     :math:`F_i = \sum_{e: i(e)=i} g_e - \sum_{e: j(e)=i} g_e`; under the symmetric strain
     :math:`\vec r \to \vec r(1+\varepsilon)`, :math:`\partial E/\partial\varepsilon =
     \mathrm{sym}\sum_e \vec r_e\otimes g_e`, virial :math:`= -\partial E/\partial\varepsilon`,
     stress :math:`= \partial E/\partial\varepsilon / V` (``docs/derivations/forces_and_stress.md``).
+    The sums over edges run in ``glue`` (on the device for cuda; only (N, 3) + (F, 3, 3) come back).
     """
     dst, src = graph.edge_index[0], graph.edge_index[1]
     n, nf = graph.pos.shape[0], graph.n_frames
-    d_vec = np.real(d_vec).astype(np.float64)
-    forces = scatter_sum(d_vec, dst, n) - scatter_sum(d_vec, src, n)
-    outer = np.einsum("ea,eb->eab", edge_vec, d_vec)
-    dE_deps = scatter_sum(outer, graph.batch[dst], nf)
+    forces, dE_deps = glue.forces_and_strain(d_vec, edge_vec, dst, src, graph.batch[dst], n, nf)
+    forces, dE_deps = glue.to_host(forces), glue.to_host(dE_deps)
     dE_deps = 0.5 * (dE_deps + np.swapaxes(dE_deps, 1, 2))
     volume = np.abs(np.linalg.det(graph.cell))
     periodic = np.all(graph.pbc, axis=1) & (volume > 0)
