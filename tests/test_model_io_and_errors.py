@@ -96,3 +96,12 @@ def test_float32_model_keeps_energies_in_float64(rng):
     assert b["total_energy"].dtype == np.float64 and b["forces"].dtype == np.float64
     np.testing.assert_allclose(b["total_energy"], a["total_energy"], rtol=1e-6)
     np.testing.assert_allclose(b["forces"], a["forces"], atol=1e-4 * np.abs(a["forces"]).max())
+
+
+def test_float32_model_computes_in_float32(rng):
+    """NumPy float64 scalars (normalisation constants, CG blocks) must not promote a float32 model."""
+    model = small_model(seed=2, num_layers=2, model_dtype="float32")
+    g = graph_from_atoms(molecule(rng), model.config.type_names, model.config.r_max)
+    _, cache = model._forward(g, g.edge_vectors(), model.params)
+    assert all(f.dtype == np.float32 for f in cache["features"])
+    assert all(z.dtype == np.float32 for z in cache["layer1"]["mlp"][1])

@@ -276,7 +276,8 @@ class NequIPModel:
 
 def _alphas(dims, nonlinearity="silu"):
     """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
-    return [(1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d) for k, d in enumerate(dims[:-1])]
+    # Python floats: a NumPy float64 scalar would silently promote float32 models to float64
+    return [float((1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d)) for k, d in enumerate(dims[:-1])]
 
 
 def forces_and_stress(graph, edge_vec, d_vec, glue=host_glue) -> dict:

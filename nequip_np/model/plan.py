@@ -83,7 +83,7 @@ def linear_plan(irreps_in: Irreps, irreps_out: Irreps) -> LinearPlan:
     fan = {o: 0 for o in range(len(irreps_out))}
     for i, o, _ in paths:
         fan[o] += irreps_in[i].mul
-    norm = tuple(1.0 / np.sqrt(fan[o]) for _, o, _ in paths)
+    norm = tuple(float(1.0 / np.sqrt(fan[o])) for _, o, _ in paths)  # Python floats: never upcast float32
     return LinearPlan(irreps_in, irreps_out, tuple(paths), norm, off)
 
 
@@ -147,7 +147,7 @@ def self_connection_plan(irreps_in: Irreps, n_attr: int, irreps_out: Irreps) -> 
     fan = {o: 0 for o in range(len(irreps_out))}
     for i, o, _ in paths:
         fan[o] += irreps_in[i].mul * n_attr
-    norm = tuple(1.0 / np.sqrt(fan[o]) for _, o, _ in paths)
+    norm = tuple(float(1.0 / np.sqrt(fan[o])) for _, o, _ in paths)  # Python floats: never upcast float32
     return SelfConnectionPlan(irreps_in, irreps_out, n_attr, tuple(paths), norm, off)
 
 

@@ -46,7 +46,7 @@ def forward(y, Y, w, src, dst, n_nodes, plan):
         bi, bm = bin_[path.i_in], bmid[path.i_mid]
         xi = x_e[:, bi.start : bi.stop].reshape(e, bi.mul, bi.dim)
         Ysh = Y[:, path.l_sh**2 : (path.l_sh + 1) ** 2]
-        YC = np.einsum("eb,abc->eac", Ysh, path.cg)
+        YC = np.einsum("eb,abc->eac", Ysh, path.cg.astype(np.real(Ysh[:0]).dtype))  # stay in the model dtype
         t = np.einsum("eua,eac->euc", xi, YC)
         wk = w[:, path.w_offset : path.w_offset + bi.mul]
         msg[:, bm.start : bm.stop] = (t * wk[:, :, None]).reshape(e, bm.stop - bm.start)
@@ -74,6 +74,6 @@ def backward(d_M, cache):
         xi = x_e[:, bi.start : bi.stop].reshape(e, bi.mul, bi.dim)
         d_x[:, bi.start : bi.stop] += np.einsum("euc,eac->eua", dt, YC).reshape(e, bi.stop - bi.start)
         d_YC = np.einsum("euc,eua->eac", dt, xi)
-        d_Y[:, path.l_sh**2 : (path.l_sh + 1) ** 2] += np.einsum("eac,abc->eb", d_YC, path.cg)
+        d_Y[:, path.l_sh**2 : (path.l_sh + 1) ** 2] += np.einsum("eac,abc->eb", d_YC, path.cg.astype(np.real(d_YC[:0]).dtype))
     d_y = scatter_sum(d_x, src, y_shape[0])
     return d_y, d_Y, d_w
