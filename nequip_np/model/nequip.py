@@ -28,6 +28,8 @@ with ``backend="cuda"`` the arrays stay on the device from the edge vectors to t
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
@@ -117,12 +119,16 @@ class NequIPModel:
                 f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n})")
 
     # ------------------------------------------------------------------ forward
-    def _forward(self, graph, edge_vec, params):
-        """Per-atom energies (float64/complex128, NumPy) and the caches of every operation."""
-        atomic, cache = self._forward_pass(graph, self.ops.glue.upload(edge_vec), params)
+    def _forward(self, graph, edge_vec, params, low_memory: bool = False):
+        """Per-atom energies (float64/complex128, NumPy) and the caches of every operation.
+
+        ``low_memory``: do not keep the radial MLP's activations and output ``w`` (the largest per-edge
+        arrays, E × n_w); the reverse pass recomputes them, one layer at a time (+1 MLP forward per layer).
+        """
+        atomic, cache = self._forward_pass(graph, self.ops.glue.upload(edge_vec), params, low_memory)
         return self.ops.glue.to_host(atomic), cache
 
-    def _forward_pass(self, graph, edge_vec, params):
+    def _forward_pass(self, graph, edge_vec, params, low_memory: bool = False):
         """:meth:`_forward` on backend arrays (device arrays with ``backend="cuda"``)."""
         c, plan, ops = self.config, self.plan, self.ops
         cdt = _COMPLEX[self.dtype] if np.iscomplexobj(edge_vec) else self.dtype
@@ -152,6 +158,8 @@ class NequIPModel:
             radial = [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)]
             w, lc["mlp"] = ops.mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
             M, lc["tp"] = ops.tp_conv.forward(y, Y, w, src, dst, n, layer.conv)
+            if low_memory:  # keep only what recomputes w: the embedding and the weights
+                lc["mlp"], lc["tp"] = _RadialRecompute(emb, radial, layer.radial_dims), _drop(lc["tp"], w)
             z, lc["l2"] = ops.linear.forward(M, params[f"layer{k}.linear_2"], layer.linear_2)
             if layer.self_connection is not None:
                 z = ops.glue.add(z, s)
@@ -209,8 +217,13 @@ class NequIPModel:
             k, lc = layer.index, cache[f"layer{layer.index}"]
             dz = ops.gate.backward(dh, lc["gate"])
             dM, grads[f"layer{k}.linear_2"] = ops.linear.backward(dz, lc["l2"])
+            if isinstance(lc["mlp"], _RadialRecompute):
+                r = lc["mlp"]
+                w, lc["mlp"] = ops.mlp.forward(r.emb, r.weights, _alphas(r.dims), "silu")
+                lc["tp"] = _restore(lc["tp"], w)
             dy, dY_k, dw = ops.tp_conv.backward(dM, lc["tp"])
             d_emb_k, d_radial = ops.mlp.backward(dw, lc["mlp"])
+            lc["mlp"] = lc["tp"] = None  # this layer's per-edge caches are done: free them now
             for m, g in enumerate(d_radial):
                 grads[f"layer{k}.radial.{m}"] = g
             dh, grads[f"layer{k}.linear_1"] = ops.linear.backward(ops.glue.mul(dy, neighbor_norm), lc["l1"])
@@ -278,6 +291,27 @@ def _alphas(dims, nonlinearity="silu"):
     """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
     # Python floats: a NumPy float64 scalar would silently promote float32 models to float64
     return [float((1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d)) for k, d in enumerate(dims[:-1])]
+
+
+@dataclass(frozen=True)
+class _RadialRecompute:
+    """Stand-in for a radial-MLP cache in low-memory mode: the inputs that recompute it exactly."""
+
+    emb: object
+    weights: list
+    dims: tuple
+
+
+_W = object()  # placeholder for the radial weights w inside a tensor-product cache
+
+
+def _drop(cache: tuple, w) -> tuple:
+    """The cache without its reference to ``w`` (so that ``w`` can be freed)."""
+    return tuple(_W if c is w else c for c in cache)
+
+
+def _restore(cache: tuple, w) -> tuple:
+    return tuple(w if c is _W else c for c in cache)
 
 
 def forces_and_stress(graph, edge_vec, d_vec, glue=host_glue) -> dict:

@@ -105,6 +105,7 @@ def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: 
     if not need_forces:  # energy-only: one ordinary reverse pass
         _, grads = model._backward(a[graph.batch], cache, graph, params)
         return loss, comps, _real(grads), pred
+    del cache  # the real pass's caches are not needed any more: free them before the complex pass
     dst, src = graph.edge_index[0], graph.edge_index[1]
     volume = np.abs(np.linalg.det(graph.cell))
     Q = np.zeros_like(S)
@@ -112,7 +113,7 @@ def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: 
     Q[has_s] = 0.5 * (S[has_s] + np.swapaxes(S[has_s], 1, 2)) / volume[has_s, None, None]
     tangent = W[dst] - W[src] + np.einsum("ea,eab->eb", vec, Q[graph.batch[dst]])
     h = COMPLEX_STEP
-    atomic_c, cache_c = model._forward(graph, vec + 1j * h * tangent, params)
+    atomic_c, cache_c = model._forward(graph, vec + 1j * h * tangent, params, low_memory=True)
     seed = (a - 1j / h)[graph.batch]
     _, grads = model._backward(seed, cache_c, graph, params)
     return loss, comps, _real(grads), pred
