@@ -173,7 +173,7 @@ def owned_energy_forces(model, graph: AtomicGraph, owned) -> dict:
     t0 = time.perf_counter()
     vec = sub.edge_vectors()
     atomic, cache = model._forward(sub, vec, model.params)
-    d_vec, _ = model._backward(seed, cache, sub, model.params)
+    d_vec, _ = model._backward(seed, cache, sub, model.params, param_grads=False)
     fs = forces_and_stress(sub, vec, d_vec)
     model_s = time.perf_counter() - t0
     forces = np.zeros((graph.n_atoms, 3))

@@ -99,7 +99,7 @@ def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: 
     atomic, cache = model._forward(graph, vec, params)
     pred = {"atomic_energy": atomic, "total_energy": scatter_sum(atomic, graph.batch, graph.n_frames)}
     if need_forces:
-        d_vec, _ = model._backward(np.ones_like(atomic), cache, graph, params)
+        d_vec, _ = model._backward(np.ones_like(atomic), cache, graph, params, param_grads=False)
         pred.update(forces_and_stress(graph, vec, d_vec))
     loss, comps, a, W, S = loss_terms(graph, pred, coeffs)
     if not need_forces:  # energy-only: one ordinary reverse pass

@@ -11,14 +11,15 @@ from __future__ import annotations
 from nequip_np.kernels.mlp.reference import ACTIVATIONS, forward  # noqa: F401
 
 
-def backward(d_out, cache):
-    """Returns ``(d_x, [d_W0, d_W1, …])``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_x, [d_W0, d_W1, …])``; the d_W are None when ``weight_grads=False``."""
     hs, zs, weights, alphas, nonlinearity = cache
     grad = ACTIVATIONS[nonlinearity][1] if nonlinearity else None
     d_ws = [None] * len(weights)
     dz = d_out
     for k in range(len(weights) - 1, -1, -1):
-        d_ws[k] = alphas[k] * (dz.T @ hs[k]).T
+        if weight_grads:
+            d_ws[k] = alphas[k] * (dz.T @ hs[k]).T
         dh = dz @ (weights[k].T * alphas[k])
         if k > 0:
             dz = dh * grad(zs[k - 1]) if grad is not None else dh

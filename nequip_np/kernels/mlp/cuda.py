@@ -96,8 +96,8 @@ def forward(x, weights, alphas, nonlinearity="silu"):
     return cu.finish(h, x), (hs, zs, ws, [float(a) for a in alphas], nonlinearity, x)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_x, [d_W0, d_W1, …])``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_x, [d_W0, d_W1, …])``; the d_W are None when ``weight_grads=False``."""
     hs, zs, ws, alphas, nonlinearity, like = cache
     dt = cu.common_dtype(hs[0], d_out)
     dz = cu.to_device(d_out, dt)
@@ -105,10 +105,11 @@ def backward(d_out, cache):
     d_ws = [None] * len(ws)
     for k in range(len(ws) - 1, -1, -1):
         w = cu.to_device(ws[k], dt)
-        d_ws[k] = matmul(hs[k], dz, alphas[k], ta=True)
+        if weight_grads:
+            d_ws[k] = matmul(hs[k], dz, alphas[k], ta=True)
         dh = matmul(dz, w, alphas[k], tb=True)
         if k > 0:
             dz = _elementwise(_k_silu_backward, dt, dh.shape, dh, cu.to_device(zs[k - 1], dt)) if nonlinearity else dh
     if cu.is_device_array(like) or cu.is_device_array(d_out):
         return dh, d_ws
-    return cu.to_host(dh), [cu.to_host(g) for g in d_ws]
+    return cu.to_host(dh), [None if g is None else cu.to_host(g) for g in d_ws]
