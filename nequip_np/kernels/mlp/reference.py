@@ -23,11 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nequip_np.kernels.common import silu, silu_grad
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+from nequip_np.kernels.common import _sigmoid, silu, silu_grad
 
 
 def _softplus(x):
@@ -78,14 +74,16 @@ def forward(x, weights, alphas, nonlinearity="silu"):
     return h, (hs, zs, weights, alphas, nonlinearity)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_x, [d_W0, d_W1, …])``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_x, [d_W0, d_W1, …])``; with ``weight_grads=False`` the d_W are None (not computed:
+    forces need only d_x, and the weight gradients cost as much as d_x)."""
     hs, zs, weights, alphas, nonlinearity = cache
     grad = ACTIVATIONS[nonlinearity][1] if nonlinearity else None
     d_ws = [None] * len(weights)
     dz = d_out
     for k in range(len(weights) - 1, -1, -1):
-        d_ws[k] = alphas[k] * (hs[k].T @ dz)
+        if weight_grads:
+            d_ws[k] = alphas[k] * (hs[k].T @ dz)
         dh = dz @ (weights[k].T * alphas[k])
         if k > 0:
             dz = dh * grad(zs[k - 1]) if grad is not None else dh
