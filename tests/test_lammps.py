@@ -58,8 +58,9 @@ def _input(tmp_path, atoms, body, name="in.lmp", masses=None):
 
 
 def _by_id(lmp, name):
-    ids = lmp.numpy.extract_atom("id")
-    values = lmp.numpy.extract_atom(name)
+    nlocal = lmp.extract_global("nlocal")
+    ids = lmp.numpy.extract_atom("id", nelem=nlocal)
+    values = lmp.numpy.extract_atom(name, nelem=nlocal, dim=3)
     out = np.empty_like(values)
     out[ids - 1] = values
     return out
@@ -248,7 +249,8 @@ from nequip_np.parallel.mpi import world
 
 comm = world()
 model = small_model(num_layers=2, l_max=1, num_features=4, r_max=2.6)
-lmp, coupling = run_lammps(sys.argv[1], model, TYPES, comm=comm, cmdargs=["-log", "none", "-screen", "none"])
+lmp, coupling = run_lammps(sys.argv[1], model, TYPES, comm=comm, cmdargs=["-log", "none", "-screen", "none"],
+                           decomposition=sys.argv[3])
 out = {}
 for stage in ("0", "10"):
     if stage == "10":
@@ -258,18 +260,19 @@ for stage in ("0", "10"):
     f = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
     out.update({f"x{stage}": x, f"f{stage}": f, f"pe{stage}": lmp.get_thermo("pe"),
                 f"p{stage}": [lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")]})
-counts = np.array([comm.size, coupling.last["n_computed"], lmp.get_natoms()])
+counts = np.array([comm.size, coupling.last["n_computed"], lmp.get_natoms(), lmp.extract_global("nlocal")])
 allc = comm.allgatherv(counts[None])[0]
 if comm.rank == 0:
-    np.savez(sys.argv[2], n_computed=allc[:, 1], natoms=allc[0, 2], **out)
+    np.savez(sys.argv[2], n_computed=allc[:, 1], natoms=allc[0, 2], nlocal=allc[:, 3], **out)
 """
 
 
-def test_one_and_two_ranks_agree(tmp_path, model):
+@pytest.mark.parametrize("decomposition", ["ghost", "gather"])
+def test_one_and_two_ranks_agree(tmp_path, model, decomposition):
     _lammps()
     mpirun_or_skip()
-    # 6 x 1 x 1 cubic cells: 21.6 Å along x > 4 x the receptive field (2 layers x 2.6 Å), so the shell
-    # of each rank's half is a strict subset of the system
+    # 6 x 1 x 1 cubic cells: 21.6 Å along x > 4 x the receptive field (2 layers x 2.6 Å), so each rank's
+    # half (10.8 Å) is wider than the receptive field and its shell is a strict subset of the system
     atoms = _crystal(np.random.default_rng(6), repeat=(6, 1, 1))
     path = _input(tmp_path, atoms, """
         fix nequip all external pf/callback 1 1
@@ -280,14 +283,86 @@ def test_one_and_two_ranks_agree(tmp_path, model):
         """)
     script = tmp_path / "ranks.py"
     script.write_text(RANKS_SCRIPT)
-    run_ranks(1, script, tmp_path, path, tmp_path / "one.npz")
-    run_ranks(2, script, tmp_path, path, tmp_path / "two.npz")
+    run_ranks(1, script, tmp_path, path, tmp_path / "one.npz", "gather")
+    run_ranks(2, script, tmp_path, path, tmp_path / "two.npz", decomposition)
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     natoms = int(one["natoms"])
-    assert natoms == len(atoms) and one["n_computed"].tolist() == [natoms] and max(two["n_computed"]) < natoms
+    print(decomposition, "atoms computed per rank", two["n_computed"], "owned", two["nlocal"])
+    assert natoms == len(atoms) and one["n_computed"].tolist() == [natoms] and two["nlocal"].sum() == natoms
+    if decomposition == "gather":  # the shell of each half is a strict subset of the system
+        assert max(two["n_computed"]) < natoms
     for stage in ("0", "10"):
         assert abs(two[f"pe{stage}"] - one[f"pe{stage}"]) <= 1e-10 * abs(one[f"pe{stage}"])
         scale = np.abs(one[f"f{stage}"]).max()
         assert np.abs(two[f"f{stage}"] - one[f"f{stage}"]).max() <= 1e-10 * scale
         np.testing.assert_allclose(two[f"p{stage}"], one[f"p{stage}"], rtol=1e-10, atol=1e-10 * np.abs(one["p0"]).max())
     assert np.abs(two["x10"] - one["x10"]).max() < 1e-10
+
+
+def test_sub_domain_thinner_than_the_receptive_field_fails_before_the_run(tmp_path, model):
+    """2 ranks on a 7.2 Å box: each half is 3.6 Å < 2 layers x 2.6 Å; both ranks stop with the error."""
+    _lammps()
+    mpirun_or_skip()
+    model.save(tmp_path / "model.npz")
+    path = _input(tmp_path, _crystal(np.random.default_rng(8)), f"""
+        fix nequip all external pf/callback 1 1
+        print "RAN" file {tmp_path / 'ran.txt'}
+        run 0
+        """)
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    cmd = [mpirun_or_skip(), "-np", "2", sys.executable, "-m", "nequip_np.cli", "lammps", str(path),
+           "--model", str(tmp_path / "model.npz"), "--elements", *TYPES, "--screen", "none"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.count("less than the model's receptive field num_layers x r_max = 2 x 2.6 = 5.2 Å") == 2
+    assert "is 3.6 Å wide along" in proc.stderr and "--decomposition gather" in proc.stderr
+    assert not (tmp_path / "ran.txt").exists()
+    # the gather decomposition is exact for the same box on 2 ranks
+    proc = subprocess.run(cmd + ["--decomposition", "gather"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "ran.txt").exists()
+
+
+def test_ghost_decomposition_on_one_rank_is_exact(tmp_path, model):
+    """LAMMPS's ghost atoms (explicit periodic images) on a triclinic cell: forces, energy, pressure."""
+    _lammps()
+    from nequip_np.calculator import NequIPCalculator
+    from nequip_np.lammps import run_lammps
+    from nequip_np.lammps.coupling import lammps_cell
+
+    atoms = _crystal(np.random.default_rng(2))
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * np.random.default_rng(3).standard_normal((3, 3))),
+                   scale_atoms=True)
+    atoms.set_cell(atoms.cell.cellpar(), scale_atoms=True)
+    path = _input(tmp_path, atoms, "neighbor 1.0 bin\nfix nequip all external pf/callback 1 1\nrun 0\n")
+    lmp, coupling = run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"],
+                               decomposition="ghost")
+    assert coupling.ghost_cutoff == pytest.approx(2 * 2.6 + 1.0)  # skin read from the input
+    assert lmp.extract_global("nghost") > len(atoms)
+    cell, origin, _ = lammps_cell(lmp)
+    atoms.set_cell(cell, scale_atoms=False)
+    atoms.positions = _by_id(lmp, "x") - origin
+    atoms.calc = NequIPCalculator(model)
+    stress = atoms.get_stress()
+    nktv2p = lmp.extract_global("nktv2p")
+    pressure = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pyz", "pxz", "pxy")])
+    np.testing.assert_allclose(pressure, -stress * nktv2p, rtol=1e-10, atol=1e-10 * np.abs(stress).max() * nktv2p)
+    assert lmp.get_thermo("pe") == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    np.testing.assert_allclose(_by_id(lmp, "f"), atoms.get_forces(), atol=1e-12)
+
+
+def test_ghost_decomposition_refuses_infrequent_reneighbouring(tmp_path, model):
+    _lammps()
+    from nequip_np.lammps import run_lammps
+
+    path = _input(tmp_path, _crystal(np.random.default_rng(0)), """
+        neigh_modify every 5 delay 0 check yes
+        fix nequip all external pf/callback 1 1
+        run 0
+        """)
+    with pytest.raises(ValueError, match="neigh_modify every 1 delay 0"):
+        run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"], decomposition="ghost")
+    with pytest.raises(ValueError, match="decomposition must be one of"):
+        run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"], decomposition="halo")

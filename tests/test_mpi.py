@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import threading
+
 import numpy as np
 import pytest
 import yaml
@@ -16,8 +18,8 @@ from ase.build import bulk
 
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.parallel.mpi import (
-    SerialComm, decomposed_energy_forces, hop_distance, owned_energy_forces, receptive_subgraph,
-    shard_frames, shard_loss_and_grad,
+    OwnerMap, SerialComm, decomposed_energy_forces, ghost_energy_forces, hop_distance, owned_energy_forces,
+    receptive_subgraph, shard_frames, shard_loss_and_grad,
 )
 from nequip_np.train.loss import LossCoefficients, loss_and_grad
 from tests.model_factory import TYPES, molecule, periodic, small_model
@@ -97,6 +99,131 @@ def test_decomposed_evaluation_is_independent_of_the_atom_order(model):
     with pytest.raises(ValueError, match="not unique"):
         decomposed_energy_forces(model, SerialComm(), np.zeros(len(atoms), int), graph.atom_types, graph.pos,
                                  graph.cell[0])
+
+
+class _ThreadWorld:
+    """``size`` ranks as threads of this process, with the collectives of :class:`Comm` (for CI, no MPI)."""
+
+    def __init__(self, size):
+        self.size, self.barrier, self.slots = size, threading.Barrier(size, timeout=60), [None] * size
+
+    def run(self, work):
+        """Run ``work(comm)`` on every rank; returns the results (or exceptions) in rank order."""
+        results = [None] * self.size
+
+        def target(rank):
+            try:
+                results[rank] = work(_ThreadComm(self, rank))
+            except Exception as exc:  # noqa: BLE001 - returned to the test
+                results[rank] = exc
+
+        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.size)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a rank hangs in a collective"
+        return results
+
+
+class _ThreadComm:
+    def __init__(self, world, rank):
+        self.world, self.rank, self.size = world, rank, world.size
+
+    def _exchange(self, obj):
+        w = self.world
+        w.barrier.wait()
+        w.slots[self.rank] = obj
+        w.barrier.wait()
+        every = list(w.slots)
+        w.barrier.wait()
+        return every
+
+    def sum(self, a):
+        every = self._exchange(np.array(a, dtype=np.float64))
+        out = every[0].copy()
+        for e in every[1:]:
+            out += e
+        return out
+
+    def allgatherv(self, a):
+        every = self._exchange(np.ascontiguousarray(a))
+        return np.concatenate(every), np.array([e.shape[0] for e in every])
+
+    def alltoallv(self, parts):
+        every = self._exchange([np.ascontiguousarray(p) for p in parts])
+        got = [every[r][self.rank] for r in range(self.size)]
+        return np.concatenate(got), np.array([g.shape[0] for g in got])
+
+    def allgather_object(self, obj):
+        return self._exchange(obj)
+
+
+def _slab_with_ghosts(atoms, types, rank, size, cut, rng):
+    """What LAMMPS gives rank ``rank`` of a slab decomposition along x: its atoms (shuffled), then every
+    periodic image (of any atom, its own included) within ``cut`` of its slab — ids are index + 1."""
+    lengths = np.diag(atoms.cell.array)
+    pos = atoms.get_positions(wrap=True)
+    lo, hi = np.array([rank * lengths[0] / size, 0, 0]), np.array([(rank + 1) * lengths[0] / size, *lengths[1:]])
+    mine = np.flatnonzero((pos[:, 0] >= lo[0]) & (pos[:, 0] < hi[0]))
+    mine = rng.permutation(mine)
+    reach = np.ceil(cut / lengths).astype(int) + 1
+    ghosts = []
+    for shift in np.ndindex(*(2 * reach + 1)):
+        n = np.array(shift) - reach
+        image = pos + n * lengths
+        inside = np.all((image >= lo - cut) & (image < hi + cut), axis=1)
+        if not n.any():
+            inside[mine] = False
+        ghosts += [(i, image[i]) for i in np.flatnonzero(inside)]
+    index = np.concatenate([mine, [i for i, _ in ghosts]]).astype(int)
+    positions = np.concatenate([pos[mine], np.array([x for _, x in ghosts]).reshape(-1, 3)])
+    return index + 1, types[index], positions, mine.size
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_ghost_decomposition_equals_the_periodic_model(model, size):
+    """Owned atoms + explicit ghost images on 1-3 thread ranks: energy, forces, virial of the model."""
+    atoms = _long_crystal(np.random.default_rng(3), n=8)  # 28.8 Å; slabs ≥ 9.6 Å > 3 x 2.6 Å
+    graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
+    ref = model.compute(graph)
+    cut = model.config.num_layers * model.config.r_max + 0.5
+
+    def work(comm):
+        ids, types, pos, nlocal = _slab_with_ghosts(atoms, graph.atom_types, comm.rank, comm.size, cut,
+                                                    np.random.default_rng(comm.rank))
+        owners = OwnerMap()
+        first = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners)
+        again = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners)  # owner map reused
+        assert owners.rebuilds == 1 and np.array_equal(first["forces"], again["forces"])
+        return ids[:nlocal], first
+
+    results = _ThreadWorld(size).run(work)
+    forces = np.full((len(atoms), 3), np.nan)
+    for result in results:
+        assert not isinstance(result, Exception), result
+        ids, out = result
+        forces[ids - 1] = out["forces"]
+        assert out["energy"] == pytest.approx(ref["total_energy"][0], rel=1e-12)
+        np.testing.assert_allclose(out["virial"], ref["virial"][0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(forces, ref["forces"], rtol=0, atol=1e-12)
+
+
+def test_a_failure_on_one_rank_stops_every_rank(model):
+    atoms = _long_crystal(np.random.default_rng(4), n=8)
+    graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
+    cut = model.config.num_layers * model.config.r_max + 0.5
+
+    def work(comm):
+        ids, types, pos, nlocal = _slab_with_ghosts(atoms, graph.atom_types, comm.rank, comm.size, cut,
+                                                    np.random.default_rng(0))
+        if comm.rank == 1:
+            pos[0] = np.nan
+        return ghost_energy_forces(model, comm, ids, types, pos, nlocal, OwnerMap())
+
+    first, second = _ThreadWorld(2).run(work)
+    assert isinstance(second, ValueError) and "finite" in str(second)
+    assert isinstance(first, RuntimeError) and "another MPI rank" in str(first)
 
 
 # --------------------------------------------------------------------------------------------------

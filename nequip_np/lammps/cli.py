@@ -16,6 +16,9 @@ def add_parser(subparsers):
     p.add_argument("--elements", nargs="+", required=True, metavar="SYMBOL",
                    help="element of LAMMPS atom types 1, 2, ... (like pair_coeff * * H C O)")
     p.add_argument("--fix-id", default="nequip", help="id of the fix external (default: nequip)")
+    p.add_argument("--decomposition", choices=("auto", "ghost", "gather"), default="auto",
+                   help="how MPI ranks share the model: ghost (LAMMPS ghost atoms, O(N/P) per rank; the default "
+                        "on several ranks) or gather (all positions on every rank, exact for any box)")
     p.add_argument("--backend", default="numpy", help="compute backend of the model (default: numpy)")
     p.add_argument("--var", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="define an index variable, like lmp -var NAME VALUE (repeatable)")
@@ -32,7 +35,7 @@ def run(args) -> int:
     cmdargs = ["-log", args.log] + (["-screen", args.screen] if args.screen else [])
     comm = default_comm()
     lmp, coupling = run_lammps(args.input, model, args.elements, fix_id=args.fix_id, comm=comm, cmdargs=cmdargs,
-                               variables=dict(args.var))
+                               variables=dict(args.var), decomposition=args.decomposition)
     t = coupling.timings
     if comm.rank == 0 and t["calls"]:
         per_call = 1e3 / t["calls"]

@@ -40,9 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from nequip_np.data.graph import type_map_from_symbols
-from nequip_np.parallel.mpi import SerialComm, decomposed_energy_forces, launched_size, world
+from nequip_np.parallel.mpi import OwnerMap, SerialComm, decomposed_energy_forces, ghost_energy_forces, launched_size, world
 
 DEFAULT_FIX_ID = "nequip"
+#: LAMMPS's default neighbour skin in metal units (Å), used unless the input sets ``neighbor``
+DEFAULT_SKIN = 2.0
+DECOMPOSITIONS = ("auto", "ghost", "gather")
 #: commands that start a run: the callback must be attached before any of them
 _RUN_COMMANDS = {"run", "minimize", "rerun", "temper", "neb", "prd", "tad"}
 _MPI_HANDLE = []  # keeps the preloaded MPI library alive
@@ -103,10 +106,19 @@ class LammpsCoupling:
             process).
         chemical_species_to_atom_type_map: optional ``{symbol: type_name}`` when the model's type names
             are not chemical symbols.
+        decomposition: how ranks share the model (docs/lammps_mpi.md): ``"ghost"`` — each rank evaluates
+            its own atoms on LAMMPS's ghost atoms (``comm_modify cutoff`` is set to
+            num_layers × r_max + skin) and ghost forces go back to their owners; ``"gather"`` — every
+            rank gathers all positions and evaluates its atoms' receptive field in the periodic system
+            (exact for any box, O(N) per rank). ``"auto"``: ghost on several ranks, gather on one.
+        skin: LAMMPS's neighbour skin in Å (the ``neighbor`` command; default 2.0, LAMMPS's metal
+            default). :func:`run_lammps` reads it from the input.
 
     Raises:
         ValueError: units not metal; number of elements ≠ number of LAMMPS atom types; an element that
-            is not a chemical symbol or that the model does not know; no such fix. All before any run.
+            is not a chemical symbol or that the model does not know; no such fix; with the ghost
+            decomposition, a rank's sub-domain thinner than the receptive field or re-neighbouring
+            less often than every step. All before any run, on every rank.
 
     Attributes:
         timings: ``calls``; seconds in the whole callback (``callback_s``) and in the model's forward and
@@ -114,14 +126,24 @@ class LammpsCoupling:
     """
 
     def __init__(self, lmp, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=None,
-                 chemical_species_to_atom_type_map=None):
+                 chemical_species_to_atom_type_map=None, decomposition: str = "auto", skin=None):
         self.lmp, self.model, self.fix_id = lmp, model, fix_id
         self.comm = comm or SerialComm()
         self.elements = list(elements)
+        if decomposition not in DECOMPOSITIONS:
+            raise ValueError(f"decomposition must be one of {DECOMPOSITIONS}, got {decomposition!r}")
+        if decomposition == "auto":
+            decomposition = "ghost" if self.comm.size > 1 else "gather"
+        self.decomposition = decomposition
         self.lammps_to_model = self._type_table(chemical_species_to_atom_type_map)
         self.error = None
         self.timings = {"calls": 0, "callback_s": 0.0, "model_s": 0.0}
         self.last = None
+        self.owners = OwnerMap()
+        self.receptive_field = model.config.num_layers * float(model.config.r_max)
+        self.ghost_cutoff = None
+        if decomposition == "ghost":
+            self.set_skin(DEFAULT_SKIN if skin is None else skin)
         if not lmp.has_id("fix", fix_id):
             raise ValueError(f"LAMMPS has no fix with id {fix_id!r}; define "
                              f"'fix {fix_id} all external pf/callback 1 1' before attaching the model")
@@ -150,10 +172,80 @@ class LammpsCoupling:
             out[t] = table[symbol]
         return out
 
+    # ------------------------------------------------------------------ ghost decomposition
+    def set_skin(self, skin) -> None:
+        """Ghost decomposition: ghost cutoff = num_layers × r_max + ``skin``, and the checks before a run.
+
+        Atoms move at most skin/2 between LAMMPS's re-neighbourings, so every atom within the receptive
+        field of an owned atom is a ghost at every step.
+        """
+        skin = float(skin)
+        if not np.isfinite(skin) or skin < 0:
+            raise ValueError(f"the neighbour skin must be a finite distance >= 0 Å, got {skin}")
+        self.skin = skin
+        self.ghost_cutoff = self.receptive_field + skin
+        self.lmp.command(f"comm_modify cutoff {self.ghost_cutoff:.10g}")
+        self.check_ghost_setup()
+
+    def subdomain_widths(self) -> np.ndarray:
+        """(3,) perpendicular widths (Å) of this rank's sub-domain along the three box directions."""
+        cell, _, _ = lammps_cell(self.lmp)
+        volume = abs(np.linalg.det(cell))
+        heights = np.array([volume / np.linalg.norm(np.cross(cell[(d + 1) % 3], cell[(d + 2) % 3])) for d in range(3)])
+        if int(self.lmp.extract_global("triclinic")):
+            lo = np.asarray(self.lmp.extract_global("sublo_lambda"), dtype=np.float64)
+            hi = np.asarray(self.lmp.extract_global("subhi_lambda"), dtype=np.float64)
+            return (hi - lo) * heights
+        lo = np.asarray(self.lmp.extract_global("sublo"), dtype=np.float64)
+        hi = np.asarray(self.lmp.extract_global("subhi"), dtype=np.float64)
+        return (hi - lo) / np.diag(cell) * heights
+
+    def check_ghost_setup(self) -> None:
+        """Refuse, on every rank at once, what the ghost decomposition cannot do well or exactly.
+
+        * a rank's sub-domain thinner than the receptive field along a split direction: its ghost
+          shell (depth num_layers × r_max + skin on both sides) would come from beyond the
+          neighbouring sub-domains and hold many times more atoms than the rank owns;
+        * re-neighbouring less often than every step (``neigh_modify every/delay``): the ghost shell
+          could then miss atoms that moved into the receptive field.
+        """
+        procgrid = np.asarray(self.lmp.extract_global("procgrid"), dtype=np.int64)
+        widths = self.subdomain_widths()
+        every = int(self.lmp.extract_setting("neigh_every"))
+        delay = int(self.lmp.extract_setting("neigh_delay"))
+        reports = self.comm.allgather_object((self.comm.rank, widths.tolist()))
+        axis = "xyz"
+        for rank, w in reports:
+            for d in range(3):
+                if procgrid[d] > 1 and w[d] < self.receptive_field:
+                    whole = w[d] * procgrid[d]
+                    most = int(whole // self.receptive_field)
+                    raise ValueError(
+                        f"LAMMPS splits the box {procgrid[0]}x{procgrid[1]}x{procgrid[2]} over {self.comm.size} ranks; "
+                        f"the sub-domain of rank {rank} is {w[d]:.3g} Å wide along {axis[d]}, less than the model's "
+                        f"receptive field num_layers x r_max = {self.model.config.num_layers} x "
+                        f"{float(self.model.config.r_max):g} = {self.receptive_field:g} Å, so its ghost atoms would "
+                        f"come from beyond the neighbouring sub-domains and outnumber its own atoms. Use at most "
+                        f"{max(most, 1)} rank(s) along {axis[d]} (a 'processors' command), fewer ranks, or the "
+                        f"gather decomposition (--decomposition gather), which is exact for any box")
+        if every != 1 or delay != 0:
+            raise ValueError(f"the ghost decomposition needs LAMMPS to check for re-neighbouring every step "
+                             f"('neigh_modify every 1 delay 0', LAMMPS's default); this input has every {every} "
+                             f"delay {delay}, so the ghost shell could miss atoms that moved into the receptive field")
+
     # ------------------------------------------------------------------ the callback
     def compute(self, ids, x):
         """Energy, virial and forces of this rank's atoms ``ids`` at positions ``x`` (n, 3)."""
         nlocal = len(ids)
+        if self.decomposition == "ghost":
+            n = nlocal + int(self.lmp.extract_global("nghost"))
+            every_id = np.array(self.lmp.numpy.extract_atom("id", nelem=n), dtype=np.int64).ravel()
+            types = np.array(self.lmp.numpy.extract_atom("type", nelem=n), dtype=np.int64).ravel()
+            pos = np.array(self.lmp.numpy.extract_atom("x", nelem=n, dim=3), dtype=np.float64)
+            out = ghost_energy_forces(self.model, self.comm, every_id, self.lammps_to_model[types], pos, nlocal,
+                                      self.owners)
+            self.timings["model_s"] += out["model_s"]
+            return out
         types = self.lmp.numpy.extract_atom("type", nelem=nlocal)
         cell, origin, pbc = lammps_cell(self.lmp)
         out = decomposed_energy_forces(self.model, self.comm, np.asarray(ids, dtype=np.int64).ravel(),
@@ -233,7 +325,7 @@ def make_lammps(comm=None, cmdargs=None):
 
 
 def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=None, cmdargs=None,
-               variables=None, lmp=None, chemical_species_to_atom_type_map=None):
+               variables=None, lmp=None, chemical_species_to_atom_type_map=None, decomposition: str = "auto"):
     """Run a LAMMPS input file with ``model`` as (part of) the force field.
 
     The input is executed command by command; as soon as fix ``fix_id`` exists the model is attached
@@ -249,6 +341,8 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
         cmdargs: LAMMPS command-line arguments (default ``["-log", "none"]``).
         variables: ``{name: value}`` index variables defined before the input (like ``-var``).
         lmp: an existing LAMMPS instance (default: a new one).
+        decomposition: ``"auto"``, ``"ghost"`` or ``"gather"`` (see :class:`LammpsCoupling`); the
+            neighbour skin of the ghost decomposition is taken from the input's ``neighbor`` command.
 
     Returns:
         (lmp, coupling) — the LAMMPS instance after the input finished, and the coupling.
@@ -263,7 +357,7 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
     lmp = lmp if lmp is not None else make_lammps(comm, cmdargs)
     for name, value in (variables or {}).items():
         lmp.command(f"variable {name} index {value}")
-    coupling = None
+    coupling, skin = None, None
     for number, command in enumerate(commands, start=1):
         if coupling is None and _command_name(command) in _RUN_COMMANDS:
             raise ValueError(f"{input_path}: command {number} ({command!r}) runs before "
@@ -274,14 +368,32 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
             if coupling is not None:  # the model's own error is the cause: report it first
                 coupling.raise_pending()
             raise
+        name = _command_name(command)
+        if name == "neighbor":
+            skin = _skin_of(command)
+            if coupling is not None and coupling.decomposition == "ghost":
+                coupling.set_skin(skin)
+        elif coupling is not None and coupling.decomposition == "ghost" and name in ("processors", "balance",
+                                                                                    "neigh_modify", "comm_modify"):
+            coupling.set_skin(coupling.skin)  # re-assert the ghost cutoff and re-check the sub-domains
         if coupling is None and lmp.has_id("fix", fix_id):
             check_fix_command(command, fix_id)
-            coupling = LammpsCoupling(lmp, model, elements, fix_id, comm, chemical_species_to_atom_type_map)
+            coupling = LammpsCoupling(lmp, model, elements, fix_id, comm, chemical_species_to_atom_type_map,
+                                      decomposition=decomposition, skin=skin)
         if coupling is not None:
             coupling.raise_pending()
     if coupling is None:
         raise ValueError(f"{input_path} never defines 'fix {fix_id} all external pf/callback 1 1'")
     return lmp, coupling
+
+
+def _skin_of(command: str) -> float:
+    """The skin distance of a ``neighbor SKIN STYLE`` command."""
+    words = shlex.split(command, comments=True)
+    try:
+        return float(words[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"cannot read the skin distance of {command!r}; expected 'neighbor SKIN bin'") from None
 
 
 def _load(model):

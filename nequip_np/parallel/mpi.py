@@ -62,6 +62,13 @@ class SerialComm:
     def sum(self, a):
         return np.array(a, dtype=np.float64, copy=True)
 
+    def alltoallv(self, parts):
+        a = np.ascontiguousarray(parts[0])
+        return a.copy(), np.array([a.shape[0]])
+
+    def allgather_object(self, obj):
+        return [obj]
+
     def barrier(self):
         pass
 
@@ -91,6 +98,24 @@ class Comm:
         for r in range(1, self.size):
             out += every[r]
         return out
+
+    def alltoallv(self, parts):
+        """Send ``parts[r]`` (n_r, ...) to rank r; receive every rank's part for this one, concatenated in
+        rank order → (array, counts). All parts share dtype and trailing shape."""
+        parts = [np.ascontiguousarray(p) for p in parts]
+        tail, dtype = parts[0].shape[1:], parts[0].dtype
+        row = int(np.prod(tail, dtype=np.int64))
+        send_counts = np.array([p.shape[0] for p in parts], dtype=np.int64)
+        recv_counts = np.empty(self.size, dtype=np.int64)
+        self.comm.Alltoall(send_counts, recv_counts)
+        send = np.concatenate(parts, axis=0) if parts else np.empty((0,) + tail, dtype)
+        out = np.empty((int(recv_counts.sum()),) + tail, dtype=dtype)
+        self.comm.Alltoallv([send, send_counts * row], [out, recv_counts * row])
+        return out, recv_counts
+
+    def allgather_object(self, obj):
+        """Every rank's (picklable) ``obj``, in rank order."""
+        return self.comm.allgather(obj)
 
     def barrier(self):
         self.comm.Barrier()
@@ -224,6 +249,116 @@ def decomposed_energy_forces(model, comm, ids, types, positions, cell, pbc=(True
     total = comm.sum(packed)
     return {"energy": float(total[0]), "virial": total[1:10].reshape(3, 3),
             "forces": total[10:].reshape(-1, 3)[mine], "n_computed": part["n_computed"], "model_s": part["model_s"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# MD: owned atoms plus ghost images supplied by the MD engine (LAMMPS's ghost atoms)
+# --------------------------------------------------------------------------------------------------
+class OwnerMap:
+    """Which rank owns each atom id; rebuilt (one ``allgatherv`` of ids) only when some rank's owned ids
+    changed since the last call — LAMMPS moves atoms between ranks only when it re-neighbours."""
+
+    def __init__(self):
+        self._local = None
+        self._ids = self._rank = None
+        self.rebuilds = 0
+
+    def update(self, comm, local_ids) -> None:
+        local_ids = np.asarray(local_ids, dtype=np.int64)
+        changed = self._local is None or not np.array_equal(self._local, local_ids)
+        if comm.sum(np.array([float(changed)]))[0] > 0:  # collective: every rank rebuilds together
+            all_ids, counts = comm.allgatherv(local_ids)
+            order = np.argsort(all_ids, kind="stable")
+            self._ids = all_ids[order]
+            self._rank = np.repeat(np.arange(comm.size), counts)[order]
+            self.rebuilds += 1
+        self._local = local_ids.copy()
+
+    def owner(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        k = np.minimum(np.searchsorted(self._ids, ids), max(self._ids.size - 1, 0))
+        if ids.size and (self._ids.size == 0 or np.any(self._ids[k] != ids)):
+            bad = ids[self._ids[k] != ids][:5] if self._ids.size else ids[:5]
+            raise ValueError(f"ghost atoms with ids {bad.tolist()} are owned by no rank")
+        return self._rank[k]
+
+
+def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners: OwnerMap) -> dict:
+    r"""Energy, virial and forces when the MD engine supplies ghost atoms (explicit periodic images).
+
+    Rows ``[:nlocal]`` of ``ids``/``types``/``positions`` are the atoms this rank owns, the rest are
+    ghost atoms: copies of atoms of this or other ranks at image positions, covering at least the
+    receptive field ``num_layers × r_max`` around the owned atoms (for LAMMPS: ``comm_modify cutoff``
+    ≥ num_layers × r_max + neighbour skin). Per call:
+
+    1. a non-periodic neighbour list of owned + ghost atoms (periodicity is in the images);
+    2. :func:`owned_energy_forces`: the owned atoms' energy :math:`E_\mathrm{own}` on their receptive
+       subgraph and its partial forces on owned and ghost atoms, and the partial virial (from edge
+       vectors, so images need no cell);
+    3. reverse communication: each ghost's partial force is sent (``alltoallv``, keyed by atom id) to
+       the rank owning that atom and added there — also when the owner is this rank (own images);
+    4. ``sum`` over ranks of :math:`E_\mathrm{own}` and the virial (10 numbers).
+
+    Per rank the memory and work are O(owned + ghosts); only :class:`OwnerMap` holds O(N) ids, refreshed
+    when atoms change rank. Exact up to the order of sums, like :func:`decomposed_energy_forces`.
+
+    Args:
+        model: a :class:`~nequip_np.model.nequip.NequIPModel`.
+        comm: :class:`Comm` or :class:`SerialComm`.
+        ids: (n,) global atom ids, owned first; types: (n,) model types; positions: (n, 3) Å.
+        nlocal: number of owned atoms (the first rows).
+        owners: an :class:`OwnerMap` kept between calls.
+
+    Returns:
+        dict with ``energy`` and ``virial`` (whole system), ``forces`` (nlocal, 3) of the owned atoms,
+        ``n_computed`` atoms evaluated here, ``n_sent`` ghost forces sent, ``model_s``.
+    """
+    from nequip_np.data.neighborlist import neighbor_list
+
+    c = model.config
+    ids = np.asarray(ids, dtype=np.int64)
+    types = np.asarray(types, dtype=np.int64)
+    pos = np.asarray(positions, dtype=np.float64)
+    n = pos.shape[0]
+    error, part = None, None
+    try:  # local work; a failure on one rank must reach all of them before the next collective
+        edge_index, shifts = neighbor_list(pos, None, False, c.r_max)
+        if c.per_edge_type_cutoff is not None:
+            from nequip_np.data.neighborlist import cutoff_table_from_config, prune_edges
+
+            table = cutoff_table_from_config(c.per_edge_type_cutoff, c.type_names, c.r_max)
+            edge_index, shifts = prune_edges(edge_index, shifts, pos, np.zeros((3, 3)), types, table)
+        graph = AtomicGraph(pos=pos, atom_types=types, edge_index=edge_index,
+                            edge_shift=shifts.astype(np.float64), cell=np.zeros((1, 3, 3)),
+                            pbc=np.zeros((1, 3), bool), batch=np.zeros(n, np.int64), num_atoms=np.array([n], np.int64))
+        part = owned_energy_forces(model, graph, np.arange(n) < nlocal)
+    except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
+        error = exc
+    failed = comm.sum(np.array([float(error is not None)]))[0]
+    if error is not None:
+        raise error
+    if failed > 0:
+        raise RuntimeError("the model failed on another MPI rank (its error is reported there)")
+    owners.update(comm, ids[:nlocal])
+    f = part["forces"]
+    forces = f[:nlocal].copy()
+    rows = nlocal + np.flatnonzero(np.any(f[nlocal:] != 0.0, axis=1))  # ghosts inside the receptive field
+    dest = owners.owner(ids[rows])
+    order = np.argsort(dest, kind="stable")
+    packed = np.concatenate([ids[rows, None].astype(np.float64), f[rows]], axis=1)[order]
+    bounds = np.cumsum(np.bincount(dest, minlength=comm.size))[:-1]
+    received, _ = comm.alltoallv(np.split(packed, bounds))
+    if received.shape[0]:
+        got = received[:, 0].astype(np.int64)
+        local_ids = ids[:nlocal]
+        sorter = np.argsort(local_ids, kind="stable")
+        k = sorter[np.minimum(np.searchsorted(local_ids, got, sorter=sorter), nlocal - 1)]
+        if np.any(local_ids[k] != got):
+            raise ValueError("a ghost force arrived for an atom this rank does not own")
+        np.add.at(forces, k, received[:, 1:])
+    total = comm.sum(np.concatenate([[part["energy"]], part["virial"].ravel()]))
+    return {"energy": float(total[0]), "virial": total[1:10].reshape(3, 3), "forces": forces,
+            "n_computed": part["n_computed"], "n_sent": int(rows.size), "model_s": part["model_s"]}
 
 
 # --------------------------------------------------------------------------------------------------
