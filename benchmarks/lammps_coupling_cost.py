@@ -15,9 +15,12 @@ built from scratch each step, as the coupling does). ``neighbor_list_ms`` is the
 Usage::
 
     python benchmarks/lammps_coupling_cost.py                       # 1 rank
-    mpirun -np 2 python benchmarks/lammps_coupling_cost.py          # 2 ranks (needs mpi4py)
+    mpirun -np 2 python benchmarks/lammps_coupling_cost.py          # 2 ranks, ghost decomposition
+    mpirun -np 2 python benchmarks/lammps_coupling_cost.py --decomposition gather
 
-Writes ``benchmarks/results/lammps_coupling_cost_np<ranks>.json`` (rank 0).
+Writes ``benchmarks/results/lammps_coupling_cost_np<ranks>[_<decomposition>].json`` (rank 0; the
+suffix only for ``--decomposition`` other than ``auto``). On several ranks ``n_computed_per_rank``
+is the number of atoms (owned + shell, ghost images included) each rank evaluates.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def write_data(path, atoms):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def lammps_run(atoms, model, steps, comm, workdir):
+def lammps_run(atoms, model, steps, comm, workdir, decomposition="auto"):
     from nequip_np.lammps import run_lammps
 
     data = Path(workdir) / f"data_{len(atoms)}.lmp"
@@ -75,7 +78,8 @@ def lammps_run(atoms, model, steps, comm, workdir):
                        "fix nequip all external pf/callback 1 1\nfix nve all nve\ntimestep 0.0005\n"
                        "velocity all create 300 1 loop geom\nthermo 1000\nrun 2\n")  # run 2: warm-up
     comm.barrier()
-    lmp, coupling = run_lammps(inp, model, TYPES, comm=comm, cmdargs=["-log", "none", "-screen", "none"])
+    lmp, coupling = run_lammps(inp, model, TYPES, comm=comm, cmdargs=["-log", "none", "-screen", "none"],
+                               decomposition=decomposition)
     coupling.timings.update(calls=0, callback_s=0.0, model_s=0.0)
     comm.barrier()
     t0 = time.perf_counter()
@@ -85,7 +89,8 @@ def lammps_run(atoms, model, steps, comm, workdir):
     t = coupling.timings
     out = {"wall_ms": 1e3 * wall / steps, "callback_ms": 1e3 * t["callback_s"] / t["calls"],
            "model_ms": 1e3 * t["model_s"] / t["calls"], "calls": t["calls"],
-           "n_computed": coupling.last["n_computed"], "lammps_version": lmp.version()}
+           "n_computed": coupling.last["n_computed"], "lammps_version": lmp.version(),
+           "decomposition": coupling.decomposition}
     out["coupling_ms"] = out["callback_ms"] - out["model_ms"]
     out["lammps_ms"] = out["wall_ms"] - out["callback_ms"]
     lmp.close()
@@ -122,6 +127,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--sizes", default="2x2x2,3x3x3,4x4x4", help="cubic-cell repeats, comma separated")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--decomposition", default="auto", choices=("auto", "ghost", "gather"))
+    parser.add_argument("--skip-ase", action="store_true", help="do not time ASE's VelocityVerlet")
     args = parser.parse_args(argv)
 
     from nequip_np.lammps import import_lammps, mpich_library
@@ -138,12 +145,12 @@ def main(argv=None):
         for size in args.sizes.split(","):
             repeat = tuple(int(k) for k in size.split("x"))
             atoms = crystal(repeat)
-            row = {"atoms": len(atoms), "repeat": size, **lammps_run(atoms, model, args.steps, comm, workdir)}
+            row = {"atoms": len(atoms), "repeat": size, **lammps_run(atoms, model, args.steps, comm, workdir, args.decomposition)}
             if comm.size > 1:
                 row["n_computed_per_rank"] = [int(v) for v in comm.allgatherv(np.array([row.pop("n_computed")]))[0]]
             if comm.rank == 0:
                 row["neighbor_list_ms"] = neighbor_list_ms(atoms, MODEL["r_max"])
-                if comm.size == 1:
+                if comm.size == 1 and not args.skip_ase:
                     row["ase_ms"] = ase_step_ms(atoms, model, max(args.steps // 2, 5))
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
             rows.append(row)
@@ -158,8 +165,10 @@ def main(argv=None):
             "lammps_version": rows[0]["lammps_version"],
             "mpich_library": str(mpich_library()), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "python": platform.python_version(),
+            "threads": {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         }
-        path = Path(args.out) / f"lammps_coupling_cost_np{comm.size}.json"
+        suffix = "" if args.decomposition == "auto" else f"_{args.decomposition}"
+        path = Path(args.out) / f"lammps_coupling_cost_np{comm.size}{suffix}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"written {path}")

@@ -181,9 +181,13 @@ def _slab_with_ghosts(atoms, types, rank, size, cut, rng):
     return index + 1, types[index], positions, mine.size
 
 
+@pytest.mark.parametrize("fold", [False, True])
 @pytest.mark.parametrize("size", [1, 2, 3])
-def test_ghost_decomposition_equals_the_periodic_model(model, size):
-    """Owned atoms + explicit ghost images on 1-3 thread ranks: energy, forces, virial of the model."""
+def test_ghost_decomposition_equals_the_periodic_model(model, size, fold):
+    """Owned atoms + explicit ghost images on 1-3 thread ranks: energy, forces, virial of the model.
+
+    With ``fold`` the images along y and z (periodic, not split) are merged back into periodic edges,
+    and along x too on one rank; the atoms evaluated per rank then drop."""
     atoms = _long_crystal(np.random.default_rng(3), n=8)  # 28.8 Å; slabs ≥ 9.6 Å > 3 x 2.6 Å
     graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
     ref = model.compute(graph)
@@ -193,12 +197,22 @@ def test_ghost_decomposition_equals_the_periodic_model(model, size):
         ids, types, pos, nlocal = _slab_with_ghosts(atoms, graph.atom_types, comm.rank, comm.size, cut,
                                                     np.random.default_rng(comm.rank))
         owners = OwnerMap()
-        first = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners)
-        again = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners)  # owner map reused
+        kw = {}
+        if fold:
+            kw = dict(cell=atoms.cell.array, origin=np.zeros(3), fold=(comm.size == 1, True, True))
+        first = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners, **kw)
+        again = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners, **kw)  # owner map reused
         assert owners.rebuilds == 1 and np.array_equal(first["forces"], again["forces"])
         return ids[:nlocal], first
 
     results = _ThreadWorld(size).run(work)
+    computed = [r[1]["n_computed"] for r in results if not isinstance(r, Exception)]
+    if fold and size == 1:  # everything folded: the periodic graph itself
+        assert computed == [len(atoms)]
+    elif fold:  # the slab plus the receptive field on both sides, nothing along y and z
+        assert max(computed) < len(atoms) / size + 2 * 3 * 2.6 / 28.8 * len(atoms) + 8
+    else:  # explicit images along y and z as well
+        assert min(computed) > len(atoms) / size * 2
     forces = np.full((len(atoms), 3), np.nan)
     for result in results:
         assert not isinstance(result, Exception), result

@@ -242,8 +242,12 @@ class LammpsCoupling:
             every_id = np.array(self.lmp.numpy.extract_atom("id", nelem=n), dtype=np.int64).ravel()
             types = np.array(self.lmp.numpy.extract_atom("type", nelem=n), dtype=np.int64).ravel()
             pos = np.array(self.lmp.numpy.extract_atom("x", nelem=n, dim=3), dtype=np.float64)
+            cell, origin, pbc = lammps_cell(self.lmp)
+            # a periodic direction that is not split between ranks: the ghosts along it are images of
+            # this rank's own atoms and are folded back (the graph is periodic along it)
+            fold = pbc & (np.asarray(self.lmp.extract_global("procgrid")) == 1)
             out = ghost_energy_forces(self.model, self.comm, every_id, self.lammps_to_model[types], pos, nlocal,
-                                      self.owners)
+                                      self.owners, cell=cell, origin=origin, fold=fold)
             self.timings["model_s"] += out["model_s"]
             return out
         types = self.lmp.numpy.extract_atom("type", nelem=nlocal)

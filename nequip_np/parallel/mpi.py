@@ -283,7 +283,37 @@ class OwnerMap:
         return self._rank[k]
 
 
-def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners: OwnerMap) -> dict:
+def fold_images(ids, positions, nlocal: int, cell, origin, fold):
+    """Merge ghost copies that are periodic images along the ``fold`` directions into one node.
+
+    Along a periodic direction that is not split between ranks a rank's sub-domain spans the whole box,
+    and the engine's ghost atoms in that direction are images of atoms already present. Wrapping the
+    fractional coordinates along ``fold`` and keeping one node per (id, image along the other
+    directions) gives a graph that is periodic along ``fold`` (edges carry the shift) and explicit
+    elsewhere — the same graph the periodic model uses, so no feature is computed twice.
+
+    Returns:
+        (rows, positions): ``rows`` (m,) kept input rows, increasing (the ``nlocal`` owned rows first,
+        all kept), and their positions wrapped along ``fold``.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    fold = np.asarray(fold, dtype=bool)
+    frac = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, (np.asarray(positions) - origin).T).T
+    frac[:, fold] -= np.floor(frac[:, fold])
+    order = np.lexsort((np.arange(ids.size), ids))  # by id, owned (smallest row) first within an id
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    group = np.repeat(starts, np.diff(np.r_[starts, ids.size]))
+    image = np.rint(frac[order][:, ~fold] - frac[order[group]][:, ~fold]).astype(np.int64)
+    _, first = np.unique(np.column_stack([sorted_ids, image]), axis=0, return_index=True)
+    rows = np.sort(order[first])
+    if rows.size < nlocal or np.any(rows[:nlocal] != np.arange(nlocal)):
+        raise ValueError("owned atoms with repeated ids")
+    return rows, origin + frac[rows] @ np.asarray(cell, dtype=np.float64)
+
+
+def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners: OwnerMap, cell=None,
+                        origin=None, fold=(False, False, False)) -> dict:
     r"""Energy, virial and forces when the MD engine supplies ghost atoms (explicit periodic images).
 
     Rows ``[:nlocal]`` of ``ids``/``types``/``positions`` are the atoms this rank owns, the rest are
@@ -291,13 +321,16 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners:
     receptive field ``num_layers × r_max`` around the owned atoms (for LAMMPS: ``comm_modify cutoff``
     ≥ num_layers × r_max + neighbour skin). Per call:
 
-    1. a non-periodic neighbour list of owned + ghost atoms (periodicity is in the images);
-    2. :func:`owned_energy_forces`: the owned atoms' energy :math:`E_\mathrm{own}` on their receptive
-       subgraph and its partial forces on owned and ghost atoms, and the partial virial (from edge
-       vectors, so images need no cell);
-    3. reverse communication: each ghost's partial force is sent (``alltoallv``, keyed by atom id) to
+    1. ghost images along the ``fold`` directions (periodic and not split between ranks) are merged
+       with the atoms they copy (:func:`fold_images`); ghosts farther than the receptive field from the
+       owned atoms' bounding box are dropped;
+    2. a neighbour list periodic along ``fold`` only (elsewhere periodicity is in the images);
+    3. :func:`owned_energy_forces`: the owned atoms' energy :math:`E_\mathrm{own}` on their receptive
+       subgraph, its partial forces on owned and ghost atoms, and the partial virial (from edge
+       vectors);
+    4. reverse communication: each ghost's partial force is sent (``alltoallv``, keyed by atom id) to
        the rank owning that atom and added there — also when the owner is this rank (own images);
-    4. ``sum`` over ranks of :math:`E_\mathrm{own}` and the virial (10 numbers).
+    5. ``sum`` over ranks of :math:`E_\mathrm{own}` and the virial (10 numbers).
 
     Per rank the memory and work are O(owned + ghosts); only :class:`OwnerMap` holds O(N) ids, refreshed
     when atoms change rank. Exact up to the order of sums, like :func:`decomposed_energy_forces`.
@@ -308,6 +341,8 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners:
         ids: (n,) global atom ids, owned first; types: (n,) model types; positions: (n, 3) Å.
         nlocal: number of owned atoms (the first rows).
         owners: an :class:`OwnerMap` kept between calls.
+        cell: (3, 3) box rows and ``origin`` (3,) its lower corner; needed when ``fold`` has a True.
+        fold: 3 bools, directions along which ghosts are images of this rank's own sub-domain.
 
     Returns:
         dict with ``energy`` and ``virial`` (whole system), ``forces`` (nlocal, 3) of the owned atoms,
@@ -319,18 +354,41 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners:
     ids = np.asarray(ids, dtype=np.int64)
     types = np.asarray(types, dtype=np.int64)
     pos = np.asarray(positions, dtype=np.float64)
-    n = pos.shape[0]
+    fold = np.asarray(fold, dtype=bool)
     error, part = None, None
     try:  # local work; a failure on one rank must reach all of them before the next collective
-        edge_index, shifts = neighbor_list(pos, None, False, c.r_max)
+        if not np.all(np.isfinite(pos)):
+            raise ValueError("positions must be finite; got NaN or inf (the simulation has blown up?)")
+        reach = c.num_layers * float(c.r_max)
+        if fold.any():
+            cell = np.asarray(cell, dtype=np.float64)
+            origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
+            rows, wrapped = fold_images(ids, pos, nlocal, cell, origin, fold)
+            ids, types, pos = ids[rows], types[rows], wrapped
+            # receptive field in fractional units along the explicit directions: R / (plane spacing)
+            spacing = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+            coords, margin = np.linalg.solve(cell.T, (pos - origin).T).T, reach / spacing
+            coords, margin = coords[:, ~fold], margin[~fold]
+        else:
+            coords, margin = pos, np.full(3, reach)
+        if nlocal:  # only atoms within the receptive field of the owned atoms' bounding box can matter
+            lo, hi = coords[:nlocal].min(axis=0) - margin, coords[:nlocal].max(axis=0) + margin
+            keep = np.flatnonzero(np.all((coords >= lo) & (coords <= hi), axis=1) | (np.arange(len(ids)) < nlocal))
+        else:
+            keep = np.arange(0)
+        ids, types, pos = ids[keep], types[keep], pos[keep]
+        n = pos.shape[0]
+        box = cell if fold.any() else None
+        edge_index, shifts = neighbor_list(pos, box, fold, c.r_max)
         if c.per_edge_type_cutoff is not None:
             from nequip_np.data.neighborlist import cutoff_table_from_config, prune_edges
 
             table = cutoff_table_from_config(c.per_edge_type_cutoff, c.type_names, c.r_max)
-            edge_index, shifts = prune_edges(edge_index, shifts, pos, np.zeros((3, 3)), types, table)
+            edge_index, shifts = prune_edges(edge_index, shifts, pos, box, types, table)
         graph = AtomicGraph(pos=pos, atom_types=types, edge_index=edge_index,
-                            edge_shift=shifts.astype(np.float64), cell=np.zeros((1, 3, 3)),
-                            pbc=np.zeros((1, 3), bool), batch=np.zeros(n, np.int64), num_atoms=np.array([n], np.int64))
+                            edge_shift=shifts.astype(np.float64),
+                            cell=(np.zeros((3, 3)) if box is None else box)[None],
+                            pbc=fold[None].copy(), batch=np.zeros(n, np.int64), num_atoms=np.array([n], np.int64))
         part = owned_energy_forces(model, graph, np.arange(n) < nlocal)
     except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
         error = exc
