@@ -292,10 +292,14 @@ def test_one_and_two_ranks_agree(tmp_path, model, decomposition):
     if decomposition == "gather":  # the shell of each half is a strict subset of the system
         assert max(two["n_computed"]) < natoms
     for stage in ("0", "10"):
+        print(f"step {stage}: energy {abs(two[f'pe{stage}'] - one[f'pe{stage}']) / abs(one[f'pe{stage}']):.1e}, forces "
+              f"{np.abs(two[f'f{stage}'] - one[f'f{stage}']).max() / np.abs(one[f'f{stage}']).max():.1e}, pressure "
+              f"{np.abs(two[f'p{stage}'] - one[f'p{stage}']).max() / np.abs(one[f'p{stage}']).max():.1e} relative")
         assert abs(two[f"pe{stage}"] - one[f"pe{stage}"]) <= 1e-10 * abs(one[f"pe{stage}"])
         scale = np.abs(one[f"f{stage}"]).max()
         assert np.abs(two[f"f{stage}"] - one[f"f{stage}"]).max() <= 1e-10 * scale
         np.testing.assert_allclose(two[f"p{stage}"], one[f"p{stage}"], rtol=1e-10, atol=1e-10 * np.abs(one["p0"]).max())
+    print(f"positions after 10 steps: {np.abs(two['x10'] - one['x10']).max():.1e} Å")
     assert np.abs(two["x10"] - one["x10"]).max() < 1e-10
 
 

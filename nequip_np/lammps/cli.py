@@ -41,5 +41,10 @@ def run(args) -> int:
         per_call = 1e3 / t["calls"]
         print(f"nequip-np lammps: {t['calls']} model calls, {per_call * t['callback_s']:.2f} ms each on rank 0: "
               f"model {per_call * t['model_s']:.2f} ms, coupling {per_call * (t['callback_s'] - t['model_s']):.2f} ms")
+    if comm.size > 1 and coupling.last is not None:
+        computed = comm.allgather_object(int(coupling.last["n_computed"]))
+        if comm.rank == 0:
+            print(f"nequip-np lammps: {coupling.decomposition} decomposition over {comm.size} ranks; atoms evaluated "
+                  f"per rank (owned + receptive field): {computed} of {int(lmp.get_natoms())}")
     lmp.close()
     return 0

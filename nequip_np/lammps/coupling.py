@@ -9,8 +9,11 @@ registers a Python callback on that fix and sets ``fix_modify nequip energy yes 
 ``pe``, ``etotal`` and ``press`` include the model. Each step LAMMPS calls the callback with the
 atoms this rank owns (ids, positions, force array); the callback maps LAMMPS atom types to model
 types through the list of element names (``elements[t-1]`` is type ``t``, as in a ``pair_coeff * *``
-line), evaluates the model (:func:`nequip_np.parallel.mpi.decomposed_energy_forces`: exact on one
-rank and split over several) and sets
+line), evaluates the model — on several ranks by default on LAMMPS's ghost atoms
+(:func:`nequip_np.parallel.mpi.ghost_energy_forces`, ``comm_modify cutoff`` = num_layers × r_max + skin,
+ghost forces sent back to their owners), or with every rank gathering the whole system
+(:func:`nequip_np.parallel.mpi.decomposed_energy_forces`, ``decomposition="gather"``, the default on one
+rank) — and sets
 
 * the forces of the owned atoms (eV/Å),
 * the total energy with ``fix_external_set_energy_global`` (eV; LAMMPS takes the value of each rank

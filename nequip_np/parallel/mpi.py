@@ -4,7 +4,11 @@ Two uses, one small communicator interface (:class:`Comm`: ``rank``, ``size``, `
 ``sum``), backed by mpi4py under ``mpirun`` and by :class:`SerialComm` in a single process.
 
 **MD (owned atoms + receptive-field shell).** Each rank owns some atoms (LAMMPS's domain
-decomposition decides which). Per step:
+decomposition decides which). Two ways to give it the atoms its energy depends on:
+:func:`ghost_energy_forces` uses the engine's ghost atoms (explicit periodic images within the
+receptive field, folded back along unsplit periodic directions) and sends ghost forces back to their
+owners — O(owned + ghosts) per rank; :func:`decomposed_energy_forces` ("gather", below) gives every rank
+the whole system — exact for any box, O(N) per rank. The gather method, per step:
 
 1. ``allgatherv`` of (id, type, position) of the owned atoms; every rank sorts the whole system by atom
    id, so what follows does not depend on the decomposition;
