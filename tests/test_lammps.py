@@ -69,7 +69,8 @@ def _by_id(lmp, name):
 # --------------------------------------------------------------------------------------------------
 # one rank
 # --------------------------------------------------------------------------------------------------
-def test_nve_100_steps_match_ase_velocity_verlet(tmp_path, model):
+@pytest.mark.parametrize("decomposition", ["gather", "ghost"])
+def test_nve_100_steps_match_ase_velocity_verlet(tmp_path, model, decomposition):
     _lammps()
     from ase.md.verlet import VelocityVerlet
 
@@ -89,13 +90,15 @@ def test_nve_100_steps_match_ase_velocity_verlet(tmp_path, model):
         fix nve all nve
         timestep {dt_fs / 1000!r}
         """)
-    lmp, coupling = run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"])
+    lmp, coupling = run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"],
+                               decomposition=decomposition)
     c_ase = (1000 * units.fs) ** 2  # (eV/Å)/amu in Å/ps², in ASE's units
     for t, symbol in enumerate(TYPES, start=1):
         mass = atoms.get_masses()[atoms.get_chemical_symbols().index(symbol)]
         lmp.command(f"mass {t} {float(mass * lmp.extract_global('ftm2v') / c_ase)!r}")
-    v = lmp.numpy.extract_atom("v")
-    v[:] = velocities[lmp.numpy.extract_atom("id") - 1] * 1000.0  # Å/ps
+    nlocal = lmp.extract_global("nlocal")
+    v = lmp.numpy.extract_atom("v", nelem=nlocal, dim=3)
+    v[:] = velocities[lmp.numpy.extract_atom("id", nelem=nlocal) - 1] * 1000.0  # Å/ps
     lmp.command(f"run {steps}")
     coupling.raise_pending()
     x_lammps = _by_id(lmp, "x")
@@ -252,18 +255,19 @@ model = small_model(num_layers=2, l_max=1, num_features=4, r_max=2.6)
 lmp, coupling = run_lammps(sys.argv[1], model, TYPES, comm=comm, cmdargs=["-log", "none", "-screen", "none"],
                            decomposition=sys.argv[3])
 out = {}
-for stage in ("0", "10"):
-    if stage == "10":
-        lmp.command("run 10")
+for stage in ("0", "40"):
+    if stage == "40":
+        lmp.command("run 40")
         coupling.raise_pending()
     x = np.array(lmp.gather_atoms("x", 1, 3)).reshape(-1, 3)
     f = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
     out.update({f"x{stage}": x, f"f{stage}": f, f"pe{stage}": lmp.get_thermo("pe"),
                 f"p{stage}": [lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")]})
-counts = np.array([comm.size, coupling.last["n_computed"], lmp.get_natoms(), lmp.extract_global("nlocal")])
+counts = np.array([comm.size, coupling.last["n_computed"], lmp.get_natoms(), lmp.extract_global("nlocal"),
+                   coupling.owners.rebuilds])
 allc = comm.allgatherv(counts[None])[0]
 if comm.rank == 0:
-    np.savez(sys.argv[2], n_computed=allc[:, 1], natoms=allc[0, 2], nlocal=allc[:, 3], **out)
+    np.savez(sys.argv[2], n_computed=allc[:, 1], natoms=allc[0, 2], nlocal=allc[:, 3], rebuilds=allc[:, 4], **out)
 """
 
 
@@ -274,11 +278,13 @@ def test_one_and_two_ranks_agree(tmp_path, model, decomposition):
     # 6 x 1 x 1 cubic cells: 21.6 Å along x > 4 x the receptive field (2 layers x 2.6 Å), so each rank's
     # half (10.8 Å) is wider than the receptive field and its shell is a strict subset of the system
     atoms = _crystal(np.random.default_rng(6), repeat=(6, 1, 1))
+    # a small skin and hot atoms: LAMMPS re-neighbours and moves atoms between ranks during the run
     path = _input(tmp_path, atoms, """
+        neighbor 0.2 bin
         fix nequip all external pf/callback 1 1
         fix nve all nve
-        timestep 0.0005
-        velocity all create 600 11 loop geom
+        timestep 0.001
+        velocity all create 3000 11 loop geom
         run 0
         """)
     script = tmp_path / "ranks.py"
@@ -291,7 +297,9 @@ def test_one_and_two_ranks_agree(tmp_path, model, decomposition):
     assert natoms == len(atoms) and one["n_computed"].tolist() == [natoms] and two["nlocal"].sum() == natoms
     if decomposition == "gather":  # the shell of each half is a strict subset of the system
         assert max(two["n_computed"]) < natoms
-    for stage in ("0", "10"):
+    if decomposition == "ghost":  # the id -> rank table was rebuilt after atoms changed ranks
+        assert min(two["rebuilds"]) > 1
+    for stage in ("0", "40"):
         print(f"step {stage}: energy {abs(two[f'pe{stage}'] - one[f'pe{stage}']) / abs(one[f'pe{stage}']):.1e}, forces "
               f"{np.abs(two[f'f{stage}'] - one[f'f{stage}']).max() / np.abs(one[f'f{stage}']).max():.1e}, pressure "
               f"{np.abs(two[f'p{stage}'] - one[f'p{stage}']).max() / np.abs(one[f'p{stage}']).max():.1e} relative")
@@ -299,8 +307,9 @@ def test_one_and_two_ranks_agree(tmp_path, model, decomposition):
         scale = np.abs(one[f"f{stage}"]).max()
         assert np.abs(two[f"f{stage}"] - one[f"f{stage}"]).max() <= 1e-10 * scale
         np.testing.assert_allclose(two[f"p{stage}"], one[f"p{stage}"], rtol=1e-10, atol=1e-10 * np.abs(one["p0"]).max())
-    print(f"positions after 10 steps: {np.abs(two['x10'] - one['x10']).max():.1e} Å")
-    assert np.abs(two["x10"] - one["x10"]).max() < 1e-10
+    print(f"positions after 40 steps: {np.abs(two['x40'] - one['x40']).max():.1e} Å; owner table rebuilds "
+          f"{two['rebuilds'].tolist()}")
+    assert np.abs(two["x40"] - one["x40"]).max() < 1e-10
 
 
 def test_sub_domain_thinner_than_the_receptive_field_fails_before_the_run(tmp_path, model):

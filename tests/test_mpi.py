@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import threading
-
 import numpy as np
 import pytest
 import yaml
@@ -21,6 +19,7 @@ from nequip_np.parallel.mpi import (
     OwnerMap, SerialComm, decomposed_energy_forces, ghost_energy_forces, hop_distance, owned_energy_forces,
     receptive_subgraph, shard_frames, shard_loss_and_grad,
 )
+from nequip_np.parallel.threads import run_thread_ranks, slab_ghosts
 from nequip_np.train.loss import LossCoefficients, loss_and_grad
 from tests.model_factory import TYPES, molecule, periodic, small_model
 from tests.test_lammps import run_ranks
@@ -101,86 +100,6 @@ def test_decomposed_evaluation_is_independent_of_the_atom_order(model):
                                  graph.cell[0])
 
 
-class _ThreadWorld:
-    """``size`` ranks as threads of this process, with the collectives of :class:`Comm` (for CI, no MPI)."""
-
-    def __init__(self, size):
-        self.size, self.barrier, self.slots = size, threading.Barrier(size, timeout=60), [None] * size
-
-    def run(self, work):
-        """Run ``work(comm)`` on every rank; returns the results (or exceptions) in rank order."""
-        results = [None] * self.size
-
-        def target(rank):
-            try:
-                results[rank] = work(_ThreadComm(self, rank))
-            except Exception as exc:  # noqa: BLE001 - returned to the test
-                results[rank] = exc
-
-        threads = [threading.Thread(target=target, args=(r,)) for r in range(self.size)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not any(t.is_alive() for t in threads), "a rank hangs in a collective"
-        return results
-
-
-class _ThreadComm:
-    def __init__(self, world, rank):
-        self.world, self.rank, self.size = world, rank, world.size
-
-    def _exchange(self, obj):
-        w = self.world
-        w.barrier.wait()
-        w.slots[self.rank] = obj
-        w.barrier.wait()
-        every = list(w.slots)
-        w.barrier.wait()
-        return every
-
-    def sum(self, a):
-        every = self._exchange(np.array(a, dtype=np.float64))
-        out = every[0].copy()
-        for e in every[1:]:
-            out += e
-        return out
-
-    def allgatherv(self, a):
-        every = self._exchange(np.ascontiguousarray(a))
-        return np.concatenate(every), np.array([e.shape[0] for e in every])
-
-    def alltoallv(self, parts):
-        every = self._exchange([np.ascontiguousarray(p) for p in parts])
-        got = [every[r][self.rank] for r in range(self.size)]
-        return np.concatenate(got), np.array([g.shape[0] for g in got])
-
-    def allgather_object(self, obj):
-        return self._exchange(obj)
-
-
-def _slab_with_ghosts(atoms, types, rank, size, cut, rng):
-    """What LAMMPS gives rank ``rank`` of a slab decomposition along x: its atoms (shuffled), then every
-    periodic image (of any atom, its own included) within ``cut`` of its slab — ids are index + 1."""
-    lengths = np.diag(atoms.cell.array)
-    pos = atoms.get_positions(wrap=True)
-    lo, hi = np.array([rank * lengths[0] / size, 0, 0]), np.array([(rank + 1) * lengths[0] / size, *lengths[1:]])
-    mine = np.flatnonzero((pos[:, 0] >= lo[0]) & (pos[:, 0] < hi[0]))
-    mine = rng.permutation(mine)
-    reach = np.ceil(cut / lengths).astype(int) + 1
-    ghosts = []
-    for shift in np.ndindex(*(2 * reach + 1)):
-        n = np.array(shift) - reach
-        image = pos + n * lengths
-        inside = np.all((image >= lo - cut) & (image < hi + cut), axis=1)
-        if not n.any():
-            inside[mine] = False
-        ghosts += [(i, image[i]) for i in np.flatnonzero(inside)]
-    index = np.concatenate([mine, [i for i, _ in ghosts]]).astype(int)
-    positions = np.concatenate([pos[mine], np.array([x for _, x in ghosts]).reshape(-1, 3)])
-    return index + 1, types[index], positions, mine.size
-
-
 @pytest.mark.parametrize("fold", [False, True])
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_ghost_decomposition_equals_the_periodic_model(model, size, fold):
@@ -194,8 +113,8 @@ def test_ghost_decomposition_equals_the_periodic_model(model, size, fold):
     cut = model.config.num_layers * model.config.r_max + 0.5
 
     def work(comm):
-        ids, types, pos, nlocal = _slab_with_ghosts(atoms, graph.atom_types, comm.rank, comm.size, cut,
-                                                    np.random.default_rng(comm.rank))
+        ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank,
+                                              comm.size, cut, np.random.default_rng(comm.rank))
         owners = OwnerMap()
         kw = {}
         if fold:
@@ -205,7 +124,7 @@ def test_ghost_decomposition_equals_the_periodic_model(model, size, fold):
         assert owners.rebuilds == 1 and np.array_equal(first["forces"], again["forces"])
         return ids[:nlocal], first
 
-    results = _ThreadWorld(size).run(work)
+    results = run_thread_ranks(size, work)
     computed = [r[1]["n_computed"] for r in results if not isinstance(r, Exception)]
     if fold and size == 1:  # everything folded: the periodic graph itself
         assert computed == [len(atoms)]
@@ -229,13 +148,13 @@ def test_a_failure_on_one_rank_stops_every_rank(model):
     cut = model.config.num_layers * model.config.r_max + 0.5
 
     def work(comm):
-        ids, types, pos, nlocal = _slab_with_ghosts(atoms, graph.atom_types, comm.rank, comm.size, cut,
-                                                    np.random.default_rng(0))
+        ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank,
+                                              comm.size, cut)
         if comm.rank == 1:
             pos[0] = np.nan
         return ghost_energy_forces(model, comm, ids, types, pos, nlocal, OwnerMap())
 
-    first, second = _ThreadWorld(2).run(work)
+    first, second = run_thread_ranks(2, work)
     assert isinstance(second, ValueError) and "finite" in str(second)
     assert isinstance(first, RuntimeError) and "another MPI rank" in str(first)
 
