@@ -271,13 +271,17 @@ if comm.rank == 0:
 """
 
 
-@pytest.mark.parametrize("decomposition", ["ghost", "gather"])
-def test_one_and_two_ranks_agree(tmp_path, model, decomposition):
+@pytest.mark.parametrize("decomposition, triclinic", [("ghost", False), ("gather", False), ("ghost", True)])
+def test_one_and_two_ranks_agree(tmp_path, model, decomposition, triclinic):
     _lammps()
     mpirun_or_skip()
     # 6 x 1 x 1 cubic cells: 21.6 Å along x > 4 x the receptive field (2 layers x 2.6 Å), so each rank's
     # half (10.8 Å) is wider than the receptive field and its shell is a strict subset of the system
     atoms = _crystal(np.random.default_rng(6), repeat=(6, 1, 1))
+    if triclinic:  # tilted: folding along y and z works in fractional coordinates
+        cell = atoms.cell.array.copy()
+        cell[1, 0], cell[2, 0], cell[2, 1] = 1.1, -0.7, 0.5
+        atoms.set_cell(cell, scale_atoms=True)
     # a small skin and hot atoms: LAMMPS re-neighbours and moves atoms between ranks during the run
     path = _input(tmp_path, atoms, """
         neighbor 0.2 bin
