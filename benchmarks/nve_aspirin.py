@@ -3,7 +3,7 @@
 Three stages, each skipped when its output exists (so a long run can be resumed stage by stage):
 
 1. ``train``: a small NequIP model (``TRAIN_CONFIG`` below) trained with nequip_np's Trainer on the
-   GFN2-xTB 500 K aspirin trajectory (``/work/shared/data/aspirin_xtb_500K.extxyz``, 2000 frames);
+   GFN2-xTB 500 K aspirin trajectory (``../shared/data/aspirin_xtb_500K.extxyz`` beside the repository, 2000 frames);
 2. ``md``: Velocity Verlet, ``--timestep`` fs (0.25), ``--steps`` steps (40 000 = 10 ps), starting from
    frame ``--frame`` of the dataset with its stored momenta (a 500 K Langevin snapshot), with the
    project calculator (neighbour list reused with a 0.5 Å skin); total energy every ``--sample``
@@ -23,6 +23,7 @@ Targets (docs/md.md): |drift| < 0.1 meV/atom/ps, fluctuation RMS < 1 meV/atom.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import platform
 import sys
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data/aspirin_xtb_500K.extxyz")
+DATA = Path(os.environ.get("ASPIRIN_XTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "aspirin_xtb_500K.extxyz"))
 
 #: the model: examples/aspirin/train.yaml with 500 training frames, 8 epochs and a shorter EMA (what fits a shared 2-core machine)
 TRAIN_CONFIG = {

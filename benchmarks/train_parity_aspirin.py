@@ -51,7 +51,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("ASPIRIN_XTB", "/work/shared/data/aspirin_xtb_500K.extxyz"))
+DATA = Path(os.environ.get("ASPIRIN_XTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "aspirin_xtb_500K.extxyz"))
 WORK = Path(os.environ.get("TRAIN_PARITY_WORK", ROOT / "runs" / "train_parity_aspirin"))
 RESULTS = ROOT / "benchmarks" / "results"
 FIGURES = ROOT / "docs" / "figures"

@@ -1,4 +1,6 @@
 """Reading frames (extxyz, npz with unit conversion), label checks, splits, GraphDataset, batches."""
+from pathlib import Path
+
 import ase.io
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from nequip_np.conventions import KCAL_MOL_TO_EV
 from nequip_np.data import GraphDataset, iterate_batches, read_frames, split_indices
 
-ASPIRIN = "/work/shared/data/aspirin_xtb_500K.extxyz"
+ASPIRIN = Path(__file__).resolve().parents[1] / "examples" / "aspirin" / "aspirin_xtb_300.extxyz"  # a slice of the shared data set
 
 
 def _labelled_frames(n, seed=0):
