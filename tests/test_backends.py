@@ -201,3 +201,31 @@ def test_numba_kernels_with_jit_disabled():
     res = subprocess.run([sys.executable, "-c", _NOJIT_SCRIPT], cwd=root, env=env, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0 and "NOJIT-OK" in res.stdout, res.stderr[-3000:]
+
+
+def test_blas_runs_single_threaded_inside_parallel_numba_passes():
+    """Numba's threads and BLAS's thread pool must not compete for the same cores (kernels/_numba_util.py)."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from nequip_np.kernels._numba_util import blas_single_threaded
+    from nequip_np.kernels.registry import get_ops
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if numba.config.NUMBA_NUM_THREADS < 2 or not before:
+        pytest.skip("needs two cores for Numba and a BLAS that threadpoolctl sees")
+    assert get_ops("numba").call_context is blas_single_threaded
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)
+        with blas_single_threaded():
+            assert set(blas_threads()) == {1}
+        numba.set_num_threads(1)  # one Numba thread: BLAS keeps its own threads
+        with blas_single_threaded():
+            assert blas_threads() == before
+    finally:
+        numba.set_num_threads(previous)
+    assert blas_threads() == before

@@ -41,4 +41,9 @@ def get_ops(backend: str) -> SimpleNamespace:
     for op in OPERATIONS:
         name = "reference" if (op in REFERENCE_ONLY and backend != "cuda") else BACKEND_FILES[backend]
         mods[op] = importlib.import_module(f"nequip_np.kernels.{op}.{name}")
-    return SimpleNamespace(**mods)
+    if backend == "numba":
+        from nequip_np.kernels._numba_util import blas_single_threaded as call_context
+    else:
+        from contextlib import nullcontext as call_context
+    # call_context(): entered around each forward and reverse pass of the model
+    return SimpleNamespace(**mods, call_context=call_context)

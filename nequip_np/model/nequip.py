@@ -129,6 +129,10 @@ class NequIPModel:
         return self.ops.glue.to_host(atomic), cache
 
     def _forward_pass(self, graph, edge_vec, params, low_memory: bool = False):
+        with self.ops.call_context():  # e.g. numba: BLAS single-threaded while Numba's threads run
+            return self._forward_kernels(graph, edge_vec, params, low_memory)
+
+    def _forward_kernels(self, graph, edge_vec, params, low_memory: bool = False):
         """:meth:`_forward` on backend arrays (device arrays with ``backend="cuda"``)."""
         c, plan, ops = self.config, self.plan, self.ops
         cdt = _COMPLEX[self.dtype] if np.iscomplexobj(edge_vec) else self.dtype
@@ -199,6 +203,10 @@ class NequIPModel:
         return self.ops.glue.to_host(d_vec), {k: self.ops.glue.to_host(g) for k, g in grads.items()}
 
     def _backward_pass(self, d_atomic, cache, graph, params, param_grads: bool = True):
+        with self.ops.call_context():
+            return self._backward_kernels(d_atomic, cache, graph, params, param_grads)
+
+    def _backward_kernels(self, d_atomic, cache, graph, params, param_grads: bool = True):
         """:meth:`_backward` on backend arrays (device arrays with ``backend="cuda"``).
 
         ``param_grads=False`` (forces only) skips the MLP weight gradients, a third of the radial MLP's flops.
