@@ -308,7 +308,8 @@ def main(argv=None):
         if not out:
             raise RuntimeError(f"child for {t} threads failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
         rows += json.loads(out[0][5:])
-    result = dict(machine=machine(args), command=" ".join(sys.argv), rows=rows)
+    argv = [("<torch env>/bin/python" if a == args.nequip_python else a) for a in sys.argv]  # no local paths
+    result = dict(machine=machine(args), command=" ".join(argv), rows=rows)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -23,7 +23,7 @@ def _rows(name):
 
 
 def ratio_figure():
-    rows = [r for r in _rows("cpu_idle.json") + _rows("cpu_4000.json") if r.get("ratio_vs_nequip", {}).get("numba")]
+    rows = [r for r in _rows("cpu_v2.json") + _rows("cpu_4000_v2.json") if r.get("ratio_vs_nequip", {}).get("numba")]
     labels = [f"{r['system']} l{r['l_max']} {r['dtype'][5:]} {r['threads']}t" for r in rows]
     ratios = [r["ratio_vs_nequip"]["numba"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 6))
