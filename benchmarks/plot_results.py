@@ -37,7 +37,7 @@ def ratio_figure():
 
 
 def scaling_figure():
-    rows = _rows("cpu_scaling.json")
+    rows = _rows("cpu_scaling_v2.json")
     n = [r["n_atoms"] for r in rows]
     per_atom = [r["median_ms"]["numba"] / r["n_atoms"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.5))

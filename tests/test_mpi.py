@@ -228,3 +228,24 @@ def test_two_rank_training_equals_one_process(tmp_path):
     rows_one = np.genfromtxt(tmp_path / "one" / "metrics.csv", delimiter=",", names=True)
     rows_two = np.genfromtxt(tmp_path / "two" / "metrics.csv", delimiter=",", names=True)
     np.testing.assert_allclose(rows_two["train_loss"], rows_one["train_loss"], rtol=1e-12)
+
+
+def test_ranks_share_the_cores_for_numba_threads(monkeypatch):
+    import os
+
+    import numba
+
+    from nequip_np.parallel.mpi import local_ranks, share_cores_between_ranks
+
+    previous = numba.get_num_threads()
+    try:
+        monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+        monkeypatch.delenv("OMPI_COMM_WORLD_LOCAL_SIZE", raising=False)
+        monkeypatch.delenv("MPI_LOCALNRANKS", raising=False)
+        assert local_ranks() == 1 and share_cores_between_ranks() is None
+        monkeypatch.setenv("MPI_LOCALNRANKS", str(2 * (os.cpu_count() or 1)))  # more ranks than cores
+        assert share_cores_between_ranks() == 1 and numba.get_num_threads() == 1
+        monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # the user's choice is left alone
+        assert share_cores_between_ranks() is None
+    finally:
+        numba.set_num_threads(previous)

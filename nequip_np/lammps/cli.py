@@ -34,6 +34,10 @@ def run(args) -> int:
     model = load_any_model(args.model, backend=args.backend)
     cmdargs = ["-log", args.log] + (["-screen", args.screen] if args.screen else [])
     comm = default_comm()
+    if comm.size > 1:
+        from nequip_np.parallel.mpi import share_cores_between_ranks
+
+        share_cores_between_ranks()  # P ranks on a machine: each gets cores/P Numba threads
     lmp, coupling = run_lammps(args.input, model, args.elements, fix_id=args.fix_id, comm=comm, cmdargs=cmdargs,
                                variables=dict(args.var), decomposition=args.decomposition)
     t = coupling.timings

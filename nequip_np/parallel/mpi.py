@@ -133,6 +133,35 @@ def launched_size() -> int:
     return 1
 
 
+def local_ranks() -> int:
+    """Ranks on this machine announced by the launcher (MPICH/Hydra, Open MPI); 1 when not under ``mpirun``."""
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return max(int(os.environ[name]), 1)
+    return 1
+
+
+def share_cores_between_ranks() -> int | None:
+    """Give each of the ranks on this machine its share of the cores for Numba's threads.
+
+    Under ``mpirun -np P`` every rank would otherwise start as many Numba threads as the machine has
+    cores, P times too many. Does nothing when the user set ``NUMBA_NUM_THREADS`` or with one local rank.
+
+    Returns:
+        The thread count set, or None when nothing was changed.
+    """
+    n = local_ranks()
+    if n <= 1 or "NUMBA_NUM_THREADS" in os.environ:
+        return None
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    threads = max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // n))
+    numba.set_num_threads(threads)
+    return threads
+
+
 def world(required: bool = False):
     """``Comm(MPI.COMM_WORLD)`` under an MPI launcher with more than one rank, else :class:`SerialComm`.
 
@@ -503,4 +532,5 @@ def data_parallel_from_environment():
     if launched_size() <= 1:
         return None
     comm = world(required=True)
+    share_cores_between_ranks()
     return DataParallel(comm) if comm.size > 1 else None
