@@ -46,8 +46,11 @@ def _abs_max_parts(z):
     for b in prange(nb):
         r, m = 0.0, 0.0
         for i in range(b * 4096, min(n, (b + 1) * 4096)):
-            r = max(r, abs(z[i].real))
-            m = max(m, abs(z[i].imag))
+            a, c = abs(z[i].real), abs(z[i].imag)
+            if a > r:  # plain comparisons: about twice as fast as max() here (NaN-aware builtin)
+                r = a
+            if c > m:
+                m = c
         re_max[b] = r
         im_max[b] = m
     return re_max.max(), im_max.max()
