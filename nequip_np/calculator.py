@@ -23,7 +23,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from nequip_np.conventions import stress_to_voigt
 from nequip_np.data.graph import AtomicGraph, atom_types_from_numbers, type_map_from_symbols
-from nequip_np.data.neighborlist import (DUPLICATE_TOL, cutoff_table_from_config, neighbor_list,
+from nequip_np.data.neighborlist import (DUPLICATE_TOL, cutoff_table_from_config, neighbor_list, pair_distances2,
                                          prune_edges)
 
 
@@ -88,11 +88,10 @@ class NeighborListCache:
     def _filter(self, pos, cell, pbc, edge_index, shifts):
         # Same expression and summation order as neighborlist._visit_atom, so the strict d < r_max
         # test agrees with a fresh build even for a pair at r_max to the last bit.
-        cell = np.where(pbc[:, None], cell, 0.0)
+        cell = np.ascontiguousarray(np.where(np.asarray(pbc, dtype=bool)[:, None], cell, 0.0), dtype=np.float64)
         i, j = edge_index
-        s = shifts.astype(np.float64)
-        vec = (pos[j] - pos[i] + s[:, 0:1] * cell[0] + s[:, 1:2] * cell[1] + s[:, 2:3] * cell[2])
-        d2 = vec[:, 0] * vec[:, 0] + vec[:, 1] * vec[:, 1] + vec[:, 2] * vec[:, 2]
+        d2 = pair_distances2(np.ascontiguousarray(pos, dtype=np.float64), cell, np.ascontiguousarray(edge_index),
+                             np.ascontiguousarray(shifts, dtype=np.int64))
         keep = d2 < self.r_max * self.r_max
         if np.any(d2[keep] < DUPLICATE_TOL * DUPLICATE_TOL):
             e = int(np.flatnonzero(keep & (d2 < DUPLICATE_TOL * DUPLICATE_TOL))[0])

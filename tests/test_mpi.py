@@ -16,7 +16,7 @@ from ase.build import bulk
 
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.parallel.mpi import (
-    OwnerMap, SerialComm, decomposed_energy_forces, ghost_energy_forces, hop_distance, owned_energy_forces,
+    GhostCache, OwnerMap, SerialComm, decomposed_energy_forces, ghost_energy_forces, hop_distance, owned_energy_forces,
     receptive_subgraph, shard_frames, shard_loss_and_grad,
 )
 from nequip_np.parallel.threads import run_thread_ranks, slab_ghosts
@@ -140,6 +140,42 @@ def test_ghost_decomposition_equals_the_periodic_model(model, size, fold):
         assert out["energy"] == pytest.approx(ref["total_energy"][0], rel=1e-12)
         np.testing.assert_allclose(out["virial"], ref["virial"][0], rtol=0, atol=1e-10)
     np.testing.assert_allclose(forces, ref["forces"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_ghost_cache_reuses_folding_and_neighbour_list_between_steps(model, size):
+    """Like an engine between re-neighbourings: same ghost rows, every copy moved with its atom."""
+    atoms = _long_crystal(np.random.default_rng(5), n=8)
+    graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
+    cut = model.config.num_layers * model.config.r_max + 0.5
+    steps = [0.03 * np.random.default_rng(k).standard_normal(atoms.positions.shape) for k in range(3)]
+    steps[0][:] = 0.0
+    refs = []
+    for disp in steps:
+        moved = atoms.copy()
+        moved.positions += disp
+        refs.append(model.compute(graph_from_atoms(moved, TYPES, model.config.r_max)))
+
+    def work(comm):
+        ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank,
+                                              comm.size, cut)
+        cache = GhostCache(model.config.r_max, skin=0.5)
+        kw = dict(cell=atoms.cell.array, origin=np.zeros(3), fold=(comm.size == 1, True, True))
+        outs = [ghost_energy_forces(model, comm, ids, types, pos + disp[ids - 1], nlocal, cache, **kw)
+                for disp in steps]
+        return ids[:nlocal], outs, cache.nl.builds, cache.fold_builds, cache.owners.rebuilds
+
+    results = run_thread_ranks(size, work)
+    for k, ref in enumerate(refs):
+        forces = np.full((len(atoms), 3), np.nan)
+        for result in results:
+            assert not isinstance(result, Exception), result
+            ids, outs, nl_builds, fold_builds, owner_builds = result
+            assert (nl_builds, fold_builds, owner_builds) == (1, 1, 1)  # built once, reused twice
+            forces[ids - 1] = outs[k]["forces"]
+            assert outs[k]["energy"] == pytest.approx(ref["total_energy"][0], rel=1e-12)
+            np.testing.assert_allclose(outs[k]["virial"], ref["virial"][0], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(forces, ref["forces"], rtol=0, atol=1e-12)
 
 
 def test_a_failure_on_one_rank_stops_every_rank(model):

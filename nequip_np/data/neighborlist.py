@@ -259,6 +259,25 @@ def _run_cell_list(positions, cell, pbc, r_max, fill=True):
 # --------------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------------
+@numba.njit(cache=True)
+def pair_distances2(pos, cell, edge_index, shifts):
+    """Squared length of every edge ``pos[j] - pos[i] + shift @ cell``, in the cell list's own expression and
+    summation order (``_visit_atom``), so a strict ``d < r_max`` test on it agrees with a fresh build to the
+    last bit. Serial: one pass, no temporaries (the Verlet-list filter of the calculator and the MPI
+    ghost decomposition)."""
+    n = edge_index.shape[1]
+    out = np.empty(n)
+    for e in range(n):
+        i, j = edge_index[0, e], edge_index[1, e]
+        s0, s1, s2 = shifts[e, 0], shifts[e, 1], shifts[e, 2]
+        d2 = 0.0
+        for c in range(3):
+            rc = pos[j, c] - pos[i, c] + s0 * cell[0, c] + s1 * cell[1, c] + s2 * cell[2, c]
+            d2 += rc * rc
+        out[e] = d2
+    return out
+
+
 def neighbor_list(positions, cell, pbc, r_max):
     r"""Full neighbour list within ``r_max`` by a cell list, O(N) in the number of atoms.
 

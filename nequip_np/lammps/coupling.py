@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from nequip_np.data.graph import type_map_from_symbols
-from nequip_np.parallel.mpi import OwnerMap, SerialComm, decomposed_energy_forces, ghost_energy_forces, launched_size, world
+from nequip_np.parallel.mpi import GhostCache, SerialComm, decomposed_energy_forces, ghost_energy_forces, launched_size, world
 
 DEFAULT_FIX_ID = "nequip"
 #: LAMMPS's default neighbour skin in metal units (Å), used unless the input sets ``neighbor``
@@ -142,7 +142,9 @@ class LammpsCoupling:
         self.error = None
         self.timings = {"calls": 0, "callback_s": 0.0, "model_s": 0.0}
         self.last = None
-        self.owners = OwnerMap()
+        # folding, Verlet list and id -> rank table, kept between steps (ghost decomposition)
+        self.ghost_cache = GhostCache(float(model.config.r_max))
+        self.owners = self.ghost_cache.owners
         self.receptive_field = model.config.num_layers * float(model.config.r_max)
         self.ghost_cutoff = None
         if decomposition == "ghost":
@@ -250,7 +252,7 @@ class LammpsCoupling:
             # this rank's own atoms and are folded back (the graph is periodic along it)
             fold = pbc & (np.asarray(self.lmp.extract_global("procgrid")) == 1)
             out = ghost_energy_forces(self.model, self.comm, every_id, self.lammps_to_model[types], pos, nlocal,
-                                      self.owners, cell=cell, origin=origin, fold=fold)
+                                      self.ghost_cache, cell=cell, origin=origin, fold=fold)
             self.timings["model_s"] += out["model_s"]
             return out
         types = self.lmp.numpy.extract_atom("type", nelem=nlocal)

@@ -316,6 +316,27 @@ class OwnerMap:
         return self._rank[k]
 
 
+def _fractional(positions, cell, origin, fold):
+    """Fractional coordinates, wrapped into [0, 1) along the ``fold`` directions."""
+    frac = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, (np.asarray(positions) - origin).T).T
+    frac[:, fold] -= np.floor(frac[:, fold])
+    return frac
+
+
+def _fold_rows(ids, frac, nlocal: int, fold) -> np.ndarray:
+    """Rows kept by :func:`fold_images`: one per (id, image along the directions not folded)."""
+    order = np.lexsort((np.arange(ids.size), ids))  # by id, owned (smallest row) first within an id
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    group = np.repeat(starts, np.diff(np.r_[starts, ids.size]))
+    image = np.rint(frac[order][:, ~fold] - frac[order[group]][:, ~fold]).astype(np.int64)
+    _, first = np.unique(np.column_stack([sorted_ids, image]), axis=0, return_index=True)
+    rows = np.sort(order[first])
+    if rows.size < nlocal or np.any(rows[:nlocal] != np.arange(nlocal)):
+        raise ValueError("owned atoms with repeated ids")
+    return rows
+
+
 def fold_images(ids, positions, nlocal: int, cell, origin, fold):
     """Merge ghost copies that are periodic images along the ``fold`` directions into one node.
 
@@ -331,21 +352,58 @@ def fold_images(ids, positions, nlocal: int, cell, origin, fold):
     """
     ids = np.asarray(ids, dtype=np.int64)
     fold = np.asarray(fold, dtype=bool)
-    frac = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, (np.asarray(positions) - origin).T).T
-    frac[:, fold] -= np.floor(frac[:, fold])
-    order = np.lexsort((np.arange(ids.size), ids))  # by id, owned (smallest row) first within an id
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    group = np.repeat(starts, np.diff(np.r_[starts, ids.size]))
-    image = np.rint(frac[order][:, ~fold] - frac[order[group]][:, ~fold]).astype(np.int64)
-    _, first = np.unique(np.column_stack([sorted_ids, image]), axis=0, return_index=True)
-    rows = np.sort(order[first])
-    if rows.size < nlocal or np.any(rows[:nlocal] != np.arange(nlocal)):
-        raise ValueError("owned atoms with repeated ids")
+    origin = np.asarray(origin, dtype=np.float64)
+    frac = _fractional(positions, cell, origin, fold)
+    rows = _fold_rows(ids, frac, nlocal, fold)
     return rows, origin + frac[rows] @ np.asarray(cell, dtype=np.float64)
 
 
-def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners: OwnerMap, cell=None,
+class GhostCache:
+    """What one rank keeps between MD steps while the engine's owned + ghost atoms are the same.
+
+    LAMMPS changes which atoms a rank owns and which ghosts it holds (and their order) only when it
+    re-neighbours. Between two re-neighbourings the folding of :func:`fold_images` (which rows are
+    the same atom) is kept, keyed by the ids of all rows, and the neighbour list is a Verlet list
+    (:class:`nequip_np.calculator.NeighborListCache`: built at r_max + ``skin``, reused while every
+    node moved less than skin/2, filtered to d < r_max on every call — identical edges to a fresh
+    list). Both are rebuilt whenever their key changes.
+
+    Attributes:
+        owners: the :class:`OwnerMap`; ``fold_builds`` and ``nl.builds``: full rebuilds so far.
+    """
+
+    def __init__(self, r_max: float, skin: float = 1.0):
+        from nequip_np.calculator import NeighborListCache
+
+        self.owners = OwnerMap()
+        self.nl = NeighborListCache(r_max, skin)
+        self.fold_builds = 0
+        self._fold_key = None
+        self._rows = None
+
+    def fold(self, ids, positions, nlocal, cell, origin, fold):
+        """:func:`fold_images`, the grouping reused while the rows' ids are unchanged.
+
+        While reused, each kept row is wrapped by the lattice vectors chosen at the build, not re-wrapped:
+        its position stays continuous in time (an atom drifting across the box face is not moved by a
+        whole cell), so the Verlet list stays valid.
+        """
+        frac = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, (np.asarray(positions) - origin).T).T
+        key = self._fold_key
+        if (key is None or key[1] != nlocal or not np.array_equal(key[2], fold) or key[0].shape != ids.shape
+                or not np.array_equal(key[0], ids)):
+            wrapped = frac.copy()
+            wrapped[:, fold] -= np.floor(wrapped[:, fold])
+            self._rows = _fold_rows(ids, wrapped, nlocal, fold)
+            self._wrap = np.floor(frac[self._rows][:, fold])
+            self._fold_key = (ids.copy(), nlocal, fold.copy())
+            self.fold_builds += 1
+        kept = frac[self._rows]
+        kept[:, fold] -= self._wrap
+        return self._rows, origin + kept @ cell
+
+
+def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners, cell=None,
                         origin=None, fold=(False, False, False)) -> dict:
     r"""Energy, virial and forces when the MD engine supplies ghost atoms (explicit periodic images).
 
@@ -373,7 +431,8 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners:
         comm: :class:`Comm` or :class:`SerialComm`.
         ids: (n,) global atom ids, owned first; types: (n,) model types; positions: (n, 3) Å.
         nlocal: number of owned atoms (the first rows).
-        owners: an :class:`OwnerMap` kept between calls.
+        owners: an :class:`OwnerMap` kept between calls, or a :class:`GhostCache` (which holds one),
+            to also reuse the folding and a Verlet neighbour list between MD steps.
         cell: (3, 3) box rows and ``origin`` (3,) its lower corner; needed when ``fold`` has a True.
         fold: 3 bools, directions along which ghosts are images of this rank's own sub-domain.
 
@@ -388,12 +447,22 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners:
     types = np.asarray(types, dtype=np.int64)
     pos = np.asarray(positions, dtype=np.float64)
     fold = np.asarray(fold, dtype=bool)
+    cache = owners if isinstance(owners, GhostCache) else None
+    owners = cache.owners if cache is not None else owners
     error, part = None, None
     try:  # local work; a failure on one rank must reach all of them before the next collective
         if not np.all(np.isfinite(pos)):
             raise ValueError("positions must be finite; got NaN or inf (the simulation has blown up?)")
         reach = c.num_layers * float(c.r_max)
-        if fold.any():
+        if cache is not None:  # folding and Verlet list reused; the receptive subgraph trims the rest
+            if fold.any():
+                cell = np.asarray(cell, dtype=np.float64)
+                origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
+                rows, pos = cache.fold(ids, pos, nlocal, cell, origin, fold)
+                ids, types = ids[rows], types[rows]
+            box = cell if fold.any() else np.zeros((3, 3))
+            edge_index, shifts = cache.nl.get(pos, box, fold, ids)
+        elif fold.any():
             cell = np.asarray(cell, dtype=np.float64)
             origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
             rows, wrapped = fold_images(ids, pos, nlocal, cell, origin, fold)
@@ -404,15 +473,16 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners:
             coords, margin = coords[:, ~fold], margin[~fold]
         else:
             coords, margin = pos, np.full(3, reach)
-        if nlocal:  # only atoms within the receptive field of the owned atoms' bounding box can matter
-            lo, hi = coords[:nlocal].min(axis=0) - margin, coords[:nlocal].max(axis=0) + margin
-            keep = np.flatnonzero(np.all((coords >= lo) & (coords <= hi), axis=1) | (np.arange(len(ids)) < nlocal))
-        else:
-            keep = np.arange(0)
-        ids, types, pos = ids[keep], types[keep], pos[keep]
+        if cache is None:
+            if nlocal:  # only atoms within the receptive field of the owned atoms' bounding box can matter
+                lo, hi = coords[:nlocal].min(axis=0) - margin, coords[:nlocal].max(axis=0) + margin
+                keep = np.flatnonzero(np.all((coords >= lo) & (coords <= hi), axis=1) | (np.arange(len(ids)) < nlocal))
+            else:
+                keep = np.arange(0)
+            ids, types, pos = ids[keep], types[keep], pos[keep]
+            box = cell if fold.any() else None
+            edge_index, shifts = neighbor_list(pos, box, fold, c.r_max)
         n = pos.shape[0]
-        box = cell if fold.any() else None
-        edge_index, shifts = neighbor_list(pos, box, fold, c.r_max)
         if c.per_edge_type_cutoff is not None:
             from nequip_np.data.neighborlist import cutoff_table_from_config, prune_edges
 
