@@ -85,8 +85,10 @@ def worker() -> None:
 
 
 class Nequip:
-    def __init__(self, python: str):
-        self.proc = subprocess.Popen([python, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
+    """Client of a JSON-lines worker (``script --worker``) run by the torch interpreter ``python``."""
+
+    def __init__(self, python: str, script: str = __file__):
+        self.proc = subprocess.Popen([python, os.path.abspath(script), "--worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
     def __call__(self, **req):
@@ -94,7 +96,7 @@ class Nequip:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("nequip worker died")
+            raise RuntimeError("the official-nequip worker died (see its stderr above)")
         return json.loads(line)
 
     def close(self):

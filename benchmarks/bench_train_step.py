@@ -33,7 +33,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from bench_cpu import ASPIRIN, machine, model_kwargs, peak_rss_mb  # noqa: E402
+from bench_cpu import ASPIRIN, Nequip, machine, model_kwargs, peak_rss_mb  # noqa: E402
 
 
 # ====================================================================== official nequip worker (torch side)
@@ -82,24 +82,6 @@ def worker() -> None:
         print(json.dumps(out), flush=True)
 
 
-class Nequip:
-    def __init__(self, python: str):
-        self.proc = subprocess.Popen([python, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-    def __call__(self, **req):
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the official-nequip worker died (see its stderr above)")
-        return json.loads(line)
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
 # ====================================================================== our side
 def child(args) -> list:
     import numba
@@ -111,7 +93,7 @@ def child(args) -> list:
     from nequip_np.train.optim import Adam
 
     numba.set_num_threads(args.threads)
-    nq = Nequip(args.nequip_python)
+    nq = Nequip(args.nequip_python, script=__file__)
     nq(cmd="threads", n=args.threads)
     tmp = tempfile.mkdtemp(prefix="bench_train_")
     frames = read(ASPIRIN, index=f":{args.frames}")
