@@ -2405,7 +2405,7 @@ def nb10():
         below are threads running the same code as under `mpirun`.
         """),
         ("code", r"""
-        from nequip_np.parallel import OwnerMap, ghost_energy_forces, run_thread_ranks, slab_ghosts
+        from nequip_np.parallel import GhostCache, ghost_energy_forces, run_thread_ranks, slab_ghosts
 
         cut = L * r_max + 1.0  # receptive field + a skin of 1 Å
 
@@ -2413,7 +2413,7 @@ def nb10():
             ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types,
                                                   comm.rank, comm.size, cut)
             kw = dict(cell=atoms.cell.array, origin=np.zeros(3), fold=(comm.size == 1, True, True)) if fold else {}
-            out = ghost_energy_forces(model, comm, ids, types, pos, nlocal, OwnerMap(), **kw)
+            out = ghost_energy_forces(model, comm, ids, types, pos, nlocal, GhostCache(r_max), **kw)
             return ids[:nlocal], len(ids) - nlocal, out
 
         rows = []

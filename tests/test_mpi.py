@@ -16,7 +16,7 @@ from ase.build import bulk
 
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.parallel.mpi import (
-    GhostCache, OwnerMap, SerialComm, decomposed_energy_forces, ghost_energy_forces, hop_distance, owned_energy_forces,
+    GhostCache, SerialComm, decomposed_energy_forces, ghost_energy_forces, hop_distance, owned_energy_forces,
     receptive_subgraph, shard_frames, shard_loss_and_grad,
 )
 from nequip_np.parallel.threads import run_thread_ranks, slab_ghosts
@@ -115,13 +115,14 @@ def test_ghost_decomposition_equals_the_periodic_model(model, size, fold):
     def work(comm):
         ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank,
                                               comm.size, cut, np.random.default_rng(comm.rank))
-        owners = OwnerMap()
+        cache = GhostCache(model.config.r_max)
         kw = {}
         if fold:
             kw = dict(cell=atoms.cell.array, origin=np.zeros(3), fold=(comm.size == 1, True, True))
-        first = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners, **kw)
-        again = ghost_energy_forces(model, comm, ids, types, pos, nlocal, owners, **kw)  # owner map reused
-        assert owners.rebuilds == 1 and np.array_equal(first["forces"], again["forces"])
+        first = ghost_energy_forces(model, comm, ids, types, pos, nlocal, cache, **kw)
+        again = ghost_energy_forces(model, comm, ids, types, pos, nlocal, cache, **kw)  # everything reused
+        assert cache.owners.rebuilds == 1 and cache.nl.builds == 1
+        assert np.array_equal(first["forces"], again["forces"])
         return ids[:nlocal], first
 
     results = run_thread_ranks(size, work)
@@ -188,7 +189,7 @@ def test_a_failure_on_one_rank_stops_every_rank(model):
                                               comm.size, cut)
         if comm.rank == 1:
             pos[0] = np.nan
-        return ghost_energy_forces(model, comm, ids, types, pos, nlocal, OwnerMap())
+        return ghost_energy_forces(model, comm, ids, types, pos, nlocal, GhostCache(model.config.r_max))
 
     first, second = run_thread_ranks(2, work)
     assert isinstance(second, ValueError) and "finite" in str(second)

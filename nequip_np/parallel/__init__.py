@@ -6,11 +6,11 @@ See :mod:`nequip_np.parallel.mpi` and ``docs/lammps_mpi.md``. mpi4py is optional
 """
 from nequip_np.parallel.mpi import (
     Comm, DataParallel, GhostCache, OwnerMap, SerialComm, data_parallel_from_environment, decomposed_energy_forces,
-    fold_images, ghost_energy_forces, launched_size, owned_energy_forces, receptive_subgraph, shard_loss_and_grad,
+    ghost_energy_forces, launched_size, owned_energy_forces, receptive_subgraph, shard_loss_and_grad,
     world,
 )
 from nequip_np.parallel.threads import ThreadComm, run_thread_ranks, slab_ghosts
 
 __all__ = ["Comm", "DataParallel", "GhostCache", "OwnerMap", "SerialComm", "ThreadComm", "data_parallel_from_environment",
-           "decomposed_energy_forces", "fold_images", "ghost_energy_forces", "launched_size", "owned_energy_forces",
+           "decomposed_energy_forces", "ghost_energy_forces", "launched_size", "owned_energy_forces",
            "receptive_subgraph", "run_thread_ranks", "shard_loss_and_grad", "slab_ghosts", "world"]

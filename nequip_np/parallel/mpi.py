@@ -316,15 +316,8 @@ class OwnerMap:
         return self._rank[k]
 
 
-def _fractional(positions, cell, origin, fold):
-    """Fractional coordinates, wrapped into [0, 1) along the ``fold`` directions."""
-    frac = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, (np.asarray(positions) - origin).T).T
-    frac[:, fold] -= np.floor(frac[:, fold])
-    return frac
-
-
 def _fold_rows(ids, frac, nlocal: int, fold) -> np.ndarray:
-    """Rows kept by :func:`fold_images`: one per (id, image along the directions not folded)."""
+    """Rows kept by :meth:`GhostCache.fold`: one per (id, image along the directions not folded)."""
     order = np.lexsort((np.arange(ids.size), ids))  # by id, owned (smallest row) first within an id
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
@@ -337,36 +330,15 @@ def _fold_rows(ids, frac, nlocal: int, fold) -> np.ndarray:
     return rows
 
 
-def fold_images(ids, positions, nlocal: int, cell, origin, fold):
-    """Merge ghost copies that are periodic images along the ``fold`` directions into one node.
-
-    Along a periodic direction that is not split between ranks a rank's sub-domain spans the whole box,
-    and the engine's ghost atoms in that direction are images of atoms already present. Wrapping the
-    fractional coordinates along ``fold`` and keeping one node per (id, image along the other
-    directions) gives a graph that is periodic along ``fold`` (edges carry the shift) and explicit
-    elsewhere — the same graph the periodic model uses, so no feature is computed twice.
-
-    Returns:
-        (rows, positions): ``rows`` (m,) kept input rows, increasing (the ``nlocal`` owned rows first,
-        all kept), and their positions wrapped along ``fold``.
-    """
-    ids = np.asarray(ids, dtype=np.int64)
-    fold = np.asarray(fold, dtype=bool)
-    origin = np.asarray(origin, dtype=np.float64)
-    frac = _fractional(positions, cell, origin, fold)
-    rows = _fold_rows(ids, frac, nlocal, fold)
-    return rows, origin + frac[rows] @ np.asarray(cell, dtype=np.float64)
-
-
 class GhostCache:
-    """What one rank keeps between MD steps while the engine's owned + ghost atoms are the same.
+    """What one rank keeps between MD steps: id → rank table, folding of images, Verlet list.
 
     LAMMPS changes which atoms a rank owns and which ghosts it holds (and their order) only when it
-    re-neighbours. Between two re-neighbourings the folding of :func:`fold_images` (which rows are
-    the same atom) is kept, keyed by the ids of all rows, and the neighbour list is a Verlet list
+    re-neighbours. Between two re-neighbourings the folding (:meth:`fold`: which rows are the same
+    atom) is kept, keyed by the ids of all rows, and the neighbour list is a Verlet list
     (:class:`nequip_np.calculator.NeighborListCache`: built at r_max + ``skin``, reused while every
     node moved less than skin/2, filtered to d < r_max on every call — identical edges to a fresh
-    list). Both are rebuilt whenever their key changes.
+    list). Each is rebuilt whenever its key changes, so a new cache per call is also exact.
 
     Attributes:
         owners: the :class:`OwnerMap`; ``fold_builds`` and ``nl.builds``: full rebuilds so far.
@@ -382,11 +354,21 @@ class GhostCache:
         self._rows = None
 
     def fold(self, ids, positions, nlocal, cell, origin, fold):
-        """:func:`fold_images`, the grouping reused while the rows' ids are unchanged.
+        """Merge ghost copies that are periodic images along the ``fold`` directions into one node.
 
-        While reused, each kept row is wrapped by the lattice vectors chosen at the build, not re-wrapped:
-        its position stays continuous in time (an atom drifting across the box face is not moved by a
-        whole cell), so the Verlet list stays valid.
+        Along a periodic direction that is not split between ranks a rank's sub-domain spans the whole
+        box, and the engine's ghost atoms in that direction are images of atoms already present. Wrapping
+        the fractional coordinates along ``fold`` and keeping one node per (id, image along the other
+        directions) gives a graph that is periodic along ``fold`` (edges carry the shift) and explicit
+        elsewhere — the same graph the periodic model uses, so no feature is computed twice.
+
+        The grouping is reused while the rows' ids are unchanged, and so is each kept row's wrapping
+        (the lattice vectors chosen at the build): positions stay continuous in time (an atom drifting
+        across the box face is not moved by a whole cell), so the Verlet list stays valid.
+
+        Returns:
+            (rows, positions): ``rows`` (m,) kept input rows, increasing (the ``nlocal`` owned rows
+            first, all kept), and their positions.
         """
         frac = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, (np.asarray(positions) - origin).T).T
         key = self._fold_key
@@ -403,7 +385,7 @@ class GhostCache:
         return self._rows, origin + kept @ cell
 
 
-def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners, cell=None,
+def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, cache: GhostCache, cell=None,
                         origin=None, fold=(False, False, False)) -> dict:
     r"""Energy, virial and forces when the MD engine supplies ghost atoms (explicit periodic images).
 
@@ -413,26 +395,26 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners,
     ≥ num_layers × r_max + neighbour skin). Per call:
 
     1. ghost images along the ``fold`` directions (periodic and not split between ranks) are merged
-       with the atoms they copy (:func:`fold_images`); ghosts farther than the receptive field from the
-       owned atoms' bounding box are dropped;
-    2. a neighbour list periodic along ``fold`` only (elsewhere periodicity is in the images);
+       with the atoms they copy (:meth:`GhostCache.fold`);
+    2. a neighbour list periodic along ``fold`` only (elsewhere periodicity is in the images), a
+       Verlet list kept in ``cache``;
     3. :func:`owned_energy_forces`: the owned atoms' energy :math:`E_\mathrm{own}` on their receptive
-       subgraph, its partial forces on owned and ghost atoms, and the partial virial (from edge
-       vectors);
+       subgraph (which drops the ghosts beyond it), its partial forces on owned and ghost atoms, and
+       the partial virial (from edge vectors);
     4. reverse communication: each ghost's partial force is sent (``alltoallv``, keyed by atom id) to
        the rank owning that atom and added there — also when the owner is this rank (own images);
     5. ``sum`` over ranks of :math:`E_\mathrm{own}` and the virial (10 numbers).
 
-    Per rank the memory and work are O(owned + ghosts); only :class:`OwnerMap` holds O(N) ids, refreshed
-    when atoms change rank. Exact up to the order of sums, like :func:`decomposed_energy_forces`.
+    Per rank the memory and work are O(owned + ghosts); only the :class:`OwnerMap` of ``cache`` holds
+    O(N) ids, refreshed when atoms change rank. Exact up to the order of sums, like
+    :func:`decomposed_energy_forces`.
 
     Args:
         model: a :class:`~nequip_np.model.nequip.NequIPModel`.
         comm: :class:`Comm` or :class:`SerialComm`.
         ids: (n,) global atom ids, owned first; types: (n,) model types; positions: (n, 3) Å.
         nlocal: number of owned atoms (the first rows).
-        owners: an :class:`OwnerMap` kept between calls, or a :class:`GhostCache` (which holds one),
-            to also reuse the folding and a Verlet neighbour list between MD steps.
+        cache: a :class:`GhostCache` kept between calls (a new one per call is exact, only slower).
         cell: (3, 3) box rows and ``origin`` (3,) its lower corner; needed when ``fold`` has a True.
         fold: 3 bools, directions along which ghosts are images of this rank's own sub-domain.
 
@@ -440,48 +422,23 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners,
         dict with ``energy`` and ``virial`` (whole system), ``forces`` (nlocal, 3) of the owned atoms,
         ``n_computed`` atoms evaluated here, ``n_sent`` ghost forces sent, ``model_s``.
     """
-    from nequip_np.data.neighborlist import neighbor_list
-
     c = model.config
     ids = np.asarray(ids, dtype=np.int64)
     types = np.asarray(types, dtype=np.int64)
     pos = np.asarray(positions, dtype=np.float64)
     fold = np.asarray(fold, dtype=bool)
-    cache = owners if isinstance(owners, GhostCache) else None
-    owners = cache.owners if cache is not None else owners
+    owners = cache.owners
     error, part = None, None
     try:  # local work; a failure on one rank must reach all of them before the next collective
         if not np.all(np.isfinite(pos)):
             raise ValueError("positions must be finite; got NaN or inf (the simulation has blown up?)")
-        reach = c.num_layers * float(c.r_max)
-        if cache is not None:  # folding and Verlet list reused; the receptive subgraph trims the rest
-            if fold.any():
-                cell = np.asarray(cell, dtype=np.float64)
-                origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
-                rows, pos = cache.fold(ids, pos, nlocal, cell, origin, fold)
-                ids, types = ids[rows], types[rows]
-            box = cell if fold.any() else np.zeros((3, 3))
-            edge_index, shifts = cache.nl.get(pos, box, fold, ids)
-        elif fold.any():
-            cell = np.asarray(cell, dtype=np.float64)
+        box = np.zeros((3, 3))
+        if fold.any():
+            box = np.asarray(cell, dtype=np.float64)
             origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
-            rows, wrapped = fold_images(ids, pos, nlocal, cell, origin, fold)
-            ids, types, pos = ids[rows], types[rows], wrapped
-            # receptive field in fractional units along the explicit directions: R / (plane spacing)
-            spacing = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-            coords, margin = np.linalg.solve(cell.T, (pos - origin).T).T, reach / spacing
-            coords, margin = coords[:, ~fold], margin[~fold]
-        else:
-            coords, margin = pos, np.full(3, reach)
-        if cache is None:
-            if nlocal:  # only atoms within the receptive field of the owned atoms' bounding box can matter
-                lo, hi = coords[:nlocal].min(axis=0) - margin, coords[:nlocal].max(axis=0) + margin
-                keep = np.flatnonzero(np.all((coords >= lo) & (coords <= hi), axis=1) | (np.arange(len(ids)) < nlocal))
-            else:
-                keep = np.arange(0)
-            ids, types, pos = ids[keep], types[keep], pos[keep]
-            box = cell if fold.any() else None
-            edge_index, shifts = neighbor_list(pos, box, fold, c.r_max)
+            rows, pos = cache.fold(ids, pos, nlocal, box, origin, fold)
+            ids, types = ids[rows], types[rows]
+        edge_index, shifts = cache.nl.get(pos, box, fold, ids)
         n = pos.shape[0]
         if c.per_edge_type_cutoff is not None:
             from nequip_np.data.neighborlist import cutoff_table_from_config, prune_edges
@@ -489,9 +446,8 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, owners,
             table = cutoff_table_from_config(c.per_edge_type_cutoff, c.type_names, c.r_max)
             edge_index, shifts = prune_edges(edge_index, shifts, pos, box, types, table)
         graph = AtomicGraph(pos=pos, atom_types=types, edge_index=edge_index,
-                            edge_shift=shifts.astype(np.float64),
-                            cell=(np.zeros((3, 3)) if box is None else box)[None],
-                            pbc=fold[None].copy(), batch=np.zeros(n, np.int64), num_atoms=np.array([n], np.int64))
+                            edge_shift=shifts.astype(np.float64), cell=box[None], pbc=fold[None].copy(),
+                            batch=np.zeros(n, np.int64), num_atoms=np.array([n], np.int64))
         part = owned_energy_forces(model, graph, np.arange(n) < nlocal)
     except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
         error = exc
