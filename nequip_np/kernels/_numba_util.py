@@ -11,6 +11,7 @@ check, ~0.2 ms), never by object identity.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -52,15 +53,7 @@ def blas_single_threaded():
     return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NULL = _Null()
+_NULL = contextlib.nullcontext()
 
 #: parallel driver options used by every cpu.py (``cache=True``: CI recompiles less)
 PARALLEL = dict(cache=True, parallel=True, nogil=True)
