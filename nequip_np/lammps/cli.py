@@ -28,8 +28,8 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from nequip_np.lammps.coupling import default_comm, run_lammps
     from nequip_np.interop import load_any_model
+    from nequip_np.lammps.coupling import default_comm, run_lammps
 
     model = load_any_model(args.model, backend=args.backend)
     cmdargs = ["-log", args.log] + (["-screen", args.screen] if args.screen else [])

@@ -9,12 +9,23 @@
 Nothing inside the package imports this module (tests/test_layers.py checks that), so its import of
 ``nequip_np.train`` — the one import from ``parallel`` upwards — cannot form a cycle.
 """
-from nequip_np.parallel.comm import (  # noqa: F401
-    _SIZE_VARIABLES, Comm, SerialComm, launched_size, local_ranks, share_cores_between_ranks, world,
+# ruff: noqa: F401  (re-exports)
+from nequip_np.parallel.comm import (
+    _SIZE_VARIABLES,
+    Comm,
+    SerialComm,
+    launched_size,
+    local_ranks,
+    share_cores_between_ranks,
+    world,
 )
-from nequip_np.parallel.gather import decomposed_energy_forces  # noqa: F401
-from nequip_np.parallel.ghost import GhostCache, OwnerMap, _fold_rows, ghost_energy_forces  # noqa: F401
-from nequip_np.parallel.receptive import hop_distance, owned_energy_forces, receptive_subgraph  # noqa: F401
-from nequip_np.train.data_parallel import (  # noqa: F401
-    DataParallel, _loss_counts, data_parallel_from_environment, shard_frames, shard_loss_and_grad,
+from nequip_np.parallel.gather import decomposed_energy_forces
+from nequip_np.parallel.ghost import GhostCache, OwnerMap, _fold_rows, ghost_energy_forces
+from nequip_np.parallel.receptive import hop_distance, owned_energy_forces, receptive_subgraph
+from nequip_np.train.data_parallel import (
+    DataParallel,
+    _loss_counts,
+    data_parallel_from_environment,
+    shard_frames,
+    shard_loss_and_grad,
 )
