@@ -307,3 +307,30 @@ def test_import_first_check_detects_a_top_level_cycle(tmp_path):
     failures = modules_failing_to_import_first(tmp_path, "pkg", modules).splitlines()
     assert [line.split(":")[0] for line in failures] == ["pkg.a", "pkg.b"]
     assert all("partially initialized" in line for line in failures)
+
+
+def test_names_moved_between_modules_are_still_importable_from_their_old_homes():
+    import nequip_np.calculator as calculator
+    import nequip_np.model.io as io
+    import nequip_np.parallel as parallel
+    import nequip_np.parallel.mpi as mpi
+    from nequip_np.data.verlet import NeighborListCache
+    from nequip_np.model import file_format
+    from nequip_np.parallel import comm, gather, ghost, receptive
+    from nequip_np.so3 import irreps, irreps_D
+    from nequip_np.train import data_parallel
+
+    assert calculator.NeighborListCache is NeighborListCache
+    assert io.atomic_savez is file_format.atomic_savez and io.FORMAT == file_format.FORMAT
+    assert irreps_D is irreps.irreps_D
+    for name in ("DataParallel", "data_parallel_from_environment", "shard_loss_and_grad"):
+        assert getattr(parallel, name) is getattr(data_parallel, name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        parallel.nothing  # noqa: B018
+    homes = {comm: ["Comm", "SerialComm", "world", "launched_size", "local_ranks", "share_cores_between_ranks"],
+             gather: ["decomposed_energy_forces"], ghost: ["GhostCache", "OwnerMap", "ghost_energy_forces"],
+             receptive: ["hop_distance", "owned_energy_forces", "receptive_subgraph"],
+             data_parallel: ["DataParallel", "shard_frames", "shard_loss_and_grad", "data_parallel_from_environment"]}
+    for home, names in homes.items():
+        for name in names:
+            assert getattr(mpi, name) is getattr(home, name), name

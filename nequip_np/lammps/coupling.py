@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from nequip_np.data.graph import type_map_from_symbols
+from nequip_np.interop import load_any_model
 from nequip_np.parallel.comm import SerialComm, launched_size, world
 from nequip_np.parallel.gather import decomposed_energy_forces
 from nequip_np.parallel.ghost import GhostCache, ghost_energy_forces
@@ -409,8 +410,6 @@ def _skin_of(command: str) -> float:
 
 def _load(model):
     if isinstance(model, (str, Path)):
-        from nequip_np.interop import load_any_model
-
         return load_any_model(model)
     return model
 
