@@ -1,11 +1,11 @@
 """The ``>>>`` examples in the package's docstrings run, and print what they say they print.
 
 Every module under ``nequip_np/`` whose source holds a ``>>>`` line is imported and its docstrings are
-run with :mod:`doctest` (``ELLIPSIS`` and ``NORMALIZE_WHITESPACE``), one test per module. A module
-that needs an optional extra which is not installed (its import raises ImportError naming a module
-outside ``nequip_np``) is skipped with the reason. The same runs from the command line:
-``python -m pytest -q tests/test_doctests.py``. The last test runs the checker on a planted wrong
-example to show it can fail.
+run with :mod:`doctest` (``ELLIPSIS`` and ``NORMALIZE_WHITESPACE``), one test per module; every
+``>>>`` line must belong to an example doctest sees (not a comment, not the docstring of a compiled
+Numba function). A module that needs an optional extra which is not installed (its import raises
+ImportError naming a module outside ``nequip_np``) is skipped with the reason. The last test runs the
+checker on a planted wrong example to show it can fail.
 """
 from __future__ import annotations
 
@@ -31,15 +31,25 @@ def modules_with_examples(root: Path, package: str) -> list[str]:
     return names
 
 
-def run_examples(module) -> tuple[int, int, str]:
-    """``(failed, attempted, report)`` of the docstring examples defined in ``module``."""
+def run_examples(module) -> tuple[int, int, int, str]:
+    """``(failed, attempted, found, report)`` of the docstring examples defined in ``module``.
+
+    ``found`` counts every example doctest sees (skipped ones included), to compare with the ``>>>``
+    lines of the source: an example doctest cannot see (in a comment, or the docstring of a compiled
+    Numba function) would otherwise never run.
+    """
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=FLAGS)
-    report = []
+    report, found = [], 0
     for test in finder.find(module, module.__name__):
+        found += len(test.examples)
         runner.run(test, out=report.append)
     result = runner.summarize(verbose=False)
-    return result.failed, result.attempted, "".join(report)
+    return result.failed, result.attempted, found, "".join(report)
+
+
+def example_lines(path: Path) -> int:
+    return sum(line.lstrip().startswith(">>>") for line in path.read_text(encoding="utf-8").splitlines())
 
 
 MODULES = modules_with_examples(ROOT, "nequip_np")
@@ -58,10 +68,10 @@ def test_docstring_examples(name):
         if missing.split(".")[0] in ("", "nequip_np"):
             raise
         pytest.skip(f"{name} needs the optional module {missing!r}")
-    failed, attempted, report = run_examples(module)
+    failed, _, found, report = run_examples(module)
     assert failed == 0, report
-    if "# doctest: +SKIP" not in Path(module.__file__).read_text(encoding="utf-8"):
-        assert attempted > 0, f"{name} has '>>>' lines but doctest ran none (not in a docstring?)"
+    lines = example_lines(Path(module.__file__))
+    assert found == lines, f"{name}: {lines - found} '>>>' lines are in no docstring that doctest sees"
 
 
 def test_a_wrong_example_fails(tmp_path, monkeypatch):
@@ -75,13 +85,19 @@ def test_a_wrong_example_fails(tmp_path, monkeypatch):
             7
             """
             return 2 * x
+
+        NOT_A_DOCSTRING = """
+        >>> double(4)
+        8
+        """
     '''), encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("planted_examples")
     try:
-        failed, attempted, report = run_examples(module)
+        failed, attempted, found, report = run_examples(module)
     finally:
         sys.modules.pop("planted_examples", None)
-    assert (failed, attempted) == (1, 2)
+    assert (failed, attempted, found) == (1, 2, 2)
+    assert example_lines(tmp_path / "planted_examples.py") == 3  # the third is in no docstring
     assert "Expected:\n    7\nGot:\n    6" in report
     assert modules_with_examples(tmp_path.parent, tmp_path.name) == [f"{tmp_path.name}.planted_examples"]
