@@ -133,7 +133,7 @@ def main(argv=None):
 
     from nequip_np.lammps import import_lammps, mpich_library
     from nequip_np.model.nequip import NequIPModel
-    from nequip_np.parallel.mpi import world
+    from nequip_np.parallel.comm import world
 
     import_lammps()
     comm = world()

@@ -7,14 +7,14 @@ to ``energy``), ``forces`` (N, 3) eV/Å and, only for structures periodic in x, 
 structure that is not fully periodic raises ASE's ``PropertyNotImplementedError``. Species are mapped
 to the model's type names by chemical symbol (or by ``chemical_species_to_atom_type_map``).
 
-Neighbour-list reuse (a Verlet list, ``docs/md.md``): with ``skin > 0`` the list is built at
-:math:`r_\mathrm{max} + \mathrm{skin}` and kept while every atom has moved less than
-:math:`\mathrm{skin}/2` since the build and the cell, pbc and atomic numbers are unchanged. Then no
-pair can have crossed into :math:`r_\mathrm{max}` unseen: two atoms that approach each other by at
-most ``skin`` in total were within :math:`r_\mathrm{max} + \mathrm{skin}` at the build. Each call
-filters the stored candidates to :math:`d < r_\mathrm{max}` with the very arithmetic of
-:func:`~nequip_np.data.neighborlist.neighbor_list`, in the same (centre, neighbour, shift) order, so
-the edges are *identical* to a fresh list — results do not depend on the skin (tested bit for bit).
+Neighbour-list reuse (a Verlet list, :class:`~nequip_np.data.verlet.NeighborListCache`, ``docs/md.md``):
+with ``skin > 0`` the list is built at :math:`r_\mathrm{max} + \mathrm{skin}` and kept while every atom
+has moved less than :math:`\mathrm{skin}/2` since the build and the cell, pbc and atomic numbers are
+unchanged. Then no pair can have crossed into :math:`r_\mathrm{max}` unseen: two atoms that approach
+each other by at most ``skin`` in total were within :math:`r_\mathrm{max} + \mathrm{skin}` at the build.
+Each call filters the stored candidates to :math:`d < r_\mathrm{max}` with the very arithmetic of
+:func:`~nequip_np.data.neighborlist.neighbor_list`, in the same (centre, neighbour, shift) order, so the
+edges are *identical* to a fresh list — results do not depend on the skin (tested bit for bit).
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from nequip_np.conventions import stress_to_voigt
 from nequip_np.data.graph import AtomicGraph, atom_types_from_numbers, type_map_from_symbols
-from nequip_np.data.neighborlist import (DUPLICATE_TOL, cutoff_table_from_config, neighbor_list, pair_distances2,
-                                         prune_edges)
+from nequip_np.data.neighborlist import cutoff_table_from_config, prune_edges
+from nequip_np.data.verlet import NeighborListCache  # noqa: F401 - also importable from here, as before
+from nequip_np.interop import load_any_model
+from nequip_np.model.nequip import NequIPModel
 
 
 def _is_path(obj) -> bool:
@@ -34,15 +36,11 @@ def _is_path(obj) -> bool:
 def _as_model(model, backend, dtype):
     """A model object with the requested backend and dtype (a converted copy when they differ)."""
     if _is_path(model):
-        from nequip_np.model.io import load_any_model
-
         model = load_any_model(model, backend=backend or "numpy")
     backend = backend or model.backend
     dtype = np.dtype(dtype or model.dtype).name
     if backend == model.backend and dtype == model.dtype.name:
         return model
-    from nequip_np.model.nequip import NequIPModel
-
     config = {**model.config.to_dict(), "model_dtype": dtype}
     new = NequIPModel(backend=backend, **config)
     new.buffers = {k: np.array(v, copy=True) for k, v in model.buffers.items()}  # imported scales etc.
@@ -50,63 +48,12 @@ def _as_model(model, backend, dtype):
     return new
 
 
-class NeighborListCache:
-    r"""A Verlet neighbour list: built at ``r_max + skin``, filtered to ``d < r_max`` on every call.
-
-    Attributes:
-        builds: number of full builds so far (the rest were reuses).
-    """
-
-    def __init__(self, r_max: float, skin: float):
-        if not np.isfinite(skin) or skin < 0:
-            raise ValueError(f"skin must be a finite number >= 0 (Å), got {skin!r}")
-        self.r_max, self.skin = float(r_max), float(skin)
-        self.builds = 0
-        self._key = None
-
-    def _valid(self, pos, cell, pbc, numbers) -> bool:
-        if self._key is None or self.skin == 0.0:
-            return False
-        pos0, cell0, pbc0, numbers0 = self._key
-        if pos.shape != pos0.shape or not (np.array_equal(cell, cell0) and np.array_equal(pbc, pbc0)
-                                           and np.array_equal(numbers, numbers0)):
-            return False
-        moved2 = np.einsum("ij,ij->i", pos - pos0, pos - pos0)
-        return bool(moved2.max(initial=0.0) < (0.5 * self.skin) ** 2)
-
-    def get(self, pos, cell, pbc, numbers):
-        """``(edge_index, shifts)`` with ``d < r_max``, equal to ``neighbor_list(pos, cell, pbc, r_max)``."""
-        if not self._valid(pos, cell, pbc, numbers):
-            edge_index, shifts = neighbor_list(pos, cell, pbc, self.r_max + self.skin)
-            self._key = (pos.copy(), cell.copy(), pbc.copy(), numbers.copy())
-            self._candidates = (edge_index, shifts)
-            self.builds += 1
-            if self.skin == 0.0:
-                return edge_index, shifts
-        return self._filter(pos, cell, pbc, *self._candidates)
-
-    def _filter(self, pos, cell, pbc, edge_index, shifts):
-        # Same expression and summation order as neighborlist._visit_atom, so the strict d < r_max
-        # test agrees with a fresh build even for a pair at r_max to the last bit.
-        cell = np.ascontiguousarray(np.where(np.asarray(pbc, dtype=bool)[:, None], cell, 0.0), dtype=np.float64)
-        i, j = edge_index
-        d2 = pair_distances2(np.ascontiguousarray(pos, dtype=np.float64), cell, np.ascontiguousarray(edge_index),
-                             np.ascontiguousarray(shifts, dtype=np.int64))
-        keep = d2 < self.r_max * self.r_max
-        if np.any(d2[keep] < DUPLICATE_TOL * DUPLICATE_TOL):
-            e = int(np.flatnonzero(keep & (d2 < DUPLICATE_TOL * DUPLICATE_TOL))[0])
-            raise ValueError(f"atoms {int(i[e])} and {int(j[e])} are at the same position (distance < "
-                             f"{DUPLICATE_TOL} Å, possibly through a periodic image); every atom needs a "
-                             "distinct position")
-        return edge_index[:, keep], shifts[keep]
-
-
 class NequIPCalculator(Calculator):
     """ASE calculator wrapping a :class:`~nequip_np.NequIPModel` (or a path to a saved model).
 
     Args:
         model: a model object, a nequip-np model file, or an official-nequip export (.npz) — files are
-            read with :func:`nequip_np.model.io.load_any_model`.
+            read with :func:`nequip_np.interop.load_any_model`.
         backend: compute backend ("numpy" is the reference, "numba"); None keeps the model's. A model
             object with another backend is converted (a copy; the original is untouched).
         chemical_species_to_atom_type_map: optional ``{symbol: type_name}`` when type names are not

@@ -14,7 +14,7 @@ from nequip_np.calculator import NeighborListCache, NequIPCalculator
 from nequip_np.conventions import stress_to_voigt
 from nequip_np.data.graph import graph_from_atoms
 from nequip_np.data.neighborlist import neighbor_list
-from nequip_np.model.io import load_any_model
+from nequip_np.interop import load_any_model
 from nequip_np.testing import check_calculator
 from tests.model_factory import molecule, periodic, small_model
 from tests.nequip_fixtures import FIXTURES, graph_from_fixture

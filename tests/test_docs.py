@@ -4,13 +4,17 @@
 * every relative link in a docs page points to an existing file, and a ``#anchor`` into one of the
   pages listed in ``ANCHOR_CHECKED`` names an existing heading;
 * every ``docs/….md`` path cited in a docstring or comment under ``nequip_np/`` exists, and a cited
-  ``#anchor`` is the GitHub slug of one of its headings.
+  ``#anchor`` is the GitHub slug of one of its headings;
+* every other repository file the package cites — ``tools/…``, ``tests/…``, ``benchmarks/…``,
+  ``examples/…``, ``notebooks/…`` paths, a path broken across two lines at a ``/``, and a bare
+  ``NAME.md`` (looked up at the root and under ``docs/``) — exists.
 
 The checkers return lists of problems; the last tests plant faults in a temporary tree to show that
 each checker can fail.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import unicodedata
 from pathlib import Path
@@ -31,6 +35,9 @@ _LINK = re.compile(r"(?<!\!)\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)
 _IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$", re.M)
 _CITATION = re.compile(r"docs/[A-Za-z0-9_./-]*?\.md(?:#[A-Za-z0-9_-]+)?")
+_REPO_PATH = re.compile(r"(?<![\w./-])(?:docs|tools|tests|benchmarks|examples|notebooks)/[A-Za-z0-9_./-]*[A-Za-z0-9_]")
+_BARE_MD = re.compile(r"(?<![\w./-])([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.md)(?![\w.])")
+_BROKEN_AT_SLASH = re.compile(r"/\n[ \t#]*")  # "docs/derivations/\n    page.md" → one path
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -133,6 +140,30 @@ def bad_source_citations(package: Path, root: Path) -> list[str]:
     return problems
 
 
+def _is_module_path(dotted: str, root: Path) -> bool:
+    first = dotted.split(".")[0]
+    if not first.isidentifier():
+        return False
+    return (root / first / "__init__.py").exists() or importlib.util.find_spec(first) is not None
+
+
+def bad_repository_paths(package: Path, root: Path) -> list[str]:
+    """Repository files cited in the package source (see the module docstring) that do not exist."""
+    problems = []
+    for src in sorted(package.rglob("*.py")):
+        text = _BROKEN_AT_SLASH.sub("/", src.read_text(encoding="utf-8"))
+        where = src.relative_to(root)
+        for cited in sorted(set(_REPO_PATH.findall(text))):
+            if not (root / cited).exists():
+                problems.append(f"{where}: {cited}: no such file or folder")
+        for name in sorted(set(_BARE_MD.findall(text))):
+            if _is_module_path(name[:-3], root):
+                continue  # nequip_np.md, ase.md.verlet: a module, not a page
+            if not any((base / name).exists() for base in (root, root / "docs", root / "docs" / "derivations")):
+                problems.append(f"{where}: {name}: no such page at the root or under docs/")
+    return problems
+
+
 # --------------------------------------------------------------------------- the real docs tree
 def test_index_links_every_docs_page():
     assert unlinked_pages(DOCS) == []
@@ -146,6 +177,12 @@ def test_docs_paths_cited_in_the_package_exist():
     cited = [c for src in (ROOT / "nequip_np").rglob("*.py") for c in _CITATION.findall(src.read_text(encoding="utf-8"))]
     assert any("#" in c for c in cited), "the source cites no anchor; the anchor check would be vacuous"
     assert bad_source_citations(ROOT / "nequip_np", ROOT) == []
+
+
+def test_repository_files_cited_in_the_package_exist():
+    text = "".join(src.read_text(encoding="utf-8") for src in (ROOT / "nequip_np").rglob("*.py"))
+    assert _REPO_PATH.search(text), "the source cites no repository path; the check would be vacuous"
+    assert bad_repository_paths(ROOT / "nequip_np", ROOT) == []
 
 
 # ------------------------------------------------------------------------- the checkers can fail
@@ -189,4 +226,14 @@ def test_checkers_detect_planted_faults(tmp_path):
     assert bad_source_citations(pkg, root) == [
         "pkg/m.py: docs/a.md#nope: no heading with anchor #nope",
         "pkg/m.py: docs/gone.md: no such file",
+    ]
+    (pkg / "n.py").write_text('"""Made by ``tools/make_it.py`` (docs/derivations/\nd.md, docs/derivations/\n'
+                              'gone.md); see README.md, a.md, missing_page.md; pkg.md and pkg.sub.md are modules."""\n')
+    (pkg / "__init__.py").write_text("")
+    (root / "README.md").write_text("# Read me\n")
+    assert bad_repository_paths(pkg, root) == [
+        "pkg/m.py: docs/gone.md: no such file or folder",
+        "pkg/n.py: docs/derivations/gone.md: no such file or folder",
+        "pkg/n.py: tools/make_it.py: no such file or folder",
+        "pkg/n.py: missing_page.md: no such page at the root or under docs/",
     ]

@@ -1,6 +1,7 @@
 """Neighbour lists, atomic graphs and batches, datasets, splits and dataset statistics.
 
-See ``docs/data.md`` for the neighbour-list algorithm, file formats, units and statistic definitions.
+See ``docs/data.md`` for the neighbour-list algorithm, file formats, units and statistic definitions,
+and ``docs/md.md`` for the Verlet list reused between MD steps (:class:`NeighborListCache`).
 """
 from .dataset import GraphDataset, iterate_batches, read_frames, split_indices
 from .graph import (
@@ -31,9 +32,10 @@ from .stats import (
     per_type_num_neighbors_mean,
     total_energy_std,
 )
+from .verlet import NeighborListCache
 
 __all__ = [
-    "AtomicGraph", "GraphDataset", "batch_graphs", "cell_list_info", "compute_statistics",
+    "AtomicGraph", "GraphDataset", "NeighborListCache", "batch_graphs", "cell_list_info", "compute_statistics",
     "csr_offsets", "cutoff_table_from_config", "forces_rms", "graph_from_atoms", "isolated_atom_shifts",
     "iterate_batches", "labels_from_atoms", "neighbor_list", "neighbor_list_bruteforce",
     "num_neighbors_mean", "per_atom_energy_mean", "per_atom_energy_std",

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nequip_np.model.nequip import NequIPModel
+
 PREFIX = "model.func."
 #: NequIPGNNModel options that do not change the numbers computed here.
 IGNORED_OPTIONS = {"compile_mode", "do_derivatives", "seed"}
@@ -79,8 +81,6 @@ def load_nequip_npz(path, backend: str = "numpy"):
 
 def model_from_state(kwargs: dict, state: dict, backend: str = "numpy", source="state_dict"):
     """Build a model from NequIPGNNModel kwargs and a state_dict given as arrays."""
-    from nequip_np.model.nequip import NequIPModel
-
     path = source
     kwargs = {k: v for k, v in kwargs.items() if k not in IGNORED_OPTIONS}
     model = NequIPModel(backend=backend, **kwargs)

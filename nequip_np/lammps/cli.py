@@ -28,14 +28,14 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    from nequip_np.interop import load_any_model
     from nequip_np.lammps.coupling import default_comm, run_lammps
-    from nequip_np.model.io import load_any_model
 
     model = load_any_model(args.model, backend=args.backend)
     cmdargs = ["-log", args.log] + (["-screen", args.screen] if args.screen else [])
     comm = default_comm()
     if comm.size > 1:
-        from nequip_np.parallel.mpi import share_cores_between_ranks
+        from nequip_np.parallel.comm import share_cores_between_ranks
 
         share_cores_between_ranks()  # P ranks on a machine: each gets cores/P Numba threads
     lmp, coupling = run_lammps(args.input, model, args.elements, fix_id=args.fix_id, comm=comm, cmdargs=cmdargs,

@@ -10,9 +10,9 @@ registers a Python callback on that fix and sets ``fix_modify nequip energy yes 
 atoms this rank owns (ids, positions, force array); the callback maps LAMMPS atom types to model
 types through the list of element names (``elements[t-1]`` is type ``t``, as in a ``pair_coeff * *``
 line), evaluates the model — on several ranks by default on LAMMPS's ghost atoms
-(:func:`nequip_np.parallel.mpi.ghost_energy_forces`, ``comm_modify cutoff`` = num_layers × r_max + skin,
+(:func:`nequip_np.parallel.ghost.ghost_energy_forces`, ``comm_modify cutoff`` = num_layers × r_max + skin,
 ghost forces sent back to their owners), or with every rank gathering the whole system
-(:func:`nequip_np.parallel.mpi.decomposed_energy_forces`, ``decomposition="gather"``, the default on one
+(:func:`nequip_np.parallel.gather.decomposed_energy_forces`, ``decomposition="gather"``, the default on one
 rank) — and sets
 
 * the forces of the owned atoms (eV/Å),
@@ -43,7 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from nequip_np.data.graph import type_map_from_symbols
-from nequip_np.parallel.mpi import GhostCache, SerialComm, decomposed_energy_forces, ghost_energy_forces, launched_size, world
+from nequip_np.interop import load_any_model
+from nequip_np.parallel.comm import SerialComm, launched_size, world
+from nequip_np.parallel.gather import decomposed_energy_forces
+from nequip_np.parallel.ghost import GhostCache, ghost_energy_forces
 
 DEFAULT_FIX_ID = "nequip"
 #: LAMMPS's default neighbour skin in metal units (Å), used unless the input sets ``neighbor``
@@ -105,7 +108,7 @@ class LammpsCoupling:
         model: a :class:`~nequip_np.model.nequip.NequIPModel`.
         elements: chemical symbol of each LAMMPS atom type, in type order (like ``pair_coeff * *``).
         fix_id: id of the ``fix external``.
-        comm: :class:`~nequip_np.parallel.mpi.Comm` over the ranks LAMMPS runs on (default: a single
+        comm: :class:`~nequip_np.parallel.comm.Comm` over the ranks LAMMPS runs on (default: a single
             process).
         chemical_species_to_atom_type_map: optional ``{symbol: type_name}`` when the model's type names
             are not chemical symbols.
@@ -346,7 +349,7 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
         input_path: LAMMPS input file.
         model: a model object or a path to a saved model.
         elements: element of each LAMMPS atom type, in type order.
-        comm: communicator (default: :func:`nequip_np.parallel.mpi.world`).
+        comm: communicator (default: :func:`nequip_np.parallel.comm.world`).
         cmdargs: LAMMPS command-line arguments (default ``["-log", "none"]``).
         variables: ``{name: value}`` index variables defined before the input (like ``-var``).
         lmp: an existing LAMMPS instance (default: a new one).
@@ -407,8 +410,6 @@ def _skin_of(command: str) -> float:
 
 def _load(model):
     if isinstance(model, (str, Path)):
-        from nequip_np.model.io import load_any_model
-
         return load_any_model(model)
     return model
 

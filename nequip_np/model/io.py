@@ -1,79 +1,25 @@
-"""The project's own model file: a versioned .npz (config JSON + parameter arrays), written atomically.
+"""Reading and writing the project's own model file (a versioned .npz; layout in
+:mod:`nequip_np.model.file_format`).
 
-Layout: ``format`` = "nequip-np-model", ``format_version`` (int), ``config`` (JSON of the model
-options), ``param/<name>`` for every trainable array. A file from a newer format version is refused
-with a message saying which versions this release reads.
+:func:`load_model` reads only that format. A file that may also be an official-nequip export is read
+with :func:`nequip_np.interop.load_any_model`.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
+from nequip_np.model.file_format import FORMAT, FORMAT_VERSION, atomic_savez, read_model_file, save_model
+from nequip_np.model.nequip import NequIPModel
 
-FORMAT = "nequip-np-model"
-FORMAT_VERSION = 1
-
-
-def atomic_savez(path, **arrays) -> None:
-    """Write an .npz to a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_savez", "load_model", "read_model_file", "save_model"]
 
 
-def save_model(model, path) -> None:
-    arrays = {f"param/{k}": v for k, v in model.params.items()}
-    atomic_savez(path, format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
-                 config=np.array(json.dumps(model.config.to_dict())), **arrays)
-
-
-def load_model(path, backend: str = "numpy"):
+def load_model(path, backend: str = "numpy") -> NequIPModel:
     """Read a model written by :meth:`NequIPModel.save`."""
-    from nequip_np.model.nequip import NequIPModel
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"{str(path)!r} is not a readable .npz model file: {exc}") from exc
-    with data:
-        if "format" not in data or str(data["format"]) != FORMAT:
-            raise ValueError(f"{str(path)!r} is not a nequip-np model file (no format={FORMAT!r} entry); "
-                             "official nequip weights are read with nequip_np.interop.load_nequip_npz")
-        version = int(data["format_version"])
-        if version > FORMAT_VERSION:
-            raise ValueError(f"{str(path)!r} has model format version {version}, newer than the versions "
-                             f"1..{FORMAT_VERSION} this nequip-np reads; upgrade nequip-np")
-        config = json.loads(str(data["config"]))
-        params = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
+    config, params = read_model_file(path)
     model = NequIPModel(backend=backend, **config)
     missing = sorted(set(model.params) - set(params))
     if missing:
-        raise ValueError(f"{str(path)!r} lacks parameters {missing}")
+        raise ValueError(f"{str(Path(path))!r} lacks parameters {missing}")
     model.load_params(params)
     return model
-
-
-def load_any_model(path, backend: str = "numpy"):
-    """A nequip-np model file, or an official-nequip export (``state/…`` + ``metadata`` arrays)."""
-    from nequip_np.interop import load_nequip_npz
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            official = "metadata" in data.files and "format" not in data.files
-    except Exception:  # noqa: BLE001 - load_model raises the clear error (missing / unreadable file)
-        official = False
-    return load_nequip_npz(path, backend=backend) if official else load_model(path, backend=backend)

@@ -36,6 +36,7 @@ from nequip_np.kernels.common import scatter_sum
 from nequip_np.kernels.glue import reference as host_glue
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
+from nequip_np.model.file_format import save_model
 from nequip_np.model.plan import build_plan
 
 _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
@@ -291,8 +292,6 @@ class NequIPModel:
 
     def save(self, path) -> None:
         """Write the model in the project's versioned .npz format (``nequip_np.load_model`` reads it)."""
-        from nequip_np.model.io import save_model
-
         save_model(self, path)
 
 

@@ -1,7 +1,7 @@
 r"""Several "ranks" in one process, as threads: for tests, notebooks and trying decompositions without MPI.
 
 :func:`run_thread_ranks` runs ``work(comm)`` on ``size`` threads; each gets a :class:`ThreadComm` with the
-collectives of :class:`nequip_np.parallel.mpi.Comm` (``sum`` in rank order, ``allgatherv``,
+collectives of :class:`nequip_np.parallel.comm.Comm` (``sum`` in rank order, ``allgatherv``,
 ``alltoallv``, ``allgather_object``), implemented with a barrier and shared slots. The numerical
 results are those of the same code under ``mpirun``; the speed is not (the threads share the GIL).
 

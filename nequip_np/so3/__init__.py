@@ -11,10 +11,10 @@ Importing this package does not import sympy.
 """
 from .clebsch_gordan import (clebsch_gordan, clebsch_gordan_exact, clebsch_gordan_exact_entries,
                              cg_lmax, cg_provenance, wigner_3j)
-from .irreps import Irrep, Irreps, MulIr, SortResult, allowed_path
+from .irreps import Irrep, Irreps, MulIr, SortResult, allowed_path, irreps_D
 from .spherical_harmonics import (SH_LMAX, sh_polynomials, sh_polynomials_grad,
                                   spherical_harmonics, spherical_harmonics_grad)
-from .wigner import irreps_D, random_rotation, wigner_D
+from .wigner import random_rotation, wigner_D
 
 __all__ = [
     "Irrep", "Irreps", "MulIr", "SortResult", "allowed_path",

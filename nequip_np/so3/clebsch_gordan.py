@@ -7,9 +7,10 @@ r"""Real Clebsch–Gordan coefficients (Wigner 3j) in e3nn's basis, from a commi
     \quad\text{for all } R \in SO(3),
 
 normalised to Frobenius norm 1, with e3nn's sign: it is the real part of the Condon–Shortley
-coefficients transformed by :math:`Q_l = (-i)^l Q^{(0)}_l` (docs/derivations/
-spherical_harmonics_and_cg.md). Each entry is exactly :math:`\pm\sqrt{p/q}` with integers p, q;
-``tools/derive_so3.py`` writes them to ``_cg_table.npz``. The table is read on first use.
+coefficients transformed by :math:`Q_l = (-i)^l Q^{(0)}_l`
+(``docs/derivations/spherical_harmonics_and_cg.md``). Each entry is exactly :math:`\pm\sqrt{p/q}`
+with integers p, q; ``tools/derive_so3.py`` writes them to ``_cg_table.npz``. The table is read on
+first use.
 
 >>> c = clebsch_gordan(1, 1, 0)
 >>> bool(np.allclose(c[:, :, 0], np.eye(3) / np.sqrt(3)))

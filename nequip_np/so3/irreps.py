@@ -21,6 +21,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+from .wigner import wigner_D
+
 _PARITY_OF_LETTER = {"e": 1, "o": -1}
 _LETTER_OF_PARITY = {1: "e", -1: "o"}
 _IRREP_RE = re.compile(r"^(\d+)([eoy])$")
@@ -103,8 +105,6 @@ class Irrep(tuple):
 
     def D_from_matrix(self, R: np.ndarray) -> np.ndarray:
         """Representation matrix of the 3×3 orthogonal ``R`` (see :func:`nequip_np.so3.wigner_D`)."""
-        from .wigner import wigner_D
-
         return wigner_D(self.l, R, p=self.p)
 
     def __getnewargs__(self):
@@ -292,9 +292,20 @@ class Irreps(tuple):
 
     def D_from_matrix(self, R: np.ndarray) -> np.ndarray:
         """Block-diagonal representation matrix (see :func:`nequip_np.so3.irreps_D`)."""
-        from .wigner import irreps_D
-
         return irreps_D(self, R)
+
+
+def irreps_D(irreps, R) -> np.ndarray:
+    """Block-diagonal representation of ``R`` on a whole :class:`Irreps` ("mul_ir" layout)."""
+    irreps = Irreps(irreps)
+    out = np.zeros((irreps.dim, irreps.dim))
+    start = 0
+    for mul, ir in irreps:
+        d = wigner_D(ir.l, R, p=ir.p)
+        for _ in range(mul):
+            out[start:start + ir.dim, start:start + ir.dim] = d
+            start += ir.dim
+    return out
 
 
 def allowed_path(ir1, ir2, ir3) -> bool:

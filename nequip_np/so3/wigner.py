@@ -70,21 +70,6 @@ def wigner_D(l: int, R, p: int | None = None) -> np.ndarray:
     return sign * (pinv @ rotated).T
 
 
-def irreps_D(irreps, R) -> np.ndarray:
-    """Block-diagonal representation of ``R`` on a whole :class:`Irreps` ("mul_ir" layout)."""
-    from .irreps import Irreps
-
-    irreps = Irreps(irreps)
-    out = np.zeros((irreps.dim, irreps.dim))
-    start = 0
-    for mul, ir in irreps:
-        d = wigner_D(ir.l, R, p=ir.p)
-        for _ in range(mul):
-            out[start:start + ir.dim, start:start + ir.dim] = d
-            start += ir.dim
-    return out
-
-
 def random_rotation(rng) -> np.ndarray:
     """A rotation matrix drawn uniformly from SO(3) (Haar measure), float64.
 

@@ -59,7 +59,7 @@ def add_evaluate_parser(subparsers):
 
 def run_evaluate(args) -> int:
     from nequip_np.data.dataset import GraphDataset, iterate_batches, read_frames
-    from nequip_np.model.io import load_any_model
+    from nequip_np.interop import load_any_model
     from nequip_np.train.metrics import MetricAccumulator
 
     model = load_any_model(args.model)

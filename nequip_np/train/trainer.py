@@ -26,6 +26,7 @@ from nequip_np.data.stats import compute_statistics, isolated_atom_shifts
 from nequip_np.model.io import atomic_savez
 from nequip_np.model.nequip import NequIPModel
 from nequip_np.train.config import config_to_dict, dump_config, load_config, resolve_defaults
+from nequip_np.train.data_parallel import data_parallel_from_environment
 from nequip_np.train.ema import EMA
 from nequip_np.train.loss import LossCoefficients, loss_and_grad
 from nequip_np.train.metrics import MetricAccumulator
@@ -91,8 +92,6 @@ class Trainer:
         self.epoch = 0
         self.best_val = np.inf
         # several MPI ranks (mpirun): sharded, summed gradients; only rank 0 writes (docs/lammps_mpi.md)
-        from nequip_np.parallel.mpi import data_parallel_from_environment
-
         self.parallel = data_parallel_from_environment()
         self.writes = self.parallel is None or self.parallel.writes
         self.progress = self.progress and self.writes
