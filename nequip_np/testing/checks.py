@@ -153,12 +153,14 @@ def _worst(ctx: Context, results: list, what: str) -> Measured:
 
 
 def _best_step(ctx: Context, per_h: dict, floor_h: dict):
-    """The step whose error is best resolved: min over h of max(error, K floor).
+    """The step of least error among those that resolve as finely as the best one can (within 2x).
 
-    Without noise this is the step of least error. With noise it avoids a tiny step whose floor
-    (noise / h) is so large that any error would pass.
+    Without noise every step resolves to the tolerance and this is the step of least error. With
+    noise a tiny step has a floor (noise / h) so large that any error would pass; it is left out.
     """
-    best = min(per_h, key=lambda h: max(per_h[h], NOISE_FACTOR * floor_h[h]))
+    allowed = {h: ctx.allowed(floor_h[h]) for h in per_h}
+    finest = min(allowed.values())
+    best = min((h for h in per_h if allowed[h] <= 2 * finest), key=per_h.get)
     sweep = ", ".join(f"{h:g}: {e:.1e}" for h, e in per_h.items())
     return best, sweep
 

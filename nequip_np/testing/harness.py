@@ -69,6 +69,10 @@ def _options(md_steps, quick: bool, profile_opts: dict, opts: dict) -> dict:
     table["md_steps"] = 40
     if quick:
         table.update(QUICK_OPTIONS)
+        for key in ("fd_steps", "strain_steps"):  # the two middle steps of each sweep
+            steps = tuple(table[key])
+            table[key] = steps[max(0, (len(steps) - 2) // 2):][:2]
+        table["curl_steps"] = tuple(table["curl_steps"])[:2]
     table.update(opts)  # the caller's explicit options win over profile and quick mode
     if md_steps is not None:
         table["md_steps"] = int(md_steps)
@@ -180,8 +184,8 @@ def check_calculator(
             :data:`~nequip_np.testing.tolerances.PROFILES`); None chooses from the measured noise.
         dtype: the former name of ``profile`` (``"float64"`` or ``"float32"``), kept for callers.
         quick: fewer samples per check (:data:`~nequip_np.testing.tolerances.QUICK_OPTIONS`),
-            about a quarter of the evaluations; for CI on expensive calculators.
-        noise: estimate the noise floor first (8 evaluations) and let every check allow
+            about a third of the evaluations; for CI on expensive calculators.
+        noise: estimate the noise floor first (12 evaluations) and let every check allow
             ``NOISE_FACTOR`` x its floor; False assumes exact arithmetic (floors 0).
         locality: ``"local"`` (additivity exact) or ``"long-range"`` (additivity measures the decay
             of the interaction energy); None takes the profile's.

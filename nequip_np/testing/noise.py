@@ -9,7 +9,8 @@ calculator against round-off tolerances reports its convergence noise as broken 
 :func:`estimate_noise` measures that noise directly, with evaluations whose exact answers are known:
 
 * **re-evaluation** of the unchanged structure after evaluating a different one in between (a
-  rattled copy, a rotated copy): exact arithmetic and a history-free code give identical numbers;
+  rattled copy, two rotated copies and the inverted one): exact arithmetic and a history-free code
+  give identical numbers;
 * a **rigid translation** by ``1e-6`` Å: changes only round-off (and, in any model, a translation
   dependence of size 1e-6 times the one the ``translation`` check sees at a few Å);
 * a **permutation** of the atoms (forces permuted back).
@@ -96,7 +97,7 @@ def estimate_noise(ev: Evaluator, atoms: Atoms, reference: Evaluation, rng: np.r
                    rattle: float = 0.05) -> NoiseEstimate:
     """Probe ``ev`` around ``atoms`` (whose evaluation is ``reference``) and return the noise floor.
 
-    Spends 7 evaluations (plus one for the permutation when there are two or more atoms).
+    Spends 11 evaluations (plus one for the permutation when there are two or more atoms).
     """
     from nequip_np.testing.checks import random_rotation, transformed
 
@@ -104,7 +105,9 @@ def estimate_noise(ev: Evaluator, atoms: Atoms, reference: Evaluation, rng: np.r
     history, spread = [], []
     rattled = atoms.copy()
     rattled.positions += rattle * rng.standard_normal(rattled.positions.shape)
-    for before in (rattled, transformed(atoms, random_rotation(rng))):
+    histories = [rattled] + [transformed(atoms, random_rotation(rng)) for _ in range(2)]
+    histories.insert(2, transformed(atoms, -np.eye(3)))
+    for before in histories:
         ev(before)  # a different history; its result is not compared
         history.append(_deviation(ev(atoms), reference))
     shifted = atoms.copy()
