@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,8 +11,7 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from nequip_np.testing import CHECKS, TOLERANCES, assert_calculator, check_calculator, check_function
-from nequip_np.testing import faults
+from nequip_np.testing import CHECKS, TOLERANCES, assert_calculator, check_calculator, check_function, faults
 
 CH4_CHARGES = {"C": -0.4, "H": 0.1}
 
@@ -40,7 +40,7 @@ def test_profile_is_chosen_from_the_measured_noise(mol):
     assert 5e-5 / f_max < scf["translation"].floor < 1e-2  # the planted noise level, relative to max|F|
 
     calc = faults.SmoothPair()
-    single = lambda a: (np.float32(calc.get_potential_energy(a)), calc.get_forces(a).astype(np.float32))  # noqa: E731
+    single = lambda a: (np.float32(calc.get_potential_energy(a)), calc.get_forces(a).astype(np.float32))
     f32 = check_function(single, mol, checks="translation")
     assert f32.meta["profile"] == "float32 (auto)"
     assert f32["translation"].tolerance == TOLERANCES["float32"]["translation"]
@@ -101,7 +101,7 @@ def test_quick_mode_costs_less_and_report_states_cost(mol):
     full = check_calculator(faults.SmoothPair(), mol, cutoff=4.0)
     quick = check_calculator(faults.SmoothPair(), mol, cutoff=4.0, quick=True)
     assert quick.passed and full.passed
-    total = lambda r: r.meta["evaluations"] + r.meta["md_evaluations"]  # noqa: E731
+    total = lambda r: r.meta["evaluations"] + r.meta["md_evaluations"]
     assert total(quick) < 0.5 * total(full)
     assert quick.meta["quick"] is True and quick.meta["wall_s"] > 0
     assert sum(c.evaluations for c in full) <= total(full)  # the rest: reference and noise probes
@@ -170,10 +170,11 @@ def test_pytest_fixture_in_another_project(tmp_path):
         "def test_bad(assert_calculator):\n"
         "    assert_calculator(faults.make_scaled_forces(), molecule('CH4'), checks='forces_gradient')\n"
     )
-    env = {**__import__("os").environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    # the plugin named explicitly (and autoloading off, so an installed entry point cannot load it twice)
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "nequip_np.testing.pytest_plugin",
                           "--harness-quick", "-p", "no:cacheprovider", str(tmp_path)],
-                         capture_output=True, text=True, cwd=tmp_path, env=env)
+                         capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 failed, 1 passed" in out.stdout and "harness FAILED (forces_gradient)" in out.stdout
     assert "quick=True" in out.stdout

@@ -12,8 +12,7 @@ import pytest
 from ase.build import molecule
 from threadpoolctl import threadpool_limits
 
-from nequip_np.testing import check_calculator
-from nequip_np.testing import faults
+from nequip_np.testing import check_calculator, faults
 
 
 @pytest.fixture

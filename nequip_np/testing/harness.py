@@ -239,7 +239,7 @@ def assert_calculator(calc, atoms: Atoms, **kwargs) -> Report:
         >>> from ase.build import molecule
         >>> from nequip_np.testing import assert_calculator
         >>> from nequip_np.testing.faults import make_scaled_forces
-        >>> assert_calculator(make_scaled_forces(), molecule("CH4"), checks="forces_gradient")
+        >>> assert_calculator(make_scaled_forces(), molecule("CH4"), checks="forces_gradient")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         AssertionError: harness FAILED (forces_gradient)
