@@ -153,14 +153,16 @@ def _worst(ctx: Context, results: list, what: str) -> Measured:
 
 
 def _best_step(ctx: Context, per_h: dict, floor_h: dict):
-    """The step of least error among those that resolve as finely as the best one can (within 2x).
+    """The step of least error among those that resolve (nearly) best; returns it and the sweep text.
 
-    Without noise every step resolves to the tolerance and this is the step of least error. With
-    noise a tiny step has a floor (noise / h) so large that any error would pass; it is left out.
+    Step h can certify errors down to ``score(h) = max(error(h), allowed(h))``: truncation raises the
+    error of large steps, noise (floor ~ noise / h) the allowance of small ones. Among the steps
+    within 2x of the best score, the one of least error is reported. Without noise every allowance is
+    the tolerance and this is simply the step of least error.
     """
-    allowed = {h: ctx.allowed(floor_h[h]) for h in per_h}
-    finest = min(allowed.values())
-    best = min((h for h in per_h if allowed[h] <= 2 * finest), key=per_h.get)
+    score = {h: max(per_h[h], ctx.allowed(floor_h[h])) for h in per_h}
+    finest = min(score.values())
+    best = min((h for h in per_h if score[h] <= 2 * finest), key=per_h.get)
     sweep = ", ".join(f"{h:g}: {e:.1e}" for h, e in per_h.items())
     return best, sweep
 

@@ -88,14 +88,15 @@ PROFILES: dict[str, dict] = {
     "float32": {"tolerances": "float32", "locality": "local", "options": {}},
     # self-consistent electronic structure (DFT, tight binding): results converge only to the SCF
     # threshold and depend on the previous wavefunction, so every comparison is noisy; the noise
-    # floor sets what can be resolved. Larger finite-difference steps keep noise/h small (the
-    # truncation error, ~h^2, is still below 1e-4 at 1e-2 Å). Electrostatics and dispersion are
+    # floor sets what can be resolved. The sweeps reach larger steps, where noise/h is small (the
+    # truncation error ~h^2 is ~1e-4 at 1e-2 Å), and still small ones for a tightly converged SCF;
+    # each check reports the step that resolves best. Electrostatics and dispersion are
     # long ranged: two molecules 100 Å apart still interact, so additivity measures the decay.
     "scf": {
         "tolerances": "float64",
         "locality": "long-range",
-        "options": {"fd_steps": (1e-2, 3e-3, 1e-3, 3e-4), "curl_steps": (1e-2, 3e-3, 1e-3),
-                    "strain_steps": (1e-2, 3e-3, 1e-3)},
+        "options": {"fd_steps": (1e-2, 3e-3, 1e-3, 3e-4, 1e-4), "curl_steps": (1e-2, 3e-3, 1e-3, 3e-4),
+                    "strain_steps": (1e-2, 3e-3, 1e-3, 3e-4)},
     },
 }
 
