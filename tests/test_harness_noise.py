@@ -178,3 +178,17 @@ def test_pytest_fixture_in_another_project(tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 failed, 1 passed" in out.stdout and "harness FAILED (forces_gradient)" in out.stdout
     assert "quick=True" in out.stdout
+
+
+def test_our_float32_model_gets_the_float32_profile(rng):
+    from nequip_np import NequIPCalculator
+    from tests.model_factory import molecule as random_molecule
+    from tests.model_factory import small_model
+
+    model = small_model(seed=4, num_layers=2)
+    atoms = random_molecule(rng, 6)
+    checks = "rotation_invariance,translation"
+    f64 = check_calculator(NequIPCalculator(model, dtype="float64"), atoms, checks=checks)
+    f32 = check_calculator(NequIPCalculator(model, dtype="float32"), atoms, checks=checks)
+    assert f64.meta["profile"] == "float64 (auto)" and f32.meta["profile"] == "float32 (auto)"
+    assert f32.passed and f64.passed
