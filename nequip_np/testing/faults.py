@@ -274,8 +274,9 @@ class Noisy(Wrapped):
     r"""Emulates SCF convergence noise: every evaluation adds fresh Gaussian noise to E and F.
 
     Like an SCF code restarting from the previous wavefunction, the result depends on the call history,
-    not only on the structure. Defaults are GFN2-xTB's measured level (tblite, default accuracy):
-    ~1e-9 eV in E and ~1e-4 eV/Å in F. Seeded, so a sequence of calls is reproducible.
+    not only on the structure. The default standard deviations (1e-9 eV, 5e-5 eV/Å per component)
+    give deviations between two calls like GFN2-xTB's at default accuracy (tblite, ethanol: up to
+    ~1e-9 eV in E, ~1e-4 eV/Å in F). Seeded, so a sequence of calls is reproducible.
     """
 
     def __init__(self, base: Calculator, energy_noise=1e-9, forces_noise=5e-5, seed=0, **kwargs):
