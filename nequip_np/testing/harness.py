@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from typing import Callable
@@ -142,6 +143,7 @@ def _check(ev: Evaluator, atoms: Atoms, checks, tolerances, rng, cutoff, md_step
         "md_evaluations": ctx.md_evaluations,
         "wall_s": round(time.perf_counter() - start, 3),
         "noise": noise_note,
+        "noise_floor": dataclasses.asdict(estimate),  # eV, eV/Å, eV/Å^3 and the relative spreads
     }
     return Report(results, meta)
 

@@ -120,7 +120,7 @@ class Report:
             cells = [r[k].ljust(widths[k]) if k in (0, 5) else r[k].rjust(widths[k]) for k in range(ncol)]
             lines.append("  ".join(cells + [r[-1]]).rstrip())
         lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
-        meta = {k: v for k, v in self.meta.items() if k != "noise"}
+        meta = {k: v for k, v in self.meta.items() if k not in ("noise", "noise_floor")}
         head = [", ".join(f"{k}={v}" for k, v in meta.items())] if meta else []
         if "noise" in self.meta:
             head.append(str(self.meta["noise"]))
