@@ -45,6 +45,7 @@ class Evaluator:
         self._calculator = calculator
         self.label = label or getattr(fn, "__name__", type(fn).__name__)
         self.calls = 0
+        self.last_raw_dtype = None  # dtype of the forces the model itself returned (float32 models)
 
     @classmethod
     def from_calculator(cls, calc: Calculator) -> "Evaluator":
@@ -71,6 +72,7 @@ class Evaluator:
         out = self._fn(atoms.copy())
         if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
             raise ValueError("the function must return (energy, forces) or (energy, forces, stress)")
+        self.last_raw_dtype = np.asarray(out[1]).dtype
         energy, forces = float(out[0]), np.asarray(out[1], dtype=np.float64)
         if forces.shape != (len(atoms), 3):
             raise ValueError(f"forces must have shape ({len(atoms)}, 3), got {forces.shape}")

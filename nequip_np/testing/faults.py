@@ -15,7 +15,11 @@ calculator                   fault                                  caught by
 :class:`TruncatedLJ`         LJ cut at r_c without shift: E jumps   ``cutoff_smoothness``
 ===========================  =====================================  ==========================
 
-All are pair sums over ASE's neighbour list, :math:`E = \tfrac12\sum_{(i,j)} e(r_{ij})` with
+Wrappers plant a fault on top of *any* calculator (an SCF code included): :class:`ScaledForces`,
+:class:`CurlForces`, :class:`AnisotropicEnergy`; :class:`Noisy` emulates SCF convergence noise;
+:class:`Coulomb` adds a correct long-range term and :class:`NonExtensive` a broken one.
+
+All toy potentials are pair sums over ASE's neighbour list, :math:`E = \tfrac12\sum_{(i,j)} e(r_{ij})` with
 :math:`r_{ij} = x_j - x_i + S_{ij}\,\mathrm{cell}` over ordered pairs. With :math:`g = \partial e /
 \partial r_{ij}`, :math:`F_i = \tfrac12\sum_{j} g_{ij} - \tfrac12\sum_{j} g_{ji}` and
 :math:`\sigma = \frac{1}{2V}\sum_{(i,j)} g_{ij}\otimes r_{ij}` (periodic cells only).
@@ -236,3 +240,136 @@ def make_chiral() -> ChiralPair:
 
 def make_truncated_lj() -> TruncatedLJ:
     return TruncatedLJ()
+
+
+# ---------------------------------------------------------------------------------- wrappers
+# Faults planted on top of *any* calculator (a noisy SCF code included), a noise emulator, and
+# long-range terms. All are for isolated systems; they pass the base calculator's stress through
+# unchanged.
+
+
+class Wrapped(Calculator):
+    """Base of the wrappers: ``energy_forces(atoms, e, f) -> (e, f)`` modifies the base's results."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, base: Calculator, **kwargs):
+        super().__init__(**kwargs)
+        self.base = base
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms.copy()
+        a.calc = self.base
+        energy, forces = self.energy_forces(a, float(a.get_potential_energy()), np.array(a.get_forces()))
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+        if "stress" in properties and a.pbc.all():
+            self.results["stress"] = a.get_stress()
+
+    def energy_forces(self, atoms, energy: float, forces: np.ndarray):
+        raise NotImplementedError
+
+
+class Noisy(Wrapped):
+    r"""Emulates SCF convergence noise: every evaluation adds fresh Gaussian noise to E and F.
+
+    Like an SCF code restarting from the previous wavefunction, the result depends on the call history,
+    not only on the structure. The default standard deviations (1e-9 eV, 5e-5 eV/Å per component)
+    give deviations between two calls like GFN2-xTB's at default accuracy (tblite, ethanol: up to
+    ~1e-9 eV in E, ~1e-4 eV/Å in F). Seeded, so a sequence of calls is reproducible.
+    """
+
+    def __init__(self, base: Calculator, energy_noise=1e-9, forces_noise=5e-5, seed=0, **kwargs):
+        super().__init__(base, **kwargs)
+        self.energy_noise, self.forces_noise = energy_noise, forces_noise
+        self.rng = np.random.default_rng(seed)
+
+    def energy_forces(self, atoms, energy, forces):
+        return (energy + self.energy_noise * self.rng.standard_normal(),
+                forces + self.forces_noise * self.rng.standard_normal(forces.shape))
+
+
+class ScaledForces(Wrapped):
+    """F = ``factor`` x the base's forces (E unchanged): caught by ``forces_gradient`` and ``nve_drift``."""
+
+    def __init__(self, base: Calculator, factor=1.01, **kwargs):
+        super().__init__(base, **kwargs)
+        self.factor = factor
+
+    def energy_forces(self, atoms, energy, forces):
+        return energy, self.factor * forces
+
+
+class CurlForces(Wrapped):
+    r"""Adds a rotational force field :math:`F_i \mathrel{+}= \kappa\,\hat z \times (x_i - \bar x)`.
+
+    Its Jacobian has the antisymmetric part :math:`\kappa(\delta_{ij} - 1/N)[\hat z]_\times` (curl
+    :math:`2\kappa\hat z`), so no energy has these forces; the net force stays zero. ``strength`` κ in
+    eV/Å². Caught by ``forces_gradient`` and ``curl_free`` (and, the axis being fixed, the rotations).
+    """
+
+    def __init__(self, base: Calculator, strength=0.02, **kwargs):
+        super().__init__(base, **kwargs)
+        self.strength = strength
+
+    def energy_forces(self, atoms, energy, forces):
+        d = atoms.positions - atoms.positions.mean(axis=0)
+        return energy, forces + self.strength * np.cross([0.0, 0.0, 1.0], d)
+
+
+class AnisotropicEnergy(Wrapped):
+    r"""Adds :math:`a\sum_i (x_i - \bar x)_x^2` to E, with its exact forces: not rotation-invariant.
+
+    Translation-, permutation- and inversion-invariant, and conservative. ``strength`` a in eV/Å².
+    Caught by ``rotation_invariance`` and ``inversion`` (the energy component).
+    """
+
+    def __init__(self, base: Calculator, strength=1e-4, **kwargs):
+        super().__init__(base, **kwargs)
+        self.strength = strength
+
+    def energy_forces(self, atoms, energy, forces):
+        dx = atoms.positions[:, 0] - atoms.positions[:, 0].mean()
+        f = forces.copy()
+        f[:, 0] -= 2 * self.strength * dx  # sum_i dx_i = 0 removes the mean's contribution
+        return energy + self.strength * float((dx**2).sum()), f
+
+
+class Coulomb(Wrapped):
+    r"""Adds bare point-charge electrostatics :math:`k\sum_{i<j} q_i q_j / r_{ij}` (isolated systems).
+
+    A correct long-range term: ``additivity`` fails with ``locality="local"`` and passes as a decay
+    with ``locality="long-range"`` (neutral fragments: dipolar, :math:`\Delta E \sim R^{-3}`).
+    ``charges``: element symbol -> charge in e.
+    """
+
+    def __init__(self, base: Calculator, charges: dict, **kwargs):
+        super().__init__(base, **kwargs)
+        self.charges = dict(charges)
+
+    def energy_forces(self, atoms, energy, forces):
+        from ase.units import Bohr, Hartree
+
+        q = np.array([self.charges.get(s, 0.0) for s in atoms.get_chemical_symbols()])
+        rv = atoms.positions[None, :, :] - atoms.positions[:, None, :]  # rv[i, j] = x_j - x_i
+        r = np.linalg.norm(rv, axis=-1)
+        np.fill_diagonal(r, np.inf)
+        k = Hartree * Bohr  # e^2 / (4 pi eps0) in eV Å
+        qq = k * q[:, None] * q[None, :]
+        f = -(qq / r**3)[:, :, None] * rv  # force on i from j: k q_i q_j (x_i - x_j) / r^3
+        return energy + 0.5 * float((qq / r).sum()), forces + f.sum(axis=1)
+
+
+class NonExtensive(Wrapped):
+    r"""A broken long-range term: adds :math:`c N^2` (N atoms), an interaction that never decays.
+
+    Forces are unchanged (the term does not depend on positions); only ``additivity`` sees it, in
+    either locality mode.
+    """
+
+    def __init__(self, base: Calculator, c=1e-4, **kwargs):
+        super().__init__(base, **kwargs)
+        self.c = c
+
+    def energy_forces(self, atoms, energy, forces):
+        return energy + self.c * len(atoms) ** 2, forces

@@ -16,6 +16,11 @@ class CheckResult:
         passed: ``True``/``False``; ``None`` when the check was skipped (not applicable).
         detail: what was measured, or why it was skipped, or the exception it raised.
         status: ``"PASS"``, ``"FAIL"``, ``"SKIP"`` or ``"ERROR"`` (raised an exception; counts as failed).
+        floor: the calculator's noise floor in the unit of ``error`` (0: exact arithmetic assumed).
+        allowed: what ``error`` was compared with: ``max(tolerance, NOISE_FACTOR * floor)``, or the
+            tolerance alone when the caller gave it explicitly.
+        evaluations: model evaluations this check spent (MD steps included).
+        seconds: wall time of this check.
     """
 
     name: str
@@ -24,6 +29,10 @@ class CheckResult:
     passed: bool | None
     detail: str = ""
     status: str = ""
+    floor: float | None = None
+    allowed: float | None = None
+    evaluations: int = 0
+    seconds: float = 0.0
 
     def __post_init__(self):
         if not self.status:
@@ -33,6 +42,14 @@ class CheckResult:
     @property
     def skipped(self) -> bool:
         return self.passed is None
+
+    @property
+    def margin(self) -> float | None:
+        """``allowed / error``: how many times larger the error could be and still pass (< 1: failed)."""
+        if self.error is None:
+            return None
+        allowed = self.tolerance if self.allowed is None else self.allowed
+        return math.inf if self.error == 0 else allowed / self.error
 
 
 @dataclass
@@ -76,25 +93,39 @@ class Report:
         checks = []
         for c in self.checks:
             d = asdict(c)
-            if d["error"] is not None and not math.isfinite(d["error"]):
-                d["error"] = str(d["error"])  # JSON has no inf/nan
+            d["margin"] = c.margin
+            for key in ("error", "floor", "allowed", "margin"):
+                if d[key] is not None and not math.isfinite(d[key]):
+                    d[key] = str(d[key])  # JSON has no inf/nan
             checks.append(d)
         return {"passed": self.passed, "meta": dict(self.meta), "checks": checks}
 
     def __str__(self) -> str:
-        rows = [("check", "error", "tolerance", "result", "detail")]
+        def num(x, fmt):
+            return "-" if x is None else format(x, fmt)
+
+        def margin(c):
+            m = c.margin
+            return "-" if m is None else ("inf" if math.isinf(m) else f"{m:.2g}x")
+
+        rows = [("check", "error", "floor", "tolerance", "margin", "result", "evals", "detail")]
         for c in self.checks:
-            err = "-" if c.error is None else f"{c.error:.3e}"
-            rows.append((c.name, err, f"{c.tolerance:.1e}", c.status, c.detail))
-        widths = [max(len(r[k]) for r in rows) for k in range(4)]
+            floor = None if c.error is None else c.floor
+            rows.append((c.name, num(c.error, ".3e"), num(floor, ".1e"), f"{c.tolerance:.1e}", margin(c), c.status,
+                         str(c.evaluations), c.detail))
+        ncol = len(rows[0]) - 1
+        widths = [max(len(r[k]) for r in rows) for k in range(ncol)]
         lines = []
         for r in rows:
-            cells = [r[k].ljust(widths[k]) if k in (0, 3) else r[k].rjust(widths[k]) for k in range(4)]
-            lines.append("  ".join(cells + [r[4]]).rstrip())
+            cells = [r[k].ljust(widths[k]) if k in (0, 5) else r[k].rjust(widths[k]) for k in range(ncol)]
+            lines.append("  ".join(cells + [r[-1]]).rstrip())
         lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
-        head = ", ".join(f"{k}={v}" for k, v in self.meta.items())
+        meta = {k: v for k, v in self.meta.items() if k not in ("noise", "noise_floor")}
+        head = [", ".join(f"{k}={v}" for k, v in meta.items())] if meta else []
+        if "noise" in self.meta:
+            head.append(str(self.meta["noise"]))
         verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failed) or 'nothing ran'})"
-        return "\n".join(([head] if head else []) + lines + [f"overall: {verdict}"])
+        return "\n".join(head + lines + [f"overall: {verdict}"])
 
     def __repr__(self) -> str:
         return f"Report(passed={self.passed}, checks={self.names})"

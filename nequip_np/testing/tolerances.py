@@ -75,3 +75,49 @@ def tolerances_for(dtype: str, overrides: dict[str, float] | None = None) -> dic
             raise ValueError(f"unknown check {name!r} in tolerances; valid: {', '.join(table)}")
         table[name] = float(value)
     return table
+
+
+#: A profile is what the harness assumes about the calculator: which tolerance table, which
+#: finite-difference steps and whether additivity is judged strictly (``"local"``) or as a decay
+#: of the interaction energy with distance (``"long-range"``). ``profile=None`` picks one from the
+#: measured noise (:meth:`~nequip_np.testing.noise.NoiseEstimate.suggested_profile`).
+PROFILES: dict[str, dict] = {
+    # a deterministic float64 model: round-off tolerances, the default steps
+    "float64": {"tolerances": "float64", "locality": "local", "options": {}},
+    # a float32 model: the float32 table
+    "float32": {"tolerances": "float32", "locality": "local", "options": {}},
+    # self-consistent electronic structure (DFT, tight binding): results converge only to the SCF
+    # threshold and depend on the previous wavefunction, so every comparison is noisy; the noise
+    # floor sets what can be resolved. The sweeps reach larger steps, where noise/h is small (the
+    # truncation error ~h^2 is ~1e-4 at 1e-2 Å), and still small ones for a tightly converged SCF;
+    # each check reports the step that resolves best. Electrostatics and dispersion are
+    # long ranged: two molecules 100 Å apart still interact, so additivity measures the decay.
+    "scf": {
+        "tolerances": "float64",
+        "locality": "long-range",
+        "options": {"fd_steps": (1e-2, 3e-3, 1e-3, 3e-4, 1e-4), "curl_steps": (1e-2, 3e-3, 1e-3, 3e-4),
+                    "strain_steps": (1e-2, 3e-3, 1e-3, 3e-4)},
+    },
+}
+
+#: ``locality="long-range"``: additivity measures |dE(R)| R at its largest resolved separation over
+#: the same at its smallest. A 1/R (Coulomb, charged fragments) interaction gives ~1, dipolar 1/R^3
+#: and dispersion 1/R^6 far less, an interaction that does not decay ~ R_max / R_min ~ 10.
+DECAY_TOLERANCE = 2.0
+
+#: ``quick=True``: fewer samples of every check (about a third of the evaluations): these, and the
+#: finite-difference sweeps keep two steps (the middle two; curl the first two). Explicit options win.
+QUICK_OPTIONS: dict = {
+    "n_rotations": 1,
+    "fd_samples": 6,
+    "curl_atoms": 2,
+    "cutoff_points": 41,
+    "md_steps": 16,
+}
+
+
+def profile_tolerances(profile: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """Tolerance table of a profile (see :data:`PROFILES`) with ``overrides`` applied."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)} (or None: automatic)")
+    return tolerances_for(PROFILES[profile]["tolerances"], overrides)
