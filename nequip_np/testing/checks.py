@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms, units
 
-from nequip_np.testing.adapter import Evaluation, Evaluator
+from nequip_np.testing.adapter import Evaluation, Evaluator, random_rotation, transformed  # noqa: F401 - re-exported
 from nequip_np.testing.noise import NOISE_FACTOR, NoiseEstimate
 from nequip_np.testing.tolerances import DECAY_TOLERANCE
 
@@ -82,30 +82,6 @@ class Context:
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """Haar-random proper rotation (3, 3), det = +1 (QR of a Gaussian matrix, signs fixed)."""
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
-
-
-def transformed(atoms: Atoms, q: np.ndarray) -> Atoms:
-    """Copy of ``atoms`` with positions and cell mapped by ``x -> x q^T``.
-
-    An improper ``q`` makes the cell left-handed; two cell vectors (and their pbc flags) are then
-    swapped, which describes the same lattice with a right-handed basis.
-    """
-    a = atoms.copy()
-    a.positions = atoms.positions @ q.T
-    cell = np.asarray(atoms.cell) @ q.T
-    pbc = atoms.pbc.copy()
-    if np.linalg.det(cell) < 0:
-        cell, pbc = cell[[1, 0, 2]], pbc[[1, 0, 2]]
-    a.set_cell(cell, scale_atoms=False)
-    a.pbc = pbc
-    return a
 
 
 def _rel(got, want, floor: float) -> float:

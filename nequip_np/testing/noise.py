@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from nequip_np.testing.adapter import Evaluation, Evaluator
+from nequip_np.testing.adapter import Evaluation, Evaluator, random_rotation, transformed
 
 #: safety factor between the measured noise floor and what a check may attribute to noise.
 NOISE_FACTOR = 10.0
@@ -99,7 +99,6 @@ def estimate_noise(ev: Evaluator, atoms: Atoms, reference: Evaluation, rng: np.r
 
     Spends 11 evaluations (plus one for the permutation when there are two or more atoms).
     """
-    from nequip_np.testing.checks import random_rotation, transformed
 
     calls = ev.calls
     history, spread = [], []
