@@ -12,7 +12,7 @@ import pytest
 
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.kernels.registry import get_ops
-from nequip_np.model.plan import conv_plan, gate_plan, linear_plan, self_connection_plan
+from nequip_np.kernels.plan import conv_plan, gate_plan, linear_plan, self_connection_plan
 from nequip_np.so3 import Irreps
 from nequip_np.train.loss import LossCoefficients, loss_and_grad
 from tests.model_factory import molecule, periodic, small_model

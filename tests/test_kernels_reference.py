@@ -12,7 +12,7 @@ from nequip_np.kernels.self_connection import reference as self_connection
 from nequip_np.kernels.spherical_harmonics import reference as spherical_harmonics
 from nequip_np.kernels.tp_conv import reference as tp_conv
 from nequip_np.kernels.zbl import reference as zbl
-from nequip_np.model.plan import conv_plan, gate_plan, linear_plan, self_connection_plan
+from nequip_np.kernels.plan import conv_plan, gate_plan, linear_plan, self_connection_plan
 from nequip_np.so3 import Irreps
 from tests.gradcheck import check_backward, check_complex_step
 

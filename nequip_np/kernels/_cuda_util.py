@@ -23,10 +23,12 @@ reports GPU out-of-memory with the size attempted. :func:`launch` counts kernel 
 from __future__ import annotations
 
 import cmath
+import dataclasses
 import hashlib
 import math
 import os
 import types
+import weakref
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -331,19 +333,32 @@ def index_array(a):
 
 
 # ---------------------------------------------------------------------------- plan tables
+#: (id(plan), builder) -> (weak reference to the plan, device tables); an entry goes when its plan goes
 _TABLES: dict = {}
 
 
 def plan_tables(plan, build):
-    """Device copies of the static index tables of ``plan`` (built once per plan object by ``build``)."""
+    """Device copies of the static index tables ``build(plan)`` (a tuple of host arrays and ints),
+    built and uploaded once per plan object and freed with it."""
     key = (id(plan), build.__qualname__, build.__module__)
     hit = _TABLES.get(key)
-    if hit is not None and hit[0] is plan:
+    if hit is not None and hit[0]() is plan:
         return hit[1]
-    host = build(plan)
-    dev = tuple(to_device(t) if isinstance(t, np.ndarray) else t for t in host)
-    _TABLES[key] = (plan, dev)
+    dev = tuple(to_device(t) if isinstance(t, np.ndarray) else t for t in build(plan))
+    _TABLES[key] = (weakref.ref(plan), dev)
+    weakref.finalize(plan, _TABLES.pop, key, None)
     return dev
+
+
+def _device_copy(record) -> tuple:
+    values = (getattr(record, f.name) for f in dataclasses.fields(record))
+    return (type(record)(*(to_device(v) if isinstance(v, np.ndarray) else v for v in values)),)
+
+
+def device_record(record):
+    """A record (frozen dataclass) of host arrays → the same record type holding device copies,
+    uploaded once per record object and freed with it (e.g. a plan's ``ConvTables``)."""
+    return plan_tables(record, _device_copy)[0]
 
 
 def csr_device(idx, n: int):

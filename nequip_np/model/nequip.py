@@ -36,7 +36,7 @@ from nequip_np.kernels.common import scatter_sum
 from nequip_np.kernels.glue import reference as host_glue
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
-from nequip_np.model.plan import build_plan
+from nequip_np.kernels.plan import build_plan
 
 _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
 
