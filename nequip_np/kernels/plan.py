@@ -20,7 +20,9 @@ sections of the nequip dossier the project was specified from):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -244,6 +246,42 @@ def conv_plan(irreps_in: Irreps, irreps_sh: Irreps, irreps_out: Irreps) -> ConvP
         off += irreps_in[i].mul
     paths = tuple(paths)
     return ConvPlan(irreps_in, irreps_sh, mid_sorted, paths, off, conv_tables(irreps_in, irreps_sh, mid_sorted, paths))
+
+
+@dataclass(frozen=True)
+class SHTable:
+    r"""Spherical harmonics up to ``l_max`` as coefficient tables, for the compiled kernels.
+
+    Component k = (l, m) is :math:`F_m(X, Y)\sum_t c_t Z^{j_t} r_2^{k_t}` over terms
+    ``ptr[k]:ptr[k+1]``, with :math:`(X, Y, Z) = (u_z, u_x, u_y)` (``scalar_math.sh_value``), from the
+    generated exact coefficients (``so3._generated_sh.EXACT_COEFFICIENTS``).
+    """
+
+    l: np.ndarray  # (K,) degree of component k
+    m: np.ndarray  # (K,) order of component k
+    ptr: np.ndarray  # (K + 1,)
+    j: np.ndarray  # (T,) power of Z of term t
+    k: np.ndarray  # (T,) power of r² of term t
+    c: np.ndarray  # (T,) coefficient of term t
+
+
+@lru_cache(maxsize=None)
+def sh_table(l_max: int) -> SHTable:
+    """The :class:`SHTable` of components k < (l_max+1)² (built once per l_max)."""
+    from nequip_np.so3 import _generated_sh as gen
+
+    if not 0 <= l_max <= gen.LMAX:
+        raise ValueError(f"l_max must be in 0..{gen.LMAX}, got {l_max}")
+    ls, ms, ptr, js, ks, cs = [], [], [0], [], [], []
+    for l in range(l_max + 1):
+        for m in range(-l, l + 1):
+            for term in gen.EXACT_COEFFICIENTS[f"{l},{m}"]:
+                jk, coef = term.split(":")
+                j, k = (int(t) for t in jk.split(","))
+                js.append(j), ks.append(k), cs.append(float(eval(coef, {"sqrt": math.sqrt})))  # noqa: S307
+            ls.append(l), ms.append(m), ptr.append(len(cs))
+    i64 = lambda a: np.array(a, np.int64)  # noqa: E731
+    return SHTable(i64(ls), i64(ms), i64(ptr), i64(js), i64(ks), np.array(cs, np.float64))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.kernels._device_math import silu, silu_grad
+from nequip_np.kernels.scalar_math import silu, silu_grad
 
 ACTIVATIONS = ("silu",)
 
