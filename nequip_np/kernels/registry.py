@@ -1,6 +1,10 @@
 """Backend dispatch: one namespace of operations per backend, all with the reference signatures.
 
-Every operation module exposes ``forward(...) -> (out, cache)`` and ``backward(d_out, cache)``.
+Every operation module exposes ``forward(inputs…, static…) -> (out, cache)`` and one backward contract:
+``backward(d_out, cache) -> (d_<input>, …)``, always a tuple with one gradient per differentiable input,
+in the order of forward's arguments (an input that is a list — the MLP's weight matrices — gets a list:
+``mlp.backward -> (d_x, [d_W0, d_W1, …])``). The static plan (``kernels/plan.py``) travels with the
+call; compiled backends read its index tables from it.
 ``backend="numpy"`` is the reference (the specification). An unavailable backend raises with a hint;
 there is never a silent fallback to a slower path: an operation missing its backend file is an
 ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge scalars, documented in
