@@ -49,7 +49,7 @@ _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex
 class LayerCache:
     """What one interaction layer's reverse pass reads: one cache per operation, by name."""
 
-    weights: "LayerWeights"  # the parameters used (references, no copies)
+    weights: LayerWeights  # the parameters used (references, no copies)
     self_connection: object | None  # None in layer 0 (no self-connection)
     linear_1: object
     radial: object | None  # radial MLP; None in low-memory mode until the reverse pass recomputes it
@@ -85,7 +85,7 @@ class LayerWeights:
     linear_2: object  # (n_w_2,)
 
     @classmethod
-    def of(cls, params: dict, layer: LayerPlan) -> "LayerWeights":
+    def of(cls, params: dict, layer: LayerPlan) -> LayerWeights:
         k = layer.index
         return cls(params.get(f"layer{k}.sc"), params[f"layer{k}.linear_1"],
                    [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)],
@@ -98,8 +98,8 @@ def interaction(ops, layer: LayerPlan, W: LayerWeights, h, attr, types, emb, Y, 
 
     Shapes: N atoms, E edges; I, MID, O, H = the layer's input, message, conv-output and output irreps.
 
-    .. math:: h' = \mathrm{Gate}\Big(\mathrm{Linear}_2\Big(\sum_{e 	o i}
-              \mathrm{TP}ig(c\,\mathrm{Linear}_1(h)_{j(e)},\ Y_e;\ \mathrm{MLP}(b_e)ig)\Big)
+    .. math:: h' = \mathrm{Gate}\Big(\mathrm{Linear}_2\Big(\sum_{e \to i}
+              \mathrm{TP}\big(c\,\mathrm{Linear}_1(h)_{j(e)},\ Y_e;\ \mathrm{MLP}(b_e)\big)\Big)
               + \mathrm{FCTP}(h, a)\Big)
     """
     xp, sc = ops.glue, None
