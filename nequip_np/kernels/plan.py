@@ -123,7 +123,7 @@ class ConvTables:
     ``max_yc/max_xu``   int           scratch sizes: max d1·d3 and max d1·mul over paths
     ``in_cols/in_inv``  (dim I,)      column gather to/from the "u-fastest" layout of the input (CPU)
     ``mid_cols/mid_inv`` (dim MID,)   the same for the output
-    ``mid_owner``       (dim MID, 3)  output column → (path, u, c)
+    ``mid_owner``       (dim MID, 3)  output column → (path, u, c), in column order (MID is sorted, not in path order)
     ``w_owner``         (n_w, 2)      weight column → (path, u)
     ``in_owner``        (dim I, 4)    input column → (first, last) into ``in_paths``, u, a
     ``in_paths``        (·,)          paths reading each input block, block after block
@@ -202,7 +202,7 @@ def conv_tables(irreps_in: Irreps, irreps_sh: Irreps, irreps_mid: Irreps, paths:
             k_ptr.append(start + np.concatenate([[0], np.cumsum(np.bincount(keyvals, minlength=kmax))]))
             k_idx.extend(zip(a[order], b[order], c[order]))
             k_val.extend(path.cg[a[order], b[order], c[order]])
-        mid_owner.extend((p, u, cc) for u in range(bi.mul) for cc in range(bm.dim))
+        mid_owner.extend((bm.start + u * bm.dim + cc, p, u, cc) for u in range(bi.mul) for cc in range(bm.dim))
         w_owner.extend((p, u) for u in range(bi.mul))
     in_paths, in_owner = [], []
     for i, bi in enumerate(bin_):
@@ -224,7 +224,7 @@ def conv_tables(irreps_in: Irreps, irreps_sh: Irreps, irreps_mid: Irreps, paths:
         paths=_i64(rows, 10), cg_idx=_i64(idx, 3), cg_val=np.array(val, np.float64).reshape(-1),
         max_yc=int(max([r[D1] * r[D3] for r in rows] or [1])), max_xu=int(max([r[D1] * r[MUL] for r in rows] or [1])),
         in_cols=in_cols, in_inv=in_inv, mid_cols=mid_cols, mid_inv=mid_inv,
-        mid_owner=_i64(mid_owner, 3), w_owner=_i64(w_owner, 2), in_owner=_i64(in_owner, 4),
+        mid_owner=_i64([row[1:] for row in sorted(mid_owner)], 3), w_owner=_i64(w_owner, 2), in_owner=_i64(in_owner, 4),
         in_paths=np.array(in_paths + [0], np.int64), sh_owner=_i64(sh_owner, 3),
         sh_paths=np.array(sh_paths + [0], np.int64), **nz)
 
