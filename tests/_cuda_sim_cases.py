@@ -44,7 +44,8 @@ def test_operation_matches_reference(name, dtype):
 
 @pytest.fixture(scope="module")
 def plan():
-    return small_model(**TINY).plan
+    """Three layers: layer 1's message irreps are sorted out of path order (a permuted MID layout)."""
+    return small_model(**dict(TINY, num_layers=3)).plan
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
@@ -53,6 +54,8 @@ def test_model_plans(plan, dtype, layer):
     """The gate and tensor product on the plans of a real model (layer 0 and a middle layer)."""
     rng = np.random.default_rng(7)
     gp, cp = plan.layers[layer].gate, plan.layers[layer].conv
+    if layer == 1:
+        assert [p.i_mid for p in cp.paths] != sorted(p.i_mid for p in cp.paths)  # the case that matters
     src, dst = np.array([1, 0, 3, 2, 0, 1, 3]), np.array([0, 2, 0, 1, 3, 3, 2])  # unsorted receivers
     cases = [Case("gate", "gate", [rng.standard_normal((3, gp.irreps_in.dim)).astype(dtype)],
                   lambda mod, z: mod.forward(z, gp)),
@@ -119,6 +122,17 @@ def test_full_model_energy_forces_stress_and_loss_gradient():
     for name in ga:
         np.testing.assert_allclose(gb[name], ga[name], rtol=1e-8, atol=1e-10 * max(1.0, np.abs(ga[name]).max()),
                                    err_msg=name)
+
+
+def test_three_layer_model_energy_and_forces():
+    """Three layers: a middle layer whose message irreps are sorted out of path order."""
+    rng = np.random.default_rng(16)
+    kw = dict(TINY, num_layers=3)
+    ref, gpu = small_model(seed=7, **kw), small_model(seed=7, backend="cuda", **kw)
+    graph = batch_graphs([_graph(ref, molecule(rng, 3), rng)])
+    a, b = ref.compute(graph, stress=False), gpu.compute(graph, stress=False)
+    for key in ("total_energy", "forces"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-10, atol=1e-10, err_msg=key)
 
 
 def test_full_model_float32_energy_and_forces():
