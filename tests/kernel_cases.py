@@ -110,11 +110,16 @@ def build(name: str, dtype: str = "float64", seed: int | None = None) -> Case:
     if name == "gate":  # even and odd scalars, even and odd gated irreps
         plan = gate_plan(Irreps("2x0e+2x1o"), Irreps.spherical_harmonics(1), Irreps("2x0e+2x0o+2x1e+2x1o"))
         return Case(name, name, [_rand(rng, (8, plan.irreps_in.dim), dtype)], lambda mod, z: mod.forward(z, plan))
+    if name == "scale_shift":  # one scale shared by all types (the sum over all atoms), one shift per type
+        types = np.array([0, 2, 1, 2, 2, 0])
+        inputs = [_rand(rng, (6, 1), dtype), rng.uniform(0.5, 2.0, 1), rng.standard_normal(3)]
+        return Case(name, name, inputs, lambda mod, e, sc, sh: mod.forward(e, types, sc, sh))
     raise KeyError(f"no kernel test case named {name!r}")
 
 
 #: every case of the table
-NAMES = ("edge_embedding", "spherical_harmonics", "zbl", "mlp", "linear", "tp_conv", "self_connection", "gate") + tuple(
+NAMES = ("edge_embedding", "spherical_harmonics", "zbl", "mlp", "linear", "tp_conv", "self_connection", "gate",
+         "scale_shift") + tuple(
     f"readout_{a}" for a in READOUT_ACTIVATIONS)
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import importlib
 from types import SimpleNamespace
 
-OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl",
-              "glue")
+OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate",
+              "scale_shift", "zbl", "glue")
 #: backend -> module file name inside each operation's folder
 BACKEND_FILES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
 #: operations whose reference is cheap enough (elementwise / per-node scalars) to serve the CPU backends
-REFERENCE_ONLY = frozenset({"zbl", "glue"})
+REFERENCE_ONLY = frozenset({"scale_shift", "zbl", "glue"})
 
 
 def available_backends() -> tuple[str, ...]:

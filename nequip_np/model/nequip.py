@@ -69,8 +69,7 @@ class ModelCache:
     features: list  # node features after the embedding and after every layer
     layers: list = field(default_factory=list)  # LayerCache per layer
     readout: object = None
-    e_tilde: object = None  # (N,) readout output, float64
-    scale: object = None  # (N,) per-atom energy scale, float64
+    scale_shift: object = None
     zbl: object | None = None
     low_memory: bool = False
 
@@ -253,10 +252,8 @@ class NequIPModel:
             # 6. readout, 7. per-type scale and shift in float64
             readout, nonlin = self._readout_weights(params), c.readout_mlp_nonlinearity
             e_tilde, cache.readout = ops.mlp.forward(h, readout, _alphas(self.plan.readout_dims, nonlin), nonlin)
-            cache.e_tilde = xp.cast(e_tilde[:, 0], np.result_type(np.float64, e_tilde.dtype))  # (N,)
-            cache.scale = self._per_type("per_type_energy_scales", params, types)
-            shift = self._per_type("per_type_energy_shifts", params, types)
-            atomic = xp.add(shift, xp.mul(cache.scale, cache.e_tilde))  # (N,)
+            scales, shifts = (xp.resident(self._get(k, params)) for k in ("per_type_energy_scales", "per_type_energy_shifts"))
+            atomic, cache.scale_shift = ops.scale_shift.forward(e_tilde, types, scales, shifts)  # (N,)
             # 8. optional ZBL prior, per directed edge, added to the centre atom
             if c.pair_potential is not None:
                 z = self.buffers["atomic_numbers"]
@@ -270,19 +267,17 @@ class NequIPModel:
                  to_host: bool = True):
         r"""Reverse pass: ``d_atomic`` (N,) → (:math:`\partial E/\partial\vec r_e` (E, 3), parameter gradients).
 
-        ``d_atomic`` None seeds 1 per atom (energy → forces). Results are NumPy arrays, or backend
-        arrays with ``to_host=False``. ``param_grads=False`` (forces only) skips the MLP weight
+        Results are NumPy arrays, or backend arrays with ``to_host=False``. ``param_grads=False`` (forces only) skips the MLP weight
         gradients, a third of the radial MLP's flops. ``cache`` is consumed.
         """
         ops, xp, plan = self.ops, self.ops.glue, self.plan
         params = self.params if params is None else params  # read for names and shapes only
         types, dst = graph.atom_types, graph.edge_index[0]
         with ops.call_context():
-            d_atomic = xp.ones_like(cache.e_tilde) if d_atomic is None else xp.upload(d_atomic)  # (N,)
-            grads = {}
-            self._per_type_grad("per_type_energy_shifts", params, types, d_atomic, grads)
-            self._per_type_grad("per_type_energy_scales", params, types, xp.mul(d_atomic, cache.e_tilde), grads)
-            d_e = xp.cast(xp.column(xp.mul(d_atomic, cache.scale)), cache.features[-1].dtype)  # (N, 1)
+            d_atomic = xp.upload(d_atomic)  # (N,)
+            d_e, d_scales, d_shifts = ops.scale_shift.backward(d_atomic, cache.scale_shift)  # (N, 1), (T,), (T,)
+            grads = {k: g for k, g in (("per_type_energy_shifts", d_shifts), ("per_type_energy_scales", d_scales))
+                     if k in params}
             dh, d_readout = ops.mlp.backward(d_e, cache.readout, param_grads)
             grads.update({f"readout.{m}": g for m, g in enumerate(d_readout) if g is not None})
             d_emb = d_Y = 0.0
@@ -327,16 +322,6 @@ class NequIPModel:
     def _readout_weights(self, params):
         return [params[f"readout.{m}"] for m in range(len(self.plan.readout_dims) - 1)]
 
-    def _per_type(self, name, params, types):
-        """(N,) per-atom value of a per-type (or single) float64 parameter/buffer."""
-        v = self.ops.glue.resident(self._get(name, params))
-        return self.ops.glue.gather_rows(v, types if v.shape[0] > 1 else np.zeros_like(types))
-
-    def _per_type_grad(self, name, params, types, d, grads):
-        if name in params:
-            n = params[name].shape[0]
-            grads[name] = self.ops.glue.scatter_sum(d, types, n) if n > 1 else self.ops.glue.total(d)
-
     def _neighbor_norm(self, types):
         """(N, 1) per-atom 1/√(avg. number of neighbours) in the model dtype (a resident value)."""
         return self.ops.glue.resident(self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None])
@@ -355,7 +340,7 @@ class NequIPModel:
         energies = xp.to_host(atomic)
         out = {"atomic_energy": energies, "total_energy": scatter_sum(energies, graph.batch, graph.n_frames)}
         if forces or stress:  # on the device for cuda: only (N, 3) forces and (F, 3, 3) come back
-            d_vec, _ = self.backward(None, cache, graph, params, param_grads=False, to_host=False)
+            d_vec, _ = self.backward(xp.ones_like(atomic), cache, graph, params, param_grads=False, to_host=False)
             out.update(forces_and_stress(graph, cache.edge_vec, d_vec, xp))
         return out
 
