@@ -82,7 +82,8 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     for lmax in args.lmax:
-        procs = {k: start(path, lmax, args.features, args.threads, args.backend) for k, path in (("A", args.a), ("B", args.b))}
+        procs = {k: start(path, lmax, args.features, args.threads, args.backend)
+                 for k, path in (("A", args.a), ("B", args.b))}
         info = {k: json.loads(proc.stdout.readline()) for k, proc in procs.items()}
         times = {"A": [], "B": []}
         for _ in range(args.rounds):

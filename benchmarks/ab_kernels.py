@@ -25,7 +25,8 @@ import numpy as np
 
 
 def load(path: str, op: str, tag: str):
-    spec = importlib.util.spec_from_file_location(f"ab_{tag}_{op}", os.path.join(path, "nequip_np", "kernels", op, "cpu.py"))
+    file = os.path.join(path, "nequip_np", "kernels", op, "cpu.py")
+    spec = importlib.util.spec_from_file_location(f"ab_{tag}_{op}", file)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -37,7 +38,8 @@ def cases(edges: int, rng):
 
     v = rng.standard_normal((edges, 3))
     v = 3.0 * v / np.linalg.norm(v, axis=1, keepdims=True) * rng.uniform(0.3, 1.6, (edges, 1))
-    gp = gate_plan(Irreps("32x0e+32x1o+32x2e"), Irreps.spherical_harmonics(2), Irreps("32x0e+32x0o+32x1e+32x1o+32x2e+32x2o"))
+    hidden = Irreps("32x0e+32x0o+32x1e+32x1o+32x2e+32x2o")
+    gp = gate_plan(Irreps("32x0e+32x1o+32x2e"), Irreps.spherical_harmonics(2), hidden)
     n = max(edges // 20, 1)
     z = rng.standard_normal((n, gp.irreps_in.dim))
     w = [rng.standard_normal((8, 64)), rng.standard_normal((64, 480))]

@@ -143,7 +143,7 @@ def run(case: Case, module, d_out_seed: int = 0) -> list:
     grads = module.backward(d_out, cache)
     assert isinstance(grads, tuple), f"{case.op}.backward must return a tuple (got {type(grads).__name__})"
     grads = flat_grads(grads)
-    assert len(grads) == len(case.inputs), f"{case.op}.backward gave {len(grads)} gradients for {len(case.inputs)} inputs"
+    assert len(grads) == len(case.inputs), f"{case.op}.backward: {len(grads)} gradients for {len(case.inputs)} inputs"
     return [out_host] + [np.asarray(g) for g in grads]
 
 

@@ -252,7 +252,8 @@ class NequIPModel:
             # 6. readout, 7. per-type scale and shift in float64
             readout, nonlin = self._readout_weights(params), c.readout_mlp_nonlinearity
             e_tilde, cache.readout = ops.mlp.forward(h, readout, _alphas(self.plan.readout_dims, nonlin), nonlin)
-            scales, shifts = (xp.resident(self._get(k, params)) for k in ("per_type_energy_scales", "per_type_energy_shifts"))
+            scales = xp.resident(self._get("per_type_energy_scales", params))  # (T,) or (1,), float64
+            shifts = xp.resident(self._get("per_type_energy_shifts", params))
             atomic, cache.scale_shift = ops.scale_shift.forward(e_tilde, types, scales, shifts)  # (N,)
             # 8. optional ZBL prior, per directed edge, added to the centre atom
             if c.pair_potential is not None:
@@ -267,8 +268,8 @@ class NequIPModel:
                  to_host: bool = True):
         r"""Reverse pass: ``d_atomic`` (N,) → (:math:`\partial E/\partial\vec r_e` (E, 3), parameter gradients).
 
-        Results are NumPy arrays, or backend arrays with ``to_host=False``. ``param_grads=False`` (forces only) skips the MLP weight
-        gradients, a third of the radial MLP's flops. ``cache`` is consumed.
+        Results are NumPy arrays, or backend arrays with ``to_host=False``. ``param_grads=False`` (forces
+        only) skips the MLP weight gradients, a third of the radial MLP's flops. ``cache`` is consumed.
         """
         ops, xp, plan = self.ops, self.ops.glue, self.plan
         params = self.params if params is None else params  # read for names and shapes only
@@ -280,8 +281,7 @@ class NequIPModel:
                      if k in params}
             dh, d_readout = ops.mlp.backward(d_e, cache.readout, param_grads)
             grads.update({f"readout.{m}": g for m, g in enumerate(d_readout) if g is not None})
-            d_emb = d_Y = 0.0
-            d_attr = xp.zeros(params["type_embed"].shape, np.result_type(dh.dtype, params["type_embed"].dtype))
+            d_emb = d_Y = d_attr = 0.0  # sums over layers
             norm = self._neighbor_norm(types)
             for layer in reversed(plan.layers):
                 k = layer.index
@@ -294,7 +294,8 @@ class NequIPModel:
                     grads[f"layer{k}.sc"] = g["self_connection"]
                     d_attr = xp.add(d_attr, d_attr_k)
                 d_emb, d_Y = xp.add(d_emb, d_emb_k), xp.add(d_Y, d_Y_k)
-            grads["type_embed"] = xp.add(d_attr, xp.scatter_sum(dh, types, d_attr.shape[0]))  # h⁰ = A[t]
+            n_types = params["type_embed"].shape[0]
+            grads["type_embed"] = xp.add(d_attr, xp.scatter_sum(dh, types, n_types))  # h⁰ = A[t]
             geo = cache.edge_vec.dtype  # geometry precision
             d_vec, d_bessel_w = ops.edge_embedding.backward(xp.cast(d_emb, geo), cache.edge_embedding)
             (d_vec_sh,) = ops.spherical_harmonics.backward(xp.cast(d_Y, geo), cache.spherical_harmonics)

@@ -10,7 +10,6 @@ measurement plan; no GPU was available to this change.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
