@@ -5,8 +5,9 @@ envelope in registers (the formulas of ``scalar_math``, shared with the GPU kern
 ``emb`` (the reference keeps five (E, B) temporaries); the cache keeps the inputs and the backward
 pass recomputes sin/cos per edge. Integer envelope exponents (nequip's default p = 6) use repeated
 multiplication instead of ``pow``. The trainable-frequency gradient
-:math:`\bar w_n = \sum_e \bar B_{en}\cos(\pi w_n x_e)` is written per edge into an (E, B) array and summed by NumPy in edge order — deterministic for any thread count. Geometry runs in
-float64 / complex128 only (the model's geometry precision), so two signatures are compiled.
+:math:`\bar w_n = \sum_e \bar B_{en}\cos(\pi w_n x_e)` is written per edge into an (E, B) array and
+summed by NumPy in edge order — deterministic for any thread count. Geometry runs in float64 /
+complex128 only (the model's geometry precision), so two signatures are compiled.
 """
 from __future__ import annotations
 
