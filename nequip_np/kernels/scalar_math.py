@@ -22,7 +22,7 @@ Rules that keep one source valid for float32/64, the complex training pass and b
 * integer powers are repeated products (:func:`ipow`: analytic, no ``log``).
 
 >>> round(cutoff(0.5, 6), 12), cutoff(1.2, 6)
-(0.35546875, 0.0)
+(0.85546875, 0.0)
 >>> round(act(1.0, 1) / C_SILU, 12) == round(silu(1.0), 12)
 True
 """
