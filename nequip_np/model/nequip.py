@@ -71,7 +71,6 @@ class ModelCache:
     readout: object = None
     scale_shift: object = None
     zbl: object | None = None
-    low_memory: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,14 +233,15 @@ class NequIPModel:
             edge_vec = xp.upload(edge_vec)  # cuda: the one per-call copy to the device
             # 3-4. geometry in float64 (complex128), then cast to the model dtype
             rmax_recip = xp.resident(self.buffers["rmax_recip"][types[dst], types[src]])  # (E,)
-            emb, emb_cache = ops.edge_embedding.forward(edge_vec, rmax_recip, xp.resident(
-                self._get("bessel_weights", params)), c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2)  # (E, n_b)
+            bessel_w = xp.resident(self._get("bessel_weights", params))  # (n_b,)
+            emb, emb_cache = ops.edge_embedding.forward(edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p,
+                                                        2.0 * np.pi / c.r_max**2)  # (E, n_b)
             Y, sh_cache = ops.spherical_harmonics.forward(edge_vec, c.l_max)  # (E, (l_max+1)²)
             emb, Y = xp.cast(emb, cdt), xp.cast(Y, cdt)
             # 1. species embedding: node attributes a_i = A[t_i] are also the first features
             attr = params["type_embed"]  # (T, T_f)
             h = xp.cast(xp.gather_rows(attr, types), cdt)  # (N, T_f)
-            cache = ModelCache(edge_vec, emb_cache, sh_cache, emb, [h], low_memory=low_memory)
+            cache = ModelCache(edge_vec, emb_cache, sh_cache, emb, [h])
             # 5. interaction layers
             norm = self._neighbor_norm(types)  # (N, 1)
             for layer in self.plan.layers:
