@@ -5,10 +5,11 @@ Every operation module exposes ``forward(inputs…, static…) -> (out, cache)``
 in the order of forward's arguments (an input that is a list — the MLP's weight matrices — gets a list:
 ``mlp.backward -> (d_x, [d_W0, d_W1, …])``). The static plan (``kernels/plan.py``) travels with the
 call; compiled backends read its index tables from it.
+
 ``backend="numpy"`` is the reference (the specification). An unavailable backend raises with a hint;
 there is never a silent fallback to a slower path: an operation missing its backend file is an
-ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge scalars, documented in
-``docs/kernels.md``, and the model's between-operation ``glue``), whose reference the CPU backends
+ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge or per-atom scalars, documented
+in ``docs/kernels.md``, and the model's between-operation ``glue``), whose reference the CPU backends
 share; ``backend="cuda"`` has a ``cuda.py`` for every operation, so its arrays stay on the device.
 """
 from __future__ import annotations
