@@ -131,19 +131,16 @@ def model_kwargs(system, l_max, dtype, features):
 
 
 def flop_count(model, n_atoms, n_edges) -> dict:
-    from nequip_np.kernels.tp_conv.cpu import flat_plan
-
     macs = {"radial_mlp": 0, "tensor_product": 0, "linear": 0, "self_connection": 0, "readout": 0}
     for layer in model.plan.layers:
         macs["radial_mlp"] += n_edges * sum(a * b for a, b in zip(layer.radial_dims[:-1], layer.radial_dims[1:]))
-        table, _, _, _, _, _, _ = flat_plan(layer.conv)
-        for row in table:  # in0, d1, sh0, d2, mid0, d3, woff, mul, nz0, nz1
+        for row in layer.conv.tables.paths:  # in0, d1, sh0, d2, mid0, d3, woff, mul, nz0, nz1
             macs["tensor_product"] += n_edges * ((row[9] - row[8]) + row[7] * row[1] * row[5] + row[7] * row[5])
         for lin in (layer.linear_1, layer.linear_2):
             bi, bo = lin.bin, lin.bout
             macs["linear"] += n_atoms * sum(bi[i].mul * bo[o].mul * bi[i].dim for i, o, _ in lin.paths)
         if layer.self_connection is not None:
-            from nequip_np.model.plan import blocks
+            from nequip_np.kernels.plan import blocks
 
             sc = layer.self_connection
             bi, bo = blocks(sc.irreps_in), blocks(sc.irreps_out)

@@ -15,10 +15,9 @@ import pytest
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.kernels import _cuda_util as cu
 from nequip_np.train.loss import LossCoefficients, loss_and_grad
+from tests.kernel_cases import GEOMETRY, NAMES, Case, build, compare, run, validate_result
 from tests.model_factory import molecule, periodic, small_model
 
-#: max |cuda − reference| / max(1, max |reference|), by kernel dtype
-TOL = {"float64": 1e-12, "complex128": 1e-12, "float32": 2e-5}
 TINY = dict(num_layers=2, l_max=2, num_features=[3, 2, 1], radial_mlp_width=4, num_bessels=4,
             readout_mlp_hidden_layers_width=3)
 
@@ -28,108 +27,45 @@ def _ops(name):
             importlib.import_module(f"nequip_np.kernels.{name}.cuda"))
 
 
-def _close(got, want, dtype, what):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape, what
-    scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
-    err = float(np.max(np.abs(got - want))) if want.size else 0.0
-    assert err <= TOL[dtype] * scale, f"{what}: max error {err:.3g} (scale {scale:.3g}, dtype {dtype})"
-    if dtype.startswith("complex") and want.size:  # the tangent (imaginary part) must match too
-        im = float(np.max(np.abs(want.imag)))
-        assert float(np.max(np.abs(got.imag - want.imag))) <= TOL[dtype] * max(im, 1e-300) * 10, what
+#: the one case table of tests/kernel_cases.py; cuda's MLP has SiLU only (the readout_* cases are CPU's);
+#: geometry runs in float64 / complex128 only
+CUDA_CASES = [(n, d) for n in NAMES if not n.startswith("readout_") for d in ("float64", "float32", "complex128")
+              if not (n in GEOMETRY and d == "float32")]
 
 
-def _cast(a, dtype, rng):
-    if dtype == "complex128":
-        return a + 1j * 1e-3 * rng.standard_normal(a.shape)  # a visible tangent: checks both parts
-    return a.astype(dtype)
-
-
-def _check(name, fwd_args, dtype, rng, n_grads):
-    ref, gpu = _ops(name)
-    want, c_ref = ref.forward(*fwd_args)
-    got, c_gpu = gpu.forward(*fwd_args)
-    assert isinstance(got, np.ndarray) and got.dtype == want.dtype, (got.dtype, want.dtype)
-    _close(got, want, dtype, f"{name} forward")
-    d_out = _cast(rng.standard_normal(want.shape), dtype, rng)
-    g_ref, g_gpu = ref.backward(d_out, c_ref), gpu.backward(d_out, c_gpu)
-    g_ref = g_ref if isinstance(g_ref, tuple) else (g_ref,)
-    g_gpu = g_gpu if isinstance(g_gpu, tuple) else (g_gpu,)
-    assert len(g_ref) == len(g_gpu) == n_grads
-    for k, (a, b) in enumerate(zip(g_gpu, g_ref)):
-        for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
-            assert np.max(np.abs(y)) > 0, f"{name}: gradient {k} is identically zero (weak test)"
-            _close(x, y, dtype, f"{name} backward[{k}]")
-
-
-DTYPES = ["float64", "float32", "complex128"]
+@pytest.mark.parametrize("name,dtype", CUDA_CASES)
+def test_operation_matches_reference(name, dtype):
+    """Forward and backward of every operation vs the reference, under the one tolerance rule."""
+    ref, gpu = _ops(build(name, dtype).op)
+    got = run(build(name, dtype), gpu)[0]
+    assert isinstance(got, np.ndarray)  # host inputs give host results
+    compare(name, dtype, gpu, ref)
 
 
 @pytest.fixture(scope="module")
 def plan():
-    return small_model(**TINY).plan
-
-
-@pytest.mark.parametrize("dtype", ["float64", "complex128"])  # geometry always runs in float64 / complex128
-def test_edge_embedding(dtype):
-    rng = np.random.default_rng(1)
-    vec = _cast(rng.uniform(-2, 2, (5, 3)), dtype, rng)
-    vec[0] *= 3.0  # beyond r_max: envelope branch
-    _check("edge_embedding", (vec, np.full(5, 1 / 3.5), np.arange(1.0, 5.0), 6, 0.4), dtype, rng, 2)
+    """Three layers: layer 1's message irreps are sorted out of path order (a permuted MID layout)."""
+    return small_model(**dict(TINY, num_layers=3)).plan
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
-def test_spherical_harmonics(dtype):
-    rng = np.random.default_rng(2)
-    _check("spherical_harmonics", (_cast(rng.standard_normal((4, 3)), dtype, rng), 3), dtype, rng, 1)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_mlp(dtype):
-    rng = np.random.default_rng(3)
-    ws = [_cast(rng.standard_normal(s), dtype, rng).real.astype(np.dtype(dtype).type(0).real.dtype)
-          for s in ((4, 5), (5, 3))]
-    _check("mlp", (_cast(rng.standard_normal((6, 4)), dtype, rng), ws, [0.5, 0.3], "silu"), dtype, rng, 2)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_linear(plan, dtype):
-    rng = np.random.default_rng(4)
-    lp = plan.layers[1].linear_2
-    x = _cast(rng.standard_normal((3, lp.irreps_in.dim)), dtype, rng)
-    _check("linear", (x, _cast(rng.standard_normal(lp.n_weights), dtype, rng), lp), dtype, rng, 2)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_self_connection(plan, dtype):
-    rng = np.random.default_rng(5)
-    sp = plan.layers[1].self_connection
-    h = _cast(rng.standard_normal((4, sp.irreps_in.dim)), dtype, rng)
-    attr = _cast(rng.standard_normal((3, sp.n_attr)), dtype, rng)
-    w = _cast(rng.standard_normal(sp.n_weights), dtype, rng)
-    _check("self_connection", (h, attr, np.array([0, 2, 2, 1]), w, sp), dtype, rng, 3)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layer", [0, 1])
-def test_gate(plan, dtype, layer):
-    rng = np.random.default_rng(6)
-    gp = plan.layers[layer].gate
-    _check("gate", (_cast(rng.standard_normal((3, gp.irreps_in.dim)), dtype, rng), gp), dtype, rng, 1)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("layer", [0, 1])
-def test_tp_conv(plan, dtype, layer):
+def test_model_plans(plan, dtype, layer):
+    """The gate and tensor product on the plans of a real model (layer 0 and a middle layer)."""
     rng = np.random.default_rng(7)
-    cp = plan.layers[layer].conv
-    n, e = 4, 7
-    src = np.array([1, 0, 3, 2, 0, 1, 3])
-    dst = np.array([0, 2, 0, 1, 3, 3, 2])  # unsorted receivers; node order ≠ edge order
-    y = _cast(rng.standard_normal((n, cp.irreps_in.dim)), dtype, rng)
-    Y = _cast(rng.standard_normal((e, 9)), dtype, rng)
-    w = _cast(rng.standard_normal((e, cp.n_weights)), dtype, rng)
-    _check("tp_conv", (y, Y, w, src, dst, n, cp), dtype, rng, 3)
+    gp, cp = plan.layers[layer].gate, plan.layers[layer].conv
+    if layer == 1:
+        assert [p.i_mid for p in cp.paths] != sorted(p.i_mid for p in cp.paths)  # the case that matters
+    src, dst = np.array([1, 0, 3, 2, 0, 1, 3]), np.array([0, 2, 0, 1, 3, 3, 2])  # unsorted receivers
+    cases = [Case("gate", "gate", [rng.standard_normal((3, gp.irreps_in.dim)).astype(dtype)],
+                  lambda mod, z: mod.forward(z, gp)),
+             Case("tp_conv", "tp_conv", [rng.standard_normal(s).astype(dtype) for s in
+                                         ((4, cp.irreps_in.dim), (7, 9), (7, cp.n_weights))],
+                  lambda mod, y, Y, w: mod.forward(y, Y, w, src, dst, 4, cp))]
+    for case in cases:
+        ref, gpu = _ops(case.op)
+        for k, (g, w) in enumerate(zip(run(case, gpu), run(case, ref))):
+            validate_result(g, w, dtype, f"{case.op} layer {layer} output {k}")
 
 
 def test_device_arrays_stay_on_device_and_launches_are_counted(plan):
@@ -188,6 +124,17 @@ def test_full_model_energy_forces_stress_and_loss_gradient():
                                    err_msg=name)
 
 
+def test_three_layer_model_energy_and_forces():
+    """Three layers: a middle layer whose message irreps are sorted out of path order."""
+    rng = np.random.default_rng(16)
+    kw = dict(TINY, num_layers=3)
+    ref, gpu = small_model(seed=7, **kw), small_model(seed=7, backend="cuda", **kw)
+    graph = batch_graphs([_graph(ref, molecule(rng, 3), rng)])
+    a, b = ref.compute(graph, stress=False), gpu.compute(graph, stress=False)
+    for key in ("total_energy", "forces"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-10, atol=1e-10, err_msg=key)
+
+
 def test_full_model_float32_energy_and_forces():
     rng = np.random.default_rng(10)
     ref = small_model(seed=4, model_dtype="float32", **TINY)
@@ -234,7 +181,8 @@ def test_glue_kernels_match_reference(dtype):
 
     ref, gpu = _ops("glue")
     rng = np.random.default_rng(14)
-    a, b = _cast(rng.standard_normal((5, 4)), dtype, rng), _cast(rng.standard_normal((5, 4)), dtype, rng)
+    a, b = (rng.standard_normal((5, 4)) + (1e-3j * rng.standard_normal((5, 4)) if dtype == "complex128" else 0)
+            for _ in range(2))
     col = rng.standard_normal((5, 1))
     idx = np.array([2, 0, 2, 1, 0])
     def dev(x):
@@ -254,12 +202,12 @@ def test_glue_kernels_match_reference(dtype):
     }
     for what, (got, want) in cases.items():
         assert cu.is_device_array(got), what
-        _close(got.copy_to_host(), want, dtype if np.iscomplexobj(want) else "float64", what)
+        validate_result(got.copy_to_host(), want, np.asarray(want).dtype.name, what)
     vec, g = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     src, frame = np.array([1, 2, 0, 0, 3]), np.array([0, 0, 1, 1, 1])
     got = gpu.forces_and_strain(dev(g), dev(vec), idx, src, frame, 4, 2)
     for x, y in zip(got, ref.forces_and_strain(g, vec, idx, src, frame, 4, 2)):
-        _close(x.copy_to_host(), y, "float64", "forces_and_strain")
+        validate_result(x.copy_to_host(), y, "float64", "forces_and_strain")
 
 
 def test_energy_forces_call_copies_only_edge_vectors_in_and_energies_forces_out():

@@ -5,104 +5,34 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
 
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.kernels.registry import get_ops
-from nequip_np.model.plan import conv_plan, gate_plan, linear_plan, self_connection_plan
-from nequip_np.so3 import Irreps
 from nequip_np.train.loss import LossCoefficients, loss_and_grad
+from tests.kernel_cases import DTYPES, GEOMETRY, NAMES, build, compare
 from tests.model_factory import molecule, periodic, small_model
 
 BACKENDS = ["numpy", "numba"]
-#: relative tolerance (max-abs error / max-abs value) of a backend vs the reference, by dtype
-TOL = {np.float64: 1e-12, np.complex128: 1e-12, np.float32: 1e-5, np.complex64: 1e-5}
-DTYPES = list(TOL)
-OPS = ["edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl"]
 REF = get_ops("numpy")
 
 
-def _rand(rng, shape, dtype):
-    x = rng.standard_normal(shape)
-    if np.issubdtype(dtype, np.complexfloating):
-        x = x + 1e-3j * rng.standard_normal(shape)  # a tangent, as in the training pass
-    return x.astype(dtype)
+#: (case, dtype) pairs; geometry runs in float64 / complex128 only, so its 32-bit pairs would repeat those
+CASES = [(n, d) for n in NAMES for d in DTYPES if not (n in GEOMETRY and d in ("float32", "complex64"))]
 
 
-def _edges(rng, e, dtype):
-    v = rng.standard_normal((e, 3))
-    v = 1.5 * v / np.linalg.norm(v, axis=1, keepdims=True) * rng.uniform(0.5, 1.5, (e, 1))
-    if np.issubdtype(dtype, np.complexfloating):
-        v = v + 1e-3j * rng.standard_normal(v.shape)
-    return v.astype(dtype)
-
-
-def _run(name, ops, rng, dtype):
-    """Forward + backward of one operation; returns every output array (forward first)."""
-    geo = np.complex128 if np.issubdtype(dtype, np.complexfloating) else np.float64  # geometry precision
-    if name == "edge_embedding":
-        vec, w = _edges(rng, 40, geo), np.linspace(1, 8, 8) + 0.1 * rng.standard_normal(8)
-        out, c = ops.edge_embedding.forward(vec, np.full(40, 1 / 2.5), w, 6, 2 * np.pi / 2.5**2)
-        return [out, *ops.edge_embedding.backward(_rand(rng, out.shape, geo), c)]
-    if name == "spherical_harmonics":
-        out, c = ops.spherical_harmonics.forward(_edges(rng, 40, geo), 3)
-        return [out, ops.spherical_harmonics.backward(_rand(rng, out.shape, geo), c)]
-    if name == "mlp":
-        ws = [_rand(rng, (5, 16), dtype), _rand(rng, (16, 7), dtype)]
-        out, c = ops.mlp.forward(_rand(rng, (30, 5), dtype), ws, [0.4, 0.5])
-        dx, dws = ops.mlp.backward(_rand(rng, out.shape, dtype), c)
-        return [out, dx, *dws]
-    if name == "linear":
-        plan = linear_plan(Irreps("3x0e+2x1o+2x0e+1x2e"), Irreps("2x0e+3x1o+2x2e"))
-        out, c = ops.linear.forward(_rand(rng, (9, plan.irreps_in.dim), dtype), _rand(rng, plan.n_weights, dtype), plan)
-        return [out, *ops.linear.backward(_rand(rng, out.shape, dtype), c)]
-    if name == "tp_conv":
-        irreps_in, sh = Irreps("3x0e+2x1o+2x1e+1x2e+1x3o"), Irreps.spherical_harmonics(3)
-        plan = conv_plan(irreps_in, sh, Irreps("3x0e+2x0o+2x1o+2x1e+1x2e+2x2o+1x3o"))
-        n, e = 6, 23  # unsorted edges, one node without incoming edges
-        src, dst = rng.integers(0, n, e), rng.integers(0, n - 1, e)
-        y, Y, w = _rand(rng, (n, irreps_in.dim), dtype), _rand(rng, (e, sh.dim), dtype), _rand(rng, (e, plan.n_weights), dtype)
-        out, c = ops.tp_conv.forward(y, Y, w, src, dst, n, plan)
-        return [out, *ops.tp_conv.backward(_rand(rng, out.shape, dtype), c)]
-    if name == "self_connection":
-        plan = self_connection_plan(Irreps("2x0e+2x1o+1x2e"), 3, Irreps("3x0e+1x1o+2x1e+1x2e"))
-        types = np.array([0, 2, 2, 0, 2, 0, 0])  # species 1 absent
-        out, c = ops.self_connection.forward(_rand(rng, (7, plan.irreps_in.dim), dtype), _rand(rng, (3, 3), dtype),
-                                             types, _rand(rng, plan.n_weights, dtype), plan)
-        return [out, *ops.self_connection.backward(_rand(rng, out.shape, dtype), c)]
-    if name == "gate":
-        plan = gate_plan(Irreps("2x0e+2x1o"), Irreps.spherical_harmonics(1), Irreps("2x0e+2x0o+2x1e+2x1o"))
-        out, c = ops.gate.forward(_rand(rng, (8, plan.irreps_in.dim), dtype), plan)
-        return [out, ops.gate.backward(_rand(rng, out.shape, dtype), c)]
-    if name == "zbl":
-        e = 7
-        zc, zn = np.array([1.0, 6, 8, 6, 1, 8, 6]), np.array([6.0, 8, 1, 6, 8, 6, 1])
-        out, c = ops.zbl.forward(_edges(rng, e, geo), zc, zn, np.full(e, 1 / 2.5), 6, 14.399645)
-        return [out, ops.zbl.backward(_rand(rng, out.shape, geo), c)]
-    raise KeyError(name)
+@pytest.mark.parametrize("name,dtype", CASES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_operation_matches_reference(backend, name, dtype):
+    """The one case table (``tests/kernel_cases.py``), forward and backward, under its one tolerance rule."""
+    op = build(name, dtype).op
+    compare(name, dtype, getattr(get_ops(backend), op), getattr(REF, op))
 
 
 def _rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)) if b.size else 0.0
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name", OPS)
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_operation_matches_reference(backend, name, dtype):
-    seed = zlib.crc32(f"{name}{np.dtype(dtype).name}".encode())
-    got = _run(name, get_ops(backend), np.random.default_rng(seed), dtype)
-    want = _run(name, REF, np.random.default_rng(seed), dtype)
-    geometry = name in ("edge_embedding", "spherical_harmonics", "zbl")
-    tol = 1e-12 if geometry else TOL[dtype]
-    for k, (g, w) in enumerate(zip(got, want)):
-        assert g.shape == w.shape and g.dtype == w.dtype, (k, g.shape, w.shape, g.dtype, w.dtype)
-        assert _rel(g, w) <= tol, f"{name} output {k}: rel err {_rel(g, w):.3g} > {tol}"
-        if np.iscomplexobj(w):  # the tangent (imaginary part) is what the training pass needs
-            assert _rel(g.imag, w.imag) <= tol, f"{name} output {k} (imag): {_rel(g.imag, w.imag):.3g}"
 
 
 # ------------------------------------------------------------------ full model
@@ -176,15 +106,12 @@ def test_numba_bitwise_deterministic_across_runs_and_threads():
 # ------------------------------------------------------------------ JIT off (kernel bodies as Python)
 _NOJIT_SCRIPT = r"""
 import numpy as np
-from tests.test_backends import _run, _rel, REF
+from tests.kernel_cases import compare
 from nequip_np.kernels.registry import get_ops
-ops = get_ops("numba")
-for name in ["edge_embedding", "spherical_harmonics", "tp_conv", "gate"]:
-    for dtype in [np.float64, np.complex128]:
-        got = _run(name, ops, np.random.default_rng(1), dtype)
-        want = _run(name, REF, np.random.default_rng(1), dtype)
-        for g, w in zip(got, want):
-            assert _rel(g, w) <= 1e-12, (name, dtype, _rel(g, w))
+ops, ref = get_ops("numba"), get_ops("numpy")
+for name in ["edge_embedding", "spherical_harmonics", "tp_conv", "gate", "mlp"]:
+    for dtype in ["float64", "complex128"]:
+        compare(name, dtype, getattr(ops, name), getattr(ref, name))
 from tests.model_factory import molecule, small_model
 from nequip_np.data.graph import graph_from_atoms
 ref, m = small_model(num_layers=2, l_max=1, num_features=[2, 2]), small_model(backend="numba", num_layers=2, l_max=1, num_features=[2, 2])

@@ -43,8 +43,6 @@ LAYERS = [
 
 #: (importer prefix, imported module) → why the upward import is there
 ALLOWED_UPWARD = {
-    ("nequip_np.kernels", "nequip_np.model.plan"):
-        "kernels read `blocks` from the plan, which still lives in model/ (issue 13 item 4 moves it below kernels)",
     ("nequip_np.parallel.mpi", "nequip_np.train.data_parallel"):
         "compatibility module keeping the names of the former parallel/mpi.py; nothing in the package imports it",
     ("nequip_np.parallel", "nequip_np.train.data_parallel"):

@@ -102,6 +102,6 @@ def test_float32_model_computes_in_float32(rng):
     """NumPy float64 scalars (normalisation constants, CG blocks) must not promote a float32 model."""
     model = small_model(seed=2, num_layers=2, model_dtype="float32")
     g = graph_from_atoms(molecule(rng), model.config.type_names, model.config.r_max)
-    _, cache = model._forward(g, g.edge_vectors(), model.params)
-    assert all(f.dtype == np.float32 for f in cache["features"])
-    assert all(z.dtype == np.float32 for z in cache["layer1"]["mlp"][1])
+    _, cache = model.forward(g, g.edge_vectors(), model.params)
+    assert all(f.dtype == np.float32 for f in cache.features)
+    assert all(z.dtype == np.float32 for z in cache.layers[1].radial[1])

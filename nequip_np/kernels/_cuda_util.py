@@ -4,8 +4,8 @@ Nothing here touches a driver or compiles a kernel at import time. The first ope
 a kernel calls :func:`require_cuda`, which raises ONE error naming what is missing (numba.cuda, the
 CUDA driver, a device) unless ``NUMBA_ENABLE_CUDASIM=1`` selects Numba's CUDA simulator.
 
-**Written once, compiled per number kind.** Per-element math lives in ``_device_math.py`` as plain
-Python functions of scalars; kernels live in each ``cuda.py`` as plain Python functions. They call
+**Written once, compiled per number kind.** Per-element math lives in ``scalar_math.py`` as plain
+Python functions of scalars (shared with the Numba CPU kernels); kernels live in each ``cuda.py`` as plain Python functions. They call
 ``sqrt``/``sin``/``cos``/``exp``/``tanh`` by global name. :func:`compile_kernel` copies a function
 with its globals re-bound to ``math`` (real dtypes) or ``cmath`` (the complex training pass), to the
 device-compiled helpers of that kind, and to a few per-dtype constants (``ZERO``: the float64 /
@@ -22,11 +22,11 @@ reports GPU out-of-memory with the size attempted. :func:`launch` counts kernel 
 """
 from __future__ import annotations
 
-import cmath
+import dataclasses
 import hashlib
-import math
 import os
 import types
+import weakref
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -93,20 +93,10 @@ def _kind(dtype) -> str:
 
 @lru_cache(maxsize=None)
 def _device_family(kind: str) -> dict:
-    """The device-compiled helpers of ``_device_math`` for one number kind (compiled lazily by Numba)."""
-    from numba import cuda
+    """The device-compiled functions of ``scalar_math`` for one number kind (compiled lazily by Numba)."""
+    from nequip_np.kernels.scalar_math import compile_family
 
-    from nequip_np.kernels import _device_math
-
-    lib = cmath if kind == "complex" else math
-    g = dict(vars(_device_math))
-    g.update(sqrt=lib.sqrt, sin=lib.sin, cos=lib.cos, exp=lib.exp, tanh=lib.tanh)
-    out = {}
-    for name in _device_math.DEVICE_FUNCTIONS:
-        f = getattr(_device_math, name)
-        g[name] = out[name] = cuda.jit(device=True)(_rebind(f, g))
-    out.update(sqrt=lib.sqrt, sin=lib.sin, cos=lib.cos, exp=lib.exp, tanh=lib.tanh)
-    return out
+    return vars(compile_family("cuda", kind))
 
 
 def _rebind(f, g: dict):
@@ -331,19 +321,32 @@ def index_array(a):
 
 
 # ---------------------------------------------------------------------------- plan tables
+#: (id(plan), builder) -> (weak reference to the plan, device tables); an entry goes when its plan goes
 _TABLES: dict = {}
 
 
 def plan_tables(plan, build):
-    """Device copies of the static index tables of ``plan`` (built once per plan object by ``build``)."""
+    """Device copies of the static index tables ``build(plan)`` (a tuple of host arrays and ints),
+    built and uploaded once per plan object and freed with it."""
     key = (id(plan), build.__qualname__, build.__module__)
     hit = _TABLES.get(key)
-    if hit is not None and hit[0] is plan:
+    if hit is not None and hit[0]() is plan:
         return hit[1]
-    host = build(plan)
-    dev = tuple(to_device(t) if isinstance(t, np.ndarray) else t for t in host)
-    _TABLES[key] = (plan, dev)
+    dev = tuple(to_device(t) if isinstance(t, np.ndarray) else t for t in build(plan))
+    _TABLES[key] = (weakref.ref(plan), dev)
+    weakref.finalize(plan, _TABLES.pop, key, None)
     return dev
+
+
+def _device_copy(record) -> tuple:
+    values = (getattr(record, f.name) for f in dataclasses.fields(record))
+    return (type(record)(*(to_device(v) if isinstance(v, np.ndarray) else v for v in values)),)
+
+
+def device_record(record):
+    """A record (frozen dataclass) of host arrays → the same record type holding device copies,
+    uploaded once per record object and freed with it (e.g. a plan's ``ConvTables``)."""
+    return plan_tables(record, _device_copy)[0]
 
 
 def csr_device(idx, n: int):

@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from nequip_np.kernels.scalar_math import compile_family
+
 try:  # the backend must fail loudly, never fall back to the reference silently
     import numba
 except ImportError as exc:  # pragma: no cover - exercised only without numba
@@ -54,6 +56,10 @@ def blas_single_threaded():
 
 
 _NULL = contextlib.nullcontext()
+
+#: the per-element formulas of ``scalar_math`` compiled for the CPU (``njit(inline="always")``): the
+#: ``cpu.py`` drivers bind the ones they use to module globals (Numba resolves calls through globals)
+SCALAR = compile_family("cpu")
 
 #: parallel driver options used by every cpu.py (``cache=True``: CI recompiles less)
 PARALLEL = dict(cache=True, parallel=True, nogil=True)

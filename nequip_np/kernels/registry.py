@@ -1,10 +1,15 @@
 """Backend dispatch: one namespace of operations per backend, all with the reference signatures.
 
-Every operation module exposes ``forward(...) -> (out, cache)`` and ``backward(d_out, cache)``.
+Every operation module exposes ``forward(inputs…, static…) -> (out, cache)`` and one backward contract:
+``backward(d_out, cache) -> (d_<input>, …)``, always a tuple with one gradient per differentiable input,
+in the order of forward's arguments (an input that is a list — the MLP's weight matrices — gets a list:
+``mlp.backward -> (d_x, [d_W0, d_W1, …])``). The static plan (``kernels/plan.py``) travels with the
+call; compiled backends read its index tables from it.
+
 ``backend="numpy"`` is the reference (the specification). An unavailable backend raises with a hint;
 there is never a silent fallback to a slower path: an operation missing its backend file is an
-ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge scalars, documented in
-``docs/kernels.md``, and the model's between-operation ``glue``), whose reference the CPU backends
+ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge or per-atom scalars, documented
+in ``docs/kernels.md``, and the model's between-operation ``glue``), whose reference the CPU backends
 share; ``backend="cuda"`` has a ``cuda.py`` for every operation, so its arrays stay on the device.
 """
 from __future__ import annotations
@@ -12,12 +17,12 @@ from __future__ import annotations
 import importlib
 from types import SimpleNamespace
 
-OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate", "zbl",
-              "glue")
+OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate",
+              "scale_shift", "zbl", "glue")
 #: backend -> module file name inside each operation's folder
 BACKEND_FILES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
 #: operations whose reference is cheap enough (elementwise / per-node scalars) to serve the CPU backends
-REFERENCE_ONLY = frozenset({"zbl", "glue"})
+REFERENCE_ONLY = frozenset({"scale_shift", "zbl", "glue"})
 
 
 def available_backends() -> tuple[str, ...]:

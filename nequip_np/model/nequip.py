@@ -7,7 +7,7 @@ through it with the dossier's equations):
 2. edge geometry      :math:`\vec r_e = \vec r_{j} - \vec r_{i} + S_e\,\mathrm{cell}`   (E, 3)
 3. radial basis       :math:`b_e = \tfrac{2\pi}{r_{\max}^2} B(x_e) u(x_e)`       (E, n_bessel)
 4. edge harmonics     :math:`Y_e = Y(\hat r_e)`                              (E, (l_max+1)²)
-5. ``num_layers`` interaction layers, each:
+5. ``num_layers`` interaction layers (:func:`interaction`), each:
    self-connection :math:`s = \mathrm{FCTP}(h, a)` (layers ≥ 1) →
    :math:`y = \mathrm{Linear}_1(h)/\sqrt{\bar n}` → radial MLP :math:`w_e = \mathrm{MLP}(b_e)` →
    :math:`M_i = \sum_{e\to i} \mathrm{TP}(y_{j(e)}, Y_e; w_e)` → :math:`z = \mathrm{Linear}_2(M) + s` →
@@ -16,30 +16,128 @@ through it with the dossier's equations):
 7. scale/shift        :math:`E_i = \mathrm{shift}[t_i] + \mathrm{scale}[t_i]\,\tilde E_i` (float64)
 8. optional ZBL prior, then :math:`E = \sum_i E_i` per frame.
 
-Forces and stress come from the hand-written reverse pass (``_backward``): it returns
+Forces and stress come from the hand-written reverse pass (:meth:`NequIPModel.backward`): it returns
 :math:`\partial E/\partial\vec r_e`, from which :math:`F = -\partial E/\partial R` and the virial follow
 by one scatter and one outer product (``docs/derivations/forces_and_stress.md``). The parameter gradient
 of a force/stress loss runs the same forward and reverse passes in complex arithmetic
 (``docs/derivations/training_gradients.md``).
 
-Every step between two operations (casts, sums, row scalings, gathers by atom type) goes through
-``ops.glue`` too: NumPy expressions for the numpy and numba backends, device kernels for cuda, so that
-with ``backend="cuda"`` the arrays stay on the device from the edge vectors to the forces.
+Every operation is ``ops.<name>.forward(...) -> (out, cache)`` and ``ops.<name>.backward(d_out, cache)
+-> (d_input, ...)`` (``kernels/registry.py``). The few steps *between* operations — casts, a sum, a row
+scaling, a gather or scatter by atom type — go through ``xp = ops.glue``: NumPy expressions for the
+numpy and numba backends, device kernels for cuda, so that with ``backend="cuda"`` the arrays stay on
+the device from the edge vectors to the forces.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
 from nequip_np.kernels.glue import reference as host_glue
+from nequip_np.kernels.plan import LayerPlan, build_plan
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
 from nequip_np.model.file_format import save_model
-from nequip_np.model.plan import build_plan
 
 _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
+
+
+# ---------------------------------------------------------------------- caches (named records)
+@dataclass
+class LayerCache:
+    """What one interaction layer's reverse pass reads: one cache per operation, by name."""
+
+    weights: LayerWeights  # the parameters used (references, no copies)
+    self_connection: object | None  # None in layer 0 (no self-connection)
+    linear_1: object
+    radial: object | None  # radial MLP; None in low-memory mode until the reverse pass recomputes it
+    tp: object  # tensor product; its ``w`` is None in low-memory mode until recomputed
+    linear_2: object
+    gate: object
+
+
+@dataclass
+class ModelCache:
+    """Everything :meth:`NequIPModel.backward` reads, from one :meth:`NequIPModel.forward`."""
+
+    edge_vec: object  # (E, 3) backend array, float64 / complex128
+    edge_embedding: object
+    spherical_harmonics: object
+    emb: object  # (E, n_bessel) radial basis in the model dtype (low memory: recomputes w)
+    features: list  # node features after the embedding and after every layer
+    layers: list = field(default_factory=list)  # LayerCache per layer
+    readout: object = None
+    scale_shift: object = None
+    zbl: object | None = None
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One layer's parameters (views into ``params``)."""
+
+    self_connection: object | None  # (n_w_sc,) or None in layer 0
+    linear_1: object  # (n_w_1,)
+    radial: list  # radial MLP matrices [(n_bessel, width), …, (width, n_w)]
+    linear_2: object  # (n_w_2,)
+
+    @classmethod
+    def of(cls, params: dict, layer: LayerPlan) -> LayerWeights:
+        k = layer.index
+        return cls(params.get(f"layer{k}.sc"), params[f"layer{k}.linear_1"],
+                   [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)],
+                   params[f"layer{k}.linear_2"])
+
+
+# ---------------------------------------------------------------------- one interaction layer
+def interaction(ops, layer: LayerPlan, W: LayerWeights, h, attr, types, emb, Y, src, dst, norm, low_memory=False):
+    r"""One NequIP interaction layer (``docs/model.md``); returns ``(h', LayerCache)``.
+
+    Shapes: N atoms, E edges; I, MID, O, H = the layer's input, message, conv-output and output irreps.
+
+    .. math:: h' = \mathrm{Gate}\Big(\mathrm{Linear}_2\Big(\sum_{e \to i}
+              \mathrm{TP}\big(c\,\mathrm{Linear}_1(h)_{j(e)},\ Y_e;\ \mathrm{MLP}(b_e)\big)\Big)
+              + \mathrm{FCTP}(h, a)\Big)
+    """
+    xp, sc = ops.glue, None
+    if layer.self_connection is not None:  # s: (N, dim O)
+        s, sc = ops.self_connection.forward(h, attr, types, W.self_connection, layer.self_connection)
+    y, l1 = ops.linear.forward(h, W.linear_1, layer.linear_1)  # (N, dim I)
+    y = xp.mul(y, norm)  # y_j ← c_j y_j: 1/√(avg. neighbours) of the *sender* (N, 1)
+    w, radial = ops.mlp.forward(emb, W.radial, _alphas(layer.radial_dims), "silu")  # (E, n_w)
+    M, tp = ops.tp_conv.forward(y, Y, w, src, dst, types.shape[0], layer.conv)  # (N, dim MID)
+    z, l2 = ops.linear.forward(M, W.linear_2, layer.linear_2)  # (N, dim O)
+    if layer.self_connection is not None:
+        z = xp.add(z, s)
+    h, gate = ops.gate.forward(z, layer.gate)  # (N, dim H)
+    if low_memory:  # drop the (E, n_w) weights and the MLP activations: the reverse pass recomputes them
+        radial, tp = None, tp._replace(w=None)
+    return h, LayerCache(W, sc, l1, radial, tp, l2, gate)
+
+
+def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, param_grads=True):
+    r"""Reverse of :func:`interaction`: ``dh`` (N, dim H) → ``(dh_in, d_attr, d_emb, d_Y, grads)``.
+
+    ``grads`` maps ``"self_connection"``, ``"linear_1"``, ``"radial"`` (list), ``"linear_2"`` to the
+    parameter gradients; ``d_attr`` is None in layer 0. ``lc`` is consumed (its per-edge caches freed).
+    """
+    xp, grads = ops.glue, {}
+    (dz,) = ops.gate.backward(dh, lc.gate)  # (N, dim O)
+    dM, grads["linear_2"] = ops.linear.backward(dz, lc.linear_2)  # (N, dim MID)
+    if lc.radial is None:  # low-memory mode: recompute w (one more radial MLP forward)
+        w, lc.radial = ops.mlp.forward(emb, lc.weights.radial, _alphas(layer.radial_dims), "silu")
+        lc.tp = lc.tp._replace(w=w)
+    dy, d_Y, dw = ops.tp_conv.backward(dM, lc.tp)  # (N, dim I), (E, (l+1)²), (E, n_w)
+    d_emb, grads["radial"] = ops.mlp.backward(dw, lc.radial, param_grads)  # (E, n_bessel)
+    lc.radial = lc.tp = None  # this layer's per-edge caches are done: free them now
+    dh_in, grads["linear_1"] = ops.linear.backward(xp.mul(dy, norm), lc.linear_1)  # (N, dim I)
+    d_attr = None
+    if lc.self_connection is not None:
+        dh_sc, d_attr, grads["self_connection"] = ops.self_connection.backward(dz, lc.self_connection)
+        dh_in = xp.add(dh_in, dh_sc)
+    return dh_in, d_attr, d_emb, d_Y, grads
 
 
 class NequIPModel:
@@ -51,7 +149,7 @@ class NequIPModel:
     Attributes:
         params: trainable arrays by name (float64 or float32 per ``model_dtype``).
         buffers: fixed arrays (cutoff table, Bessel frequencies, scales/shifts when not trainable).
-        plan: the static :class:`~nequip_np.model.plan.ModelPlan`.
+        plan: the static :class:`~nequip_np.kernels.plan.ModelPlan`.
     """
 
     def __init__(self, backend: str = "numpy", params: dict | None = None, **kwargs):
@@ -120,143 +218,115 @@ class NequIPModel:
                 f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n})")
 
     # ------------------------------------------------------------------ forward
-    def _forward(self, graph, edge_vec, params, low_memory: bool = False):
-        """Per-atom energies (float64/complex128, NumPy) and the caches of every operation.
+    def forward(self, graph, edge_vec, params: dict | None = None, low_memory: bool = False, to_host: bool = True):
+        r"""Per-atom energies :math:`E_i` (N,) and the :class:`ModelCache` of every operation.
 
-        ``low_memory``: do not keep the radial MLP's activations and output ``w`` (the largest per-edge
-        arrays, E × n_w); the reverse pass recomputes them, one layer at a time (+1 MLP forward per layer).
+        ``edge_vec`` (E, 3) is float64, or complex128 in the training pass. The energies are float64
+        (complex128) NumPy arrays; with ``to_host=False`` they stay backend arrays (device arrays with
+        ``backend="cuda"``). ``low_memory``: do not keep the radial MLP's activations and output ``w``
+        (the largest per-edge arrays, E × n_w); the reverse pass recomputes them one layer at a time.
         """
-        atomic, cache = self._forward_pass(graph, self.ops.glue.upload(edge_vec), params, low_memory)
-        return self.ops.glue.to_host(atomic), cache
-
-    def _forward_pass(self, graph, edge_vec, params, low_memory: bool = False):
-        with self.ops.call_context():  # e.g. numba: BLAS single-threaded while Numba's threads run
-            return self._forward_kernels(graph, edge_vec, params, low_memory)
-
-    def _forward_kernels(self, graph, edge_vec, params, low_memory: bool = False):
-        """:meth:`_forward` on backend arrays (device arrays with ``backend="cuda"``)."""
-        c, plan, ops = self.config, self.plan, self.ops
-        cdt = _COMPLEX[self.dtype] if np.iscomplexobj(edge_vec) else self.dtype
+        c, ops, xp = self.config, self.ops, self.ops.glue
+        params = {k: xp.resident(v) for k, v in (self.params if params is None else params).items()}
         types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
-        n = types.shape[0]
-        params = {k: ops.glue.resident(v) for k, v in params.items()}  # cuda: uploaded once per value
-        cache = {}
-        # 3-4. geometry in float64 (complex128), then cast to the model dtype
-        rmax_recip = ops.glue.resident(self.buffers["rmax_recip"][types[dst], types[src]])
-        bessel_w = ops.glue.resident(self._get("bessel_weights", params))
-        emb, cache["emb"] = ops.edge_embedding.forward(
-            edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2)
-        Y, cache["sh"] = ops.spherical_harmonics.forward(edge_vec, c.l_max)
-        emb, Y = ops.glue.cast(emb, cdt), ops.glue.cast(Y, cdt)
-        # 1. species embedding: node features and node attributes
-        attr = params["type_embed"]
-        h = ops.glue.cast(ops.glue.gather_rows(attr, types), cdt)
-        neighbor_norm = self._neighbor_norm(types)
-        cache["features"] = [h]
-        # 5. interaction layers
-        for layer in plan.layers:
-            k, lc = layer.index, {}
-            if layer.self_connection is not None:
-                s, lc["sc"] = ops.self_connection.forward(h, attr, types, params[f"layer{k}.sc"], layer.self_connection)
-            y, lc["l1"] = ops.linear.forward(h, params[f"layer{k}.linear_1"], layer.linear_1)
-            y = ops.glue.mul(y, neighbor_norm)
-            radial = [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)]
-            w, lc["mlp"] = ops.mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
-            M, lc["tp"] = ops.tp_conv.forward(y, Y, w, src, dst, n, layer.conv)
-            if low_memory:  # keep only what recomputes w: the embedding and the weights
-                lc["mlp"], lc["tp"] = _RadialRecompute(emb, radial, layer.radial_dims), _drop(lc["tp"], w)
-            z, lc["l2"] = ops.linear.forward(M, params[f"layer{k}.linear_2"], layer.linear_2)
-            if layer.self_connection is not None:
-                z = ops.glue.add(z, s)
-            h, lc["gate"] = ops.gate.forward(z, layer.gate)
-            cache[f"layer{k}"] = lc
-            cache["features"].append(h)
-        # 6. readout
-        readout = [params[f"readout.{m}"] for m in range(len(plan.readout_dims) - 1)]
-        nonlin = c.readout_mlp_nonlinearity
-        e_tilde, cache["readout"] = ops.mlp.forward(h, readout, _alphas(plan.readout_dims, nonlin), nonlin)
-        # 7. per-type scale and shift, in float64
-        e_tilde = ops.glue.cast(e_tilde[:, 0], np.result_type(np.float64, e_tilde.dtype))
-        scale = self._per_type("per_type_energy_scales", params, types)
-        shift = self._per_type("per_type_energy_shifts", params, types)
-        atomic = ops.glue.add(shift, ops.glue.mul(scale, e_tilde))
-        cache["scale_shift"] = (e_tilde, scale)
-        # 8. optional ZBL prior
-        if c.pair_potential is not None:
-            e_pair, cache["zbl"] = ops.zbl.forward(edge_vec, self.buffers["atomic_numbers"][types[dst]],
-                                               self.buffers["atomic_numbers"][types[src]], rmax_recip,
-                                               self.buffers["zbl_p"], self.buffers["zbl_ke"])
-            atomic = ops.glue.add(atomic, ops.glue.scatter_sum(e_pair, dst, n))
-        return atomic, cache
+        cdt = _COMPLEX[self.dtype] if np.iscomplexobj(edge_vec) else self.dtype
+        with ops.call_context():  # e.g. numba: BLAS single-threaded while Numba's threads run
+            edge_vec = xp.upload(edge_vec)  # cuda: the one per-call copy to the device
+            # 3-4. geometry in float64 (complex128), then cast to the model dtype
+            rmax_recip = xp.resident(self.buffers["rmax_recip"][types[dst], types[src]])  # (E,)
+            bessel_w = xp.resident(self._get("bessel_weights", params))  # (n_b,)
+            emb, emb_cache = ops.edge_embedding.forward(edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p,
+                                                        2.0 * np.pi / c.r_max**2)  # (E, n_b)
+            Y, sh_cache = ops.spherical_harmonics.forward(edge_vec, c.l_max)  # (E, (l_max+1)²)
+            emb, Y = xp.cast(emb, cdt), xp.cast(Y, cdt)
+            # 1. species embedding: node attributes a_i = A[t_i] are also the first features
+            attr = params["type_embed"]  # (T, T_f)
+            h = xp.cast(xp.gather_rows(attr, types), cdt)  # (N, T_f)
+            cache = ModelCache(edge_vec, emb_cache, sh_cache, emb, [h])
+            # 5. interaction layers
+            norm = self._neighbor_norm(types)  # (N, 1)
+            for layer in self.plan.layers:
+                W = LayerWeights.of(params, layer)
+                h, lc = interaction(ops, layer, W, h, attr, types, emb, Y, src, dst, norm, low_memory)
+                cache.layers.append(lc)
+                cache.features.append(h)
+            # 6. readout, 7. per-type scale and shift in float64
+            readout, nonlin = self._readout_weights(params), c.readout_mlp_nonlinearity
+            e_tilde, cache.readout = ops.mlp.forward(h, readout, _alphas(self.plan.readout_dims, nonlin), nonlin)
+            scales = xp.resident(self._get("per_type_energy_scales", params))  # (T,) or (1,), float64
+            shifts = xp.resident(self._get("per_type_energy_shifts", params))
+            atomic, cache.scale_shift = ops.scale_shift.forward(e_tilde, types, scales, shifts)  # (N,)
+            # 8. optional ZBL prior, per directed edge, added to the centre atom
+            if c.pair_potential is not None:
+                z = self.buffers["atomic_numbers"]
+                e_pair, cache.zbl = ops.zbl.forward(edge_vec, z[types[dst]], z[types[src]], rmax_recip,
+                                                    self.buffers["zbl_p"], self.buffers["zbl_ke"])
+                atomic = xp.add(atomic, xp.scatter_sum(e_pair, dst, types.shape[0]))
+        return (xp.to_host(atomic) if to_host else atomic), cache
 
-    def _per_type(self, name, params, types):
-        v = self.ops.glue.resident(self._get(name, params))
-        return self.ops.glue.gather_rows(v, types if v.shape[0] > 1 else np.zeros_like(types))
+    # ------------------------------------------------------------------ backward
+    def backward(self, d_atomic, cache: ModelCache, graph, params: dict | None = None, param_grads: bool = True,
+                 to_host: bool = True):
+        r"""Reverse pass: ``d_atomic`` (N,) → (:math:`\partial E/\partial\vec r_e` (E, 3), parameter gradients).
+
+        Results are NumPy arrays, or backend arrays with ``to_host=False``. ``param_grads=False`` (forces
+        only) skips the MLP weight gradients, a third of the radial MLP's flops. ``cache`` is consumed.
+        """
+        ops, xp, plan = self.ops, self.ops.glue, self.plan
+        params = self.params if params is None else params  # read for names and shapes only
+        types, dst = graph.atom_types, graph.edge_index[0]
+        with ops.call_context():
+            d_atomic = xp.upload(d_atomic)  # (N,)
+            d_e, d_scales, d_shifts = ops.scale_shift.backward(d_atomic, cache.scale_shift)  # (N, 1), (T,), (T,)
+            grads = {k: g for k, g in (("per_type_energy_shifts", d_shifts), ("per_type_energy_scales", d_scales))
+                     if k in params}
+            dh, d_readout = ops.mlp.backward(d_e, cache.readout, param_grads)
+            grads.update({f"readout.{m}": g for m, g in enumerate(d_readout) if g is not None})
+            d_emb = d_Y = d_attr = 0.0  # sums over layers
+            norm = self._neighbor_norm(types)
+            for layer in reversed(plan.layers):
+                k = layer.index
+                dh, d_attr_k, d_emb_k, d_Y_k, g = interaction_backward(
+                    ops, layer, dh, cache.layers[k], cache.emb, norm, param_grads)
+                grads[f"layer{k}.linear_2"] = g["linear_2"]
+                grads.update({f"layer{k}.radial.{m}": gm for m, gm in enumerate(g["radial"]) if gm is not None})
+                grads[f"layer{k}.linear_1"] = g["linear_1"]
+                if d_attr_k is not None:
+                    grads[f"layer{k}.sc"] = g["self_connection"]
+                    d_attr = xp.add(d_attr, d_attr_k)
+                d_emb, d_Y = xp.add(d_emb, d_emb_k), xp.add(d_Y, d_Y_k)
+            n_types = params["type_embed"].shape[0]
+            grads["type_embed"] = xp.add(d_attr, xp.scatter_sum(dh, types, n_types))  # h⁰ = A[t]
+            geo = cache.edge_vec.dtype  # geometry precision
+            d_vec, d_bessel_w = ops.edge_embedding.backward(xp.cast(d_emb, geo), cache.edge_embedding)
+            (d_vec_sh,) = ops.spherical_harmonics.backward(xp.cast(d_Y, geo), cache.spherical_harmonics)
+            d_vec = xp.add(d_vec, d_vec_sh)  # (E, 3)
+            if "bessel_weights" in params:
+                grads["bessel_weights"] = d_bessel_w
+            if cache.zbl is not None:
+                (d_vec_zbl,) = ops.zbl.backward(xp.gather_rows(d_atomic, dst), cache.zbl)
+                d_vec = xp.add(d_vec, d_vec_zbl)
+        if not to_host:
+            return d_vec, grads
+        return xp.to_host(d_vec), {k: xp.to_host(g) for k, g in grads.items()}
+
+    def _forward(self, graph, edge_vec, params, low_memory: bool = False):
+        """Deprecated alias of :meth:`forward`."""
+        warnings.warn("NequIPModel._forward is deprecated; use forward", DeprecationWarning, stacklevel=2)
+        return self.forward(graph, edge_vec, params, low_memory)
+
+    def _backward(self, d_atomic, cache, graph, params, param_grads: bool = True):
+        """Deprecated alias of :meth:`backward`."""
+        warnings.warn("NequIPModel._backward is deprecated; use backward", DeprecationWarning, stacklevel=2)
+        return self.backward(d_atomic, cache, graph, params, param_grads)
+
+    # ------------------------------------------------------------------ small helpers
+    def _readout_weights(self, params):
+        return [params[f"readout.{m}"] for m in range(len(self.plan.readout_dims) - 1)]
 
     def _neighbor_norm(self, types):
         """(N, 1) per-atom 1/√(avg. number of neighbours) in the model dtype (a resident value)."""
         return self.ops.glue.resident(self.buffers["neighbor_norm"][types].astype(self.dtype)[:, None])
-
-    # ------------------------------------------------------------------ backward
-    def _backward(self, d_atomic, cache, graph, params, param_grads: bool = True):
-        """Reverse pass: ``d_atomic`` (N,) → (dE/d edge_vec (E, 3), dE/d params), NumPy arrays."""
-        d_vec, grads = self._backward_pass(self.ops.glue.upload(d_atomic), cache, graph, params, param_grads)
-        return self.ops.glue.to_host(d_vec), {k: self.ops.glue.to_host(g) for k, g in grads.items()}
-
-    def _backward_pass(self, d_atomic, cache, graph, params, param_grads: bool = True):
-        with self.ops.call_context():
-            return self._backward_kernels(d_atomic, cache, graph, params, param_grads)
-
-    def _backward_kernels(self, d_atomic, cache, graph, params, param_grads: bool = True):
-        """:meth:`_backward` on backend arrays (device arrays with ``backend="cuda"``).
-
-        ``param_grads=False`` (forces only) skips the MLP weight gradients, a third of the radial MLP's flops.
-        """
-        plan, ops = self.plan, self.ops
-        types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
-        grads = {}
-        e_tilde, scale = cache["scale_shift"]
-        self._per_type_grad("per_type_energy_shifts", params, types, d_atomic, grads)
-        self._per_type_grad("per_type_energy_scales", params, types, ops.glue.mul(d_atomic, e_tilde), grads)
-        d_e = ops.glue.column(ops.glue.mul(d_atomic, scale))
-        dh, d_ro = ops.mlp.backward(ops.glue.cast(d_e, cache["readout"][0][0].dtype), cache["readout"], param_grads)
-        grads.update({f"readout.{m}": g for m, g in enumerate(d_ro) if g is not None})
-        d_emb = d_Y = 0.0
-        d_attr = ops.glue.zeros(params["type_embed"].shape, np.result_type(dh.dtype, params["type_embed"].dtype))
-        neighbor_norm = self._neighbor_norm(types)
-        for layer in reversed(plan.layers):
-            k, lc = layer.index, cache[f"layer{layer.index}"]
-            dz = ops.gate.backward(dh, lc["gate"])
-            dM, grads[f"layer{k}.linear_2"] = ops.linear.backward(dz, lc["l2"])
-            if isinstance(lc["mlp"], _RadialRecompute):
-                r = lc["mlp"]
-                w, lc["mlp"] = ops.mlp.forward(r.emb, r.weights, _alphas(r.dims), "silu")
-                lc["tp"] = _restore(lc["tp"], w)
-            dy, dY_k, dw = ops.tp_conv.backward(dM, lc["tp"])
-            d_emb_k, d_radial = ops.mlp.backward(dw, lc["mlp"], param_grads)
-            lc["mlp"] = lc["tp"] = None  # this layer's per-edge caches are done: free them now
-            grads.update({f"layer{k}.radial.{m}": g for m, g in enumerate(d_radial) if g is not None})
-            dh, grads[f"layer{k}.linear_1"] = ops.linear.backward(ops.glue.mul(dy, neighbor_norm), lc["l1"])
-            if layer.self_connection is not None:
-                dh_sc, d_attr_k, grads[f"layer{k}.sc"] = ops.self_connection.backward(dz, lc["sc"])
-                dh = ops.glue.add(dh, dh_sc)
-                d_attr = ops.glue.add(d_attr, d_attr_k)
-            d_emb, d_Y = ops.glue.add(d_emb, d_emb_k), ops.glue.add(d_Y, dY_k)
-        d_attr = ops.glue.add(d_attr, ops.glue.scatter_sum(dh, types, d_attr.shape[0]))
-        grads["type_embed"] = d_attr
-        geo_dtype = cache["sh"][0].dtype
-        d_vec, d_bessel_w = ops.edge_embedding.backward(ops.glue.cast(d_emb, geo_dtype), cache["emb"])
-        d_vec = ops.glue.add(d_vec, ops.spherical_harmonics.backward(ops.glue.cast(d_Y, geo_dtype), cache["sh"]))
-        if "bessel_weights" in params:
-            grads["bessel_weights"] = d_bessel_w
-        if "zbl" in cache:
-            d_vec = ops.glue.add(d_vec, ops.zbl.backward(ops.glue.gather_rows(d_atomic, dst), cache["zbl"]))
-        return d_vec, grads
-
-    def _per_type_grad(self, name, params, types, d, grads):
-        if name in params:
-            n = params[name].shape[0]
-            grads[name] = self.ops.glue.scatter_sum(d, types, n) if n > 1 else self.ops.glue.total(d)
 
     # ------------------------------------------------------------------ public API
     def compute(self, graph, forces: bool = True, stress: bool = True, params: dict | None = None) -> dict:
@@ -267,19 +337,18 @@ class NequIPModel:
         not periodic in all three directions (ASE sign convention: positive = tensile).
         """
         self._check_graph(graph)
-        params, glue = self.params if params is None else params, self.ops.glue
-        edge_vec = glue.upload(graph.edge_vectors())  # cuda: the one per-call copy to the device
-        atomic, cache = self._forward_pass(graph, edge_vec, params)
-        energies = glue.to_host(atomic)
+        xp = self.ops.glue
+        atomic, cache = self.forward(graph, graph.edge_vectors(), params, to_host=False)
+        energies = xp.to_host(atomic)
         out = {"atomic_energy": energies, "total_energy": scatter_sum(energies, graph.batch, graph.n_frames)}
-        if forces or stress:
-            d_vec, _ = self._backward_pass(glue.ones_like(atomic), cache, graph, params, param_grads=False)
-            out.update(forces_and_stress(graph, edge_vec, d_vec, glue))
+        if forces or stress:  # on the device for cuda: only (N, 3) forces and (F, 3, 3) come back
+            d_vec, _ = self.backward(xp.ones_like(atomic), cache, graph, params, param_grads=False, to_host=False)
+            out.update(forces_and_stress(graph, cache.edge_vec, d_vec, xp))
         return out
 
     def node_features(self, graph) -> list:
         """Node features after the embedding and after every layer (irreps: ``plan.layers[k].gate.irreps_out``)."""
-        features = self._forward(graph, graph.edge_vectors(), self.params)[1]["features"]
+        features = self.forward(graph, graph.edge_vectors())[1].features
         return [self.ops.glue.to_host(h) for h in features]
 
     def energy(self, graph) -> np.ndarray:
@@ -299,27 +368,6 @@ def _alphas(dims, nonlinearity="silu"):
     """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
     # Python floats: a NumPy float64 scalar would silently promote float32 models to float64
     return [float((1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d)) for k, d in enumerate(dims[:-1])]
-
-
-@dataclass(frozen=True)
-class _RadialRecompute:
-    """Stand-in for a radial-MLP cache in low-memory mode: the inputs that recompute it exactly."""
-
-    emb: object
-    weights: list
-    dims: tuple
-
-
-_W = object()  # placeholder for the radial weights w inside a tensor-product cache
-
-
-def _drop(cache: tuple, w) -> tuple:
-    """The cache without its reference to ``w`` (so that ``w`` can be freed)."""
-    return tuple(_W if c is w else c for c in cache)
-
-
-def _restore(cache: tuple, w) -> tuple:
-    return tuple(w if c is _W else c for c in cache)
 
 
 def forces_and_stress(graph, edge_vec, d_vec, glue=host_glue) -> dict:

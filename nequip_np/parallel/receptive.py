@@ -73,8 +73,8 @@ def owned_energy_forces(model, graph: AtomicGraph, owned) -> dict:
     seed = owned[nodes].astype(np.float64)
     t0 = time.perf_counter()
     vec = sub.edge_vectors()
-    atomic, cache = model._forward(sub, vec, model.params)
-    d_vec, _ = model._backward(seed, cache, sub, model.params, param_grads=False)
+    atomic, cache = model.forward(sub, vec, model.params)
+    d_vec, _ = model.backward(seed, cache, sub, model.params, param_grads=False)
     fs = forces_and_stress(sub, vec, d_vec)
     model_s = time.perf_counter() - t0
     forces = np.zeros((graph.n_atoms, 3))

@@ -96,14 +96,14 @@ def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: 
     if graph.forces is None and coeffs.forces > 0:
         raise ValueError("the batch has no force labels but the loss has a force term")
     vec = graph.edge_vectors()
-    atomic, cache = model._forward(graph, vec, params)
+    atomic, cache = model.forward(graph, vec, params)
     pred = {"atomic_energy": atomic, "total_energy": scatter_sum(atomic, graph.batch, graph.n_frames)}
     if need_forces:
-        d_vec, _ = model._backward(np.ones_like(atomic), cache, graph, params, param_grads=False)
+        d_vec, _ = model.backward(np.ones_like(atomic), cache, graph, params, param_grads=False)
         pred.update(forces_and_stress(graph, vec, d_vec))
     loss, comps, a, W, S = loss_terms(graph, pred, coeffs)
     if not need_forces:  # energy-only: one ordinary reverse pass
-        _, grads = model._backward(a[graph.batch], cache, graph, params)
+        _, grads = model.backward(a[graph.batch], cache, graph, params)
         return loss, comps, _real(grads), pred
     del cache  # the real pass's caches are not needed any more: free them before the complex pass
     dst, src = graph.edge_index[0], graph.edge_index[1]
@@ -113,9 +113,9 @@ def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: 
     Q[has_s] = 0.5 * (S[has_s] + np.swapaxes(S[has_s], 1, 2)) / volume[has_s, None, None]
     tangent = W[dst] - W[src] + np.einsum("ea,eab->eb", vec, Q[graph.batch[dst]])
     h = COMPLEX_STEP
-    atomic_c, cache_c = model._forward(graph, vec + 1j * h * tangent, params, low_memory=True)
+    atomic_c, cache_c = model.forward(graph, vec + 1j * h * tangent, params, low_memory=True)
     seed = (a - 1j / h)[graph.batch]
-    _, grads = model._backward(seed, cache_c, graph, params)
+    _, grads = model.backward(seed, cache_c, graph, params)
     return loss, comps, _real(grads), pred
 
 

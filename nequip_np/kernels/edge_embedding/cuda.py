@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.kernels._device_math import PI, bessel, bessel_dx, cos, cutoff, cutoff_grad, sqrt
+from nequip_np.kernels.scalar_math import PI, bessel, bessel_dx, cos, cutoff, cutoff_grad, sqrt
 
 
 def _k_forward(vec, rrec, w, p, pref, emb):

@@ -12,28 +12,9 @@ import numba
 import numpy as np
 from numba import prange
 
-from nequip_np.conventions import NORMALIZE2MOM_SILU, NORMALIZE2MOM_TANH
-from nequip_np.kernels._numba_util import INLINE, PARALLEL, as_index, cast, common_dtype
+from nequip_np.kernels._numba_util import PARALLEL, SCALAR, as_index, cast, common_dtype
 
-_C_SILU = float(NORMALIZE2MOM_SILU)
-_C_TANH = float(NORMALIZE2MOM_TANH)
-
-
-@numba.njit(**INLINE)
-def act(x, parity):
-    """Normalised SiLU (parity +1) or normalised tanh (parity −1) of one scalar."""
-    if parity > 0:
-        return _C_SILU * x / (1.0 + np.exp(-x))
-    return _C_TANH * np.tanh(x)
-
-
-@numba.njit(**INLINE)
-def act_grad(x, parity):
-    if parity > 0:
-        s = 1.0 / (1.0 + np.exp(-x))
-        return _C_SILU * s * (1.0 + x * (1.0 - s))
-    t = np.tanh(x)
-    return _C_TANH * (1.0 - t * t)
+act, act_grad = SCALAR.act, SCALAR.act_grad  # the formulas of scalar_math, shared with gate/cuda.py
 
 
 @numba.njit(**PARALLEL)
@@ -78,8 +59,9 @@ def forward(z, plan):
 
 
 def backward(d_out, cache):
+    """Returns ``(d_z,)``."""
     z, arrays = cache
     dtype = common_dtype(z, d_out)
     d_z = np.zeros(z.shape, dtype=dtype)
     _backward(cast(d_out, dtype), cast(z, dtype), *arrays, d_z)
-    return d_z
+    return (d_z,)

@@ -12,7 +12,7 @@ import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.kernels._device_math import act, act_grad
+from nequip_np.kernels.scalar_math import act, act_grad
 
 SCALAR, GATE, GATED, UNUSED = 0, 1, 2, 3
 
@@ -83,10 +83,11 @@ def forward(z, plan):
 
 
 def backward(d_out, cache):
+    """Returns ``(d_z,)``."""
     zd, plan, like = cache
     dt = cu.common_dtype(zd, d_out)
     zd, do = cu.to_device(zd, dt), cu.to_device(d_out, dt)
     s_cols, s_par, g_cols, v_cols, copy, role, ptr, perm, g_par = cu.plan_tables(plan, _gate_tables)
     d_z = cu.device_empty(zd.shape, dt)
     cu.launch(_k_backward, dt, d_z.size, do, zd, s_cols, s_par, g_cols, g_par, v_cols, copy, role, ptr, perm, d_z)
-    return cu.finish(d_z, like, d_out)
+    return (cu.finish(d_z, like, d_out),)

@@ -38,6 +38,7 @@ def forward(z, plan):
 
 
 def backward(d_out, cache):
+    """Returns ``(d_z,)``."""
     s, g, v, phi_g, gate_parity, z_shape, plan = cache
     ns = s.shape[1]
     d_z = np.zeros(z_shape, dtype=np.result_type(d_out, s))
@@ -48,4 +49,4 @@ def backward(d_out, cache):
         d_phi = np.zeros(g.shape, dtype=d_z.dtype)
         np.add.at(d_phi.T, plan.gated_copy, (d_o * v).T)
         d_z[:, plan.gate_cols] = d_phi * act_grad(g, gate_parity)
-    return d_z
+    return (d_z,)

@@ -18,7 +18,7 @@ import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.model.plan import blocks
+from nequip_np.kernels.plan import blocks
 
 
 def linear_tables(irreps_in, irreps_out, paths_io, norms):

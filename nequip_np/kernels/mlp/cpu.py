@@ -20,15 +20,17 @@ What differs from ``reference.py``:
 """
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from numba import prange
 
-from nequip_np.kernels._numba_util import PARALLEL
+from nequip_np.kernels._numba_util import PARALLEL, SCALAR
 from nequip_np.kernels.mlp.reference import ACTIVATIONS
+
+# the formulas of scalar_math, compiled for the CPU (mlp/cuda.py compiles the same functions)
+silu, silu_grad, silu_grad2 = SCALAR.silu, SCALAR.silu_grad, SCALAR.silu_grad2
 
 #: rows per block of a row-split matrix product (fixed: results must not depend on the thread count)
 ROWS = 1024
@@ -60,8 +62,7 @@ def _abs_max_parts(z):
 def _silu_real(z):
     out = np.empty_like(z)
     for i in prange(z.size):
-        x = z[i]
-        out[i] = x / (1.0 + math.exp(-x))
+        out[i] = silu(z[i])
     return out
 
 
@@ -70,8 +71,7 @@ def _silu_dual(z):
     out = np.empty_like(z)
     for i in prange(z.size):
         re, im = z[i].real, z[i].imag
-        s = 1.0 / (1.0 + math.exp(-re))
-        out[i] = complex(re * s, im * (s * (1.0 + re * (1.0 - s))))
+        out[i] = complex(silu(re), im * silu_grad(re))
     return out
 
 
@@ -79,9 +79,7 @@ def _silu_dual(z):
 def _dh_silu_grad_real(dh, z):
     out = np.empty_like(dh)
     for i in prange(z.size):
-        x = z[i]
-        s = 1.0 / (1.0 + math.exp(-x))
-        out[i] = dh[i] * (s * (1.0 + x * (1.0 - s)))
+        out[i] = dh[i] * silu_grad(z[i])
     return out
 
 
@@ -90,9 +88,7 @@ def _dh_silu_grad_dual(dh, z):
     out = np.empty_like(dh)
     for i in prange(z.size):
         re, im = z[i].real, z[i].imag
-        s = 1.0 / (1.0 + math.exp(-re))
-        g = complex(s * (1.0 + re * (1.0 - s)), im * (s * (1.0 - s) * (2.0 + re * (1.0 - 2.0 * s))))
-        out[i] = dh[i] * g
+        out[i] = dh[i] * complex(silu_grad(re), im * silu_grad2(re))
     return out
 
 

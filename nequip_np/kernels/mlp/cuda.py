@@ -10,11 +10,10 @@ measurement plan; no GPU was available to this change.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.kernels._device_math import silu, silu_grad
+from nequip_np.kernels.scalar_math import silu, silu_grad
 
 ACTIVATIONS = ("silu",)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nequip_np.kernels.linear.cpu import add_rows, to_rows
-from nequip_np.model.plan import blocks
+from nequip_np.kernels.plan import blocks
 
 
 def _species_rows(types, n_types):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nequip_np.model.plan import blocks
+from nequip_np.kernels.plan import blocks
 
 
 def _species_rows(types, n_types):

@@ -3,47 +3,24 @@ r"""Edge spherical harmonics — numba.cuda kernels (same signatures as ``refere
 What differs from the reference: the polynomials are evaluated from the generated exact coefficient
 table (``so3._generated_sh.EXACT_COEFFICIENTS``, every l ≤ 10, so one kernel serves any l_max):
 component (l, m) = :math:`F_m(X, Y)\sum_t c_t Z^{j_t} r_2^{k_t}` with :math:`(X, Y, Z) = (u_z, u_x,
-u_y)` (``_device_math.sh_value``). Forward: one thread per (edge, component), no shared state.
+u_y)` (``scalar_math.sh_value``). Forward: one thread per (edge, component), no shared state.
 Backward: one thread per edge recomputes :math:`\nabla_u P_k` component by component and contracts it
 with :math:`\bar Y` on the fly — the reference's (E, K, 3) gradient array is never stored. Geometry
 runs in float64 / complex128.
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.kernels._device_math import sh_value, sh_vjp, sqrt
-from nequip_np.so3 import _generated_sh as _gen
-
-
-def sh_table(l_max: int):
-    """Host arrays (comp_m, term_ptr, term_j, term_k, term_c) for components k < (l_max+1)²."""
-    if not 0 <= l_max <= _gen.LMAX:
-        raise ValueError(f"l_max must be in 0..{_gen.LMAX}, got {l_max}")
-    ms, ptr, js, ks, cs = [], [0], [], [], []
-    for l in range(l_max + 1):
-        for m in range(-l, l + 1):
-            for term in _gen.EXACT_COEFFICIENTS[f"{l},{m}"]:
-                jk, coef = term.split(":")
-                j, k = (int(t) for t in jk.split(","))
-                js.append(j), ks.append(k), cs.append(float(eval(coef, {"sqrt": math.sqrt})))  # noqa: S307
-            ms.append(m), ptr.append(len(cs))
-    return (np.array(ms, np.int64), np.array(ptr, np.int64), np.array(js, np.int64), np.array(ks, np.int64),
-            np.array(cs, np.float64))
-
-
-_DEVICE_TABLES: dict = {}
+from nequip_np.kernels.plan import sh_table
+from nequip_np.kernels.scalar_math import sh_value, sh_vjp, sqrt
 
 
 def _tables(l_max: int):
-    """Device copies of :func:`sh_table` (uploaded once per l_max)."""
-    if l_max not in _DEVICE_TABLES:
-        _DEVICE_TABLES[l_max] = tuple(cu.to_device(a) for a in sh_table(l_max))
-    return _DEVICE_TABLES[l_max]
+    """Device copies of the plan's :class:`~nequip_np.kernels.plan.SHTable` (uploaded once per l_max)."""
+    t = cu.device_record(sh_table(l_max))
+    return t.m, t.ptr, t.j, t.k, t.c
 
 
 def _k_forward(vec, cm, ptr, tj, tk, tc, Y):
@@ -93,9 +70,10 @@ def forward(edge_vec, l_max: int):
 
 
 def backward(d_Y, cache):
+    """Returns ``(d_edge_vec,)``."""
     vec, l_max, like = cache
     dt = cu.common_dtype(vec, d_Y)
     vec, dY = cu.to_device(vec, dt), cu.to_device(d_Y, dt)
     d_vec = cu.device_empty(vec.shape, dt)
     cu.launch(_k_backward, dt, vec.shape[0], dY, vec, *_tables(l_max), d_vec)
-    return cu.finish(d_vec, like, d_Y)
+    return (cu.finish(d_vec, like, d_Y),)

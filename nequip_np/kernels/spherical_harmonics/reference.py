@@ -33,6 +33,7 @@ def forward(edge_vec, l_max: int):
 
 
 def backward(d_Y, cache):
+    """Returns ``(d_edge_vec,)``."""
     u, r, dY = cache
     g = np.einsum("ek,ekc->ec", d_Y, dY)
-    return (g - u * np.sum(u * g, axis=1, keepdims=True)) / r[:, None]
+    return ((g - u * np.sum(u * g, axis=1, keepdims=True)) / r[:, None],)

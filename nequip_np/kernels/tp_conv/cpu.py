@@ -6,7 +6,8 @@ What differs from the reference (the math is the reference's docstring):
   argsort built inside the op, so unsorted edge lists work). ``prange`` runs over receivers i; each
   edge's message is added straight into the row ``M[i]`` — the (E, dim MID) message array of the
   reference is never materialised, nor are ``x_e = y[src]``, ``YC`` or ``t``.
-* **Sparse CG.** Each path's :math:`\tilde C` is stored as its non-zero entries (a, b, c, value);
+* **Sparse CG.** Each path's :math:`\tilde C` is stored as its non-zero entries (a, b, c, value) —
+  the plan's ``ConvTables`` (``kernels/plan.py``), built once with the plan and passed in with it;
   per edge and path :math:`(YC)_{ac} = \sum_b Y_b\tilde C_{abc}` costs nnz multiply-adds, then
   :math:`t[u, c] = \sum_a y[u, a](YC)_{ac}` costs mul·d₁·d₃.
 * **Backward in two passes, both race-free.** Pass 1 (prange over receivers) recomputes ``YC`` and
@@ -19,52 +20,19 @@ What differs from the reference (the math is the reference's docstring):
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 from numba import prange
 
 from nequip_np.kernels._numba_util import INLINE, PARALLEL, as_index, cast, common_dtype, csr
-from nequip_np.model.plan import blocks
-
-# columns of the per-path table
-IN0, D1, SH0, D2, MID0, D3, WOFF, MUL, NZ0, NZ1 = range(10)
-
-_PLANS: dict = {}
-
-
-def u_fastest(irreps):
-    """Column gather ``cols`` with ``x[:, cols]`` = x in the u-fastest layout (block column start+m*mul+u)."""
-    cols = [b.start + np.arange(b.mul * b.dim).reshape(b.mul, b.dim).T.ravel() for b in blocks(irreps)]
-    cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
-    return cols, np.argsort(cols).astype(np.int64)
-
-
-def flat_plan(plan):
-    """Path table (P, 10), CG non-zeros (idx (nnz, 3), values), scratch sizes, layout gathers."""
-    hit = _PLANS.get(id(plan))
-    if hit is not None and hit[0] is plan:
-        return hit[1]
-    bin_, bmid = blocks(plan.irreps_in), blocks(plan.irreps_mid)
-    rows, idx, val = [], [], []
-    for p in plan.paths:
-        bi, bm = bin_[p.i_in], bmid[p.i_mid]
-        a, b, c = np.nonzero(p.cg)
-        nz0 = len(val)
-        idx.extend(zip(a, b, c))
-        val.extend(p.cg[a, b, c])
-        rows.append((bi.start, bi.dim, p.l_sh**2, 2 * p.l_sh + 1, bm.start, bm.dim, p.w_offset, bi.mul,
-                     nz0, len(val)))
-    table = np.array(rows, dtype=np.int64).reshape(-1, 10)
-    cg_idx = np.array(idx, dtype=np.int64).reshape(-1, 3)
-    sizes = (int(max([r[1] * r[5] for r in rows] or [1])), int(max([r[1] * r[7] for r in rows] or [1])))
-    out = (table, cg_idx, np.array(val, dtype=np.float64)) + sizes + (u_fastest(plan.irreps_in), u_fastest(plan.irreps_mid))
-    _PLANS[id(plan)] = (plan, out)
-    return out
+from nequip_np.kernels.plan import D1, D3, IN0, MID0, MUL, NZ0, NZ1, SH0, WOFF  # columns of ConvTables.paths
 
 
 # ---------------------------------------------------------------- per-edge math (inlined)
 # Feature rows are in the "u-fastest" layout inside each block: column start + m*mul + u (see
-# ``u_fastest``), so every inner loop below runs over the channel u with unit stride (SIMD).
+# ``plan.u_fastest``), so every inner loop below runs over the channel u with unit stride (SIMD).
 @numba.njit(**INLINE)
 def _yc(Ye, pt, cg_idx, cg_val, yc):
     """yc[a*d3 + c] = Σ_b Y_e[sh0 + b] C̃[a, b, c] over the path's non-zeros."""
@@ -180,25 +148,38 @@ def _backward_senders(Y, w, dM, dst, ptr, perm, table, cg_idx, cg_val, max_yc, m
 
 
 # ---------------------------------------------------------------- reference signatures
+class Cache(NamedTuple):
+    """What the backward pass reads (``w`` may be set to None and restored: low-memory mode)."""
+
+    y_t: np.ndarray  # (N, dim I) input in the u-fastest layout
+    Y: np.ndarray
+    w: np.ndarray | None
+    src: np.ndarray
+    dst: np.ndarray
+    n_nodes: int
+    plan: object
+
+
 def forward(y, Y, w, src, dst, n_nodes, plan):
     dtype = common_dtype(y, Y, w)
-    table, cg_idx, cg_val, max_yc, max_xu, (in_cols, _), (_, mid_inv) = flat_plan(plan)
-    y_t = cast(np.asarray(y)[:, in_cols], dtype)  # u-fastest copy of y (O(N·dim), ~1% of the op)
+    t = plan.tables
+    y_t = cast(np.asarray(y)[:, t.in_cols], dtype)  # u-fastest copy of y (O(N·dim), ~1% of the op)
     Y, w = cast(Y, dtype), cast(w, dtype)
     src, dst = as_index(src), as_index(dst)
     ptr, perm = csr(dst, n_nodes)
     M_t = np.zeros((n_nodes, plan.irreps_mid.dim), dtype=dtype)
-    _forward(y_t, Y, w, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, M_t)
-    return np.ascontiguousarray(M_t[:, mid_inv]), (y_t, Y, w, src, dst, n_nodes, plan)
+    _forward(y_t, Y, w, src, ptr, perm, t.paths, t.cg_idx, t.cg_val, t.max_yc, t.max_xu, M_t)
+    return np.ascontiguousarray(M_t[:, t.mid_inv]), Cache(y_t, Y, w, src, dst, n_nodes, plan)
 
 
 def backward(d_M, cache):
     """Returns ``(d_y, d_Y, d_w)``."""
     y_t, Y, w, src, dst, n_nodes, plan = cache
     dtype = common_dtype(y_t, d_M)
-    table, cg_idx, cg_val, max_yc, max_xu, (_, in_inv), (mid_cols, _) = flat_plan(plan)
+    t = plan.tables
+    table, cg_idx, cg_val, max_yc, max_xu = t.paths, t.cg_idx, t.cg_val, t.max_yc, t.max_xu
     y_t, Y, w = cast(y_t, dtype), cast(Y, dtype), cast(w, dtype)
-    dM_t = cast(np.asarray(d_M)[:, mid_cols], dtype)
+    dM_t = cast(np.asarray(d_M)[:, t.mid_cols], dtype)
     d_w = np.empty(w.shape, dtype=dtype)  # every column belongs to exactly one path
     d_Y = np.zeros(Y.shape, dtype=dtype)
     d_y_t = np.zeros(y_t.shape, dtype=dtype)
@@ -206,4 +187,4 @@ def backward(d_M, cache):
     _backward_edges(y_t, Y, w, dM_t, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, d_w, d_Y)
     ptr_s, perm_s = csr(src, y_t.shape[0])
     _backward_senders(Y, w, dM_t, dst, ptr_s, perm_s, table, cg_idx, cg_val, max_yc, max_xu, d_y_t)
-    return np.ascontiguousarray(d_y_t[:, in_inv]), d_Y, d_w
+    return np.ascontiguousarray(d_y_t[:, t.in_inv]), d_Y, d_w

@@ -8,64 +8,22 @@ What differs from the reference (design and measurements plan: ``docs/cuda.md#te
   (E, dim MID) message array is never materialised; the result is deterministic (bitwise repeatable)
   and float32 storage still gets float64 sums.
 * **Sparse CG, keyed per thread.** Every MID column is (path p, u, c); its thread needs only the CG
-  non-zeros of path p with that c. The plan's non-zeros are stored three times, grouped by c (forward),
-  by a (:math:`\bar y`) and by b (:math:`\bar Y`), so no thread loops over zeros.
+  non-zeros of path p with that c. The plan's ``ConvTables`` (``kernels/plan.py``, uploaded once per
+  plan) store the non-zeros three times, grouped by c (forward), by a (:math:`\bar y`) and by b
+  (:math:`\bar Y`), so no thread loops over zeros.
 * **Backward in three race-free kernels**: :math:`\bar w` one thread per (edge, weight), :math:`\bar Y`
   one thread per (edge, SH component) — both edge-owned — and :math:`\bar y` one thread per (sender j,
   input column) walking the CSR of ``src`` (the gather's transpose, again without atomics).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.model.plan import blocks
-
-# path table columns
-IN0, D1, SH0, D2, MID0, D3, WOFF, MUL = range(8)
-
-
-def conv_tables(plan):
-    """Host index tables of a ConvPlan (see the module docstring)."""
-    bin_, bmid = blocks(plan.irreps_in), blocks(plan.irreps_mid)
-    kmax = max([max(path.cg.shape) for path in plan.paths] + [1])
-    rows, mid_cols, w_cols = [], [], []
-    by = {key: ([], [], [0]) for key in "cab"}  # key -> (index rows, values, ptr)
-    ptrs = {key: [] for key in "cab"}
-    for p, path in enumerate(plan.paths):
-        bi, bm = bin_[path.i_in], bmid[path.i_mid]
-        rows.append((bi.start, bi.dim, path.l_sh**2, 2 * path.l_sh + 1, bm.start, bm.dim, path.w_offset, bi.mul))
-        a, b, c = np.nonzero(path.cg)
-        for key, keyvals in (("c", c), ("a", a), ("b", b)):
-            idx, val, _ = by[key]
-            order = np.argsort(keyvals, kind="stable")
-            start = len(val)
-            counts = np.bincount(keyvals, minlength=kmax)
-            ptrs[key].append(start + np.concatenate([[0], np.cumsum(counts)]))
-            idx.extend(zip(a[order], b[order], c[order]))
-            val.extend(path.cg[a[order], b[order], c[order]])
-        mid_cols.extend((p, u, cc) for u in range(bi.mul) for cc in range(bm.dim))
-        w_cols.extend((p, u) for u in range(bi.mul))
-    # input columns -> paths reading that block; SH components -> paths using that l
-    in_list, in_cols = [], []
-    for i, bi in enumerate(bin_):
-        mine = [p for p, path in enumerate(plan.paths) if path.i_in == i]
-        p0 = len(in_list)
-        in_list.extend(mine)
-        in_cols.extend((p0, len(in_list), u, a) for u in range(bi.mul) for a in range(bi.dim))
-    sh_list, sh_cols = [], []
-    lmax_sh = max(ir.l for _, ir in plan.irreps_sh)
-    for l in range(lmax_sh + 1):
-        mine = [p for p, path in enumerate(plan.paths) if path.l_sh == l]
-        p0 = len(sh_list)
-        sh_list.extend(mine)
-        sh_cols.extend((p0, len(sh_list), b) for b in range(2 * l + 1))
-    i64 = lambda x, w: np.array(x, np.int64).reshape(-1, w)  # noqa: E731
-    nz = tuple(x for key in "cab" for x in (i64(by[key][0], 3), np.array(by[key][1], np.float64).reshape(-1),
-                                            i64(ptrs[key], kmax + 1)))
-    return (i64(rows, 8), i64(mid_cols, 3), i64(w_cols, 2), i64(in_cols, 4), i64(in_list + [0], 1).reshape(-1),
-            i64(sh_cols, 3), i64(sh_list + [0], 1).reshape(-1)) + nz
+from nequip_np.kernels.plan import D1, D3, IN0, MID0, MUL, SH0, WOFF  # columns of ConvTables.paths
 
 
 def _k_forward(y, Y, w, src, ptr, perm, pt, mid_cols, nzc, nzc_val, nzc_ptr, M):
@@ -157,17 +115,32 @@ def _k_grad_y(Y, w, dM, dst, sptr, sperm, pt, in_cols, in_list, nza, nza_val, nz
         dy[j, col] = acc
 
 
+class Cache(NamedTuple):
+    """What the backward pass reads (``w`` may be set to None and restored: low-memory mode)."""
+
+    y: object  # device arrays in the kernel dtype
+    Y: object
+    w: object
+    src: object
+    dst: object
+    src_host: np.ndarray
+    dst_host: np.ndarray
+    n_nodes: int
+    plan: object
+    like: object  # the caller's input: device or host results
+
+
 def forward(y, Y, w, src, dst, n_nodes, plan):
     cu.require_cuda()
     dt = cu.common_dtype(y, Y, w)
     yd, Yd, wd = cu.to_device(y, dt), cu.to_device(Y, dt), cu.to_device(w, dt)
     srcd, dstd = cu.index_array(src), cu.index_array(dst)
-    tabs = cu.plan_tables(plan, conv_tables)
-    pt, mid_cols, nzc, nzc_val, nzc_ptr = tabs[0], tabs[1], tabs[7], tabs[8], tabs[9]
+    t = cu.device_record(plan.tables)
     ptr, perm = cu.csr_device(dst, n_nodes)
     M = cu.device_empty((int(n_nodes), plan.irreps_mid.dim), dt)
-    cu.launch(_k_forward, dt, M.size, yd, Yd, wd, srcd, ptr, perm, pt, mid_cols, nzc, nzc_val, nzc_ptr, M)
-    return cu.finish(M, y, Y, w), (yd, Yd, wd, srcd, dstd, src, dst, int(n_nodes), plan, y)
+    cu.launch(_k_forward, dt, M.size, yd, Yd, wd, srcd, ptr, perm, t.paths, t.mid_owner, t.nz_c, t.nz_c_val,
+              t.nz_c_ptr, M)
+    return cu.finish(M, y, Y, w), Cache(yd, Yd, wd, srcd, dstd, src, dst, int(n_nodes), plan, y)
 
 
 def backward(d_M, cache):
@@ -175,15 +148,15 @@ def backward(d_M, cache):
     yd, Yd, wd, srcd, dstd, src, dst, n_nodes, plan, like = cache
     dt = cu.common_dtype(yd, d_M)
     yd, Yd, wd, dM = cu.to_device(yd, dt), cu.to_device(Yd, dt), cu.to_device(wd, dt), cu.to_device(d_M, dt)
-    (pt, _, w_cols, in_cols, in_list, sh_cols, sh_list,
-     nzc, nzc_val, nzc_ptr, nza, nza_val, nza_ptr, nzb, nzb_val, nzb_ptr) = cu.plan_tables(plan, conv_tables)
+    t = cu.device_record(plan.tables)
     dw = cu.device_zeros(wd.shape, dt)  # weight columns no path reads stay zero
-    cu.launch(_k_grad_w, dt, wd.shape[0] * w_cols.shape[0], yd, Yd, dM, srcd, dstd, pt, w_cols, nzc, nzc_val,
-              nzc_ptr, dw)
+    cu.launch(_k_grad_w, dt, wd.shape[0] * t.w_owner.shape[0], yd, Yd, dM, srcd, dstd, t.paths, t.w_owner, t.nz_c,
+              t.nz_c_val, t.nz_c_ptr, dw)
     dY = cu.device_zeros(Yd.shape, dt)
-    cu.launch(_k_grad_Y, dt, Yd.shape[0] * sh_cols.shape[0], yd, wd, dM, srcd, dstd, pt, sh_cols, sh_list, nzb,
-              nzb_val, nzb_ptr, dY)
+    cu.launch(_k_grad_Y, dt, Yd.shape[0] * t.sh_owner.shape[0], yd, wd, dM, srcd, dstd, t.paths, t.sh_owner,
+              t.sh_paths, t.nz_b, t.nz_b_val, t.nz_b_ptr, dY)
     sptr, sperm = cu.csr_device(src, yd.shape[0])
     dy = cu.device_empty(yd.shape, dt)
-    cu.launch(_k_grad_y, dt, dy.size, Yd, wd, dM, dstd, sptr, sperm, pt, in_cols, in_list, nza, nza_val, nza_ptr, dy)
+    cu.launch(_k_grad_y, dt, dy.size, Yd, wd, dM, dstd, sptr, sperm, t.paths, t.in_owner, t.in_paths, t.nz_a,
+              t.nz_a_val, t.nz_a_ptr, dy)
     return cu.finish((dy, dY, dw), like, d_M)

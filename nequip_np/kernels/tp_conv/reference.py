@@ -29,10 +29,25 @@ Backward (trilinear, so each input gets the product of the other two):
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
-from nequip_np.model.plan import blocks
+from nequip_np.kernels.plan import blocks
+
+
+class Cache(NamedTuple):
+    """What the backward pass reads (``w`` may be set to None and restored: low-memory mode)."""
+
+    x_e: np.ndarray  # (E, dim I) y gathered at the senders
+    Y: np.ndarray
+    w: np.ndarray | None
+    src: np.ndarray
+    dst: np.ndarray
+    y_shape: tuple
+    plan: object
+    saved: list  # per path: (YC (E, d1, d3), t (E, mul, d3))
 
 
 def forward(y, Y, w, src, dst, n_nodes, plan):
@@ -52,7 +67,7 @@ def forward(y, Y, w, src, dst, n_nodes, plan):
         msg[:, bm.start : bm.stop] = (t * wk[:, :, None]).reshape(e, bm.stop - bm.start)
         saved.append((YC, t))
     M = scatter_sum(msg, dst, n_nodes)
-    return M, (x_e, Y, w, src, dst, y.shape, plan, saved)
+    return M, Cache(x_e, Y, w, src, dst, y.shape, plan, saved)
 
 
 def backward(d_M, cache):

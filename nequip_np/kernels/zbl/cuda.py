@@ -29,4 +29,5 @@ def forward(edge_vec, z_center, z_neighbor, rmax_recip, p, ke):
 
 def backward(d_energy, cache):
     ref_cache, like = cache
-    return _like(reference.backward(_host(d_energy), ref_cache), like, d_energy)
+    (d_vec,) = reference.backward(_host(d_energy), ref_cache)
+    return (_like(d_vec, like, d_energy),)

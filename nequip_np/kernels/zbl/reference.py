@@ -40,5 +40,6 @@ def forward(edge_vec, z_center, z_neighbor, rmax_recip, p, ke):
 
 
 def backward(d_energy, cache):
+    """Returns ``(d_edge_vec,)``."""
     edge_vec, r, d_energy_dr = cache
-    return (d_energy * d_energy_dr / r)[:, None] * edge_vec
+    return ((d_energy * d_energy_dr / r)[:, None] * edge_vec,)
