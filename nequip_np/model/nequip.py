@@ -37,6 +37,7 @@ from nequip_np.kernels.glue import reference as host_glue
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
 from nequip_np.model.plan import build_plan
+from nequip_np.model.radial_tables import DEFAULT_POINTS, build_radial_tables
 
 _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
 
@@ -71,6 +72,7 @@ class NequIPModel:
         for name in ("per_type_energy_scales", "per_type_energy_shifts", "bessel_weights"):
             if name in self.params:
                 self.buffers.pop(name)
+        self.radial_tables = None  # RadialTables when use_radial_tables() is on (inference only)
         if params is not None:
             self.load_params(params)
 
@@ -107,6 +109,16 @@ class NequIPModel:
             if value.shape != self.params[key].shape:
                 raise ValueError(f"parameter {key!r} has shape {value.shape}, expected {self.params[key].shape}")
             self.params[key] = np.array(value, dtype=self.params[key].dtype, order="C")  # a copy: never alias
+        if self.radial_tables is not None:  # tables follow the parameters
+            self.use_radial_tables(self.radial_tables.n_points)
+
+    def use_radial_tables(self, n_points: int | None = DEFAULT_POINTS) -> None:
+        """Energies and forces from per-layer spline tables of the radial MLP (``model/radial_tables.py``).
+
+        ``n_points=None`` switches back to the MLP. The tables are built from the current parameters
+        (milliseconds); a forward pass on parameters that differ from them raises.
+        """
+        self.radial_tables = None if n_points is None else build_radial_tables(self, n_points)
 
     def _get(self, name: str, params: dict):
         return params[name] if name in params else self.buffers[name]
@@ -116,7 +128,8 @@ class NequIPModel:
         n = sum(v.size for v in self.params.values())
         return (f"NequIPModel(type_names={c.type_names}, r_max={c.r_max}, num_layers={c.num_layers}, "
                 f"l_max={c.l_max}, parity={c.parity}, num_features={c.num_features}, "
-                f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n})")
+                f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n}"
+                + (f", radial_tables={self.radial_tables.n_points}" if self.radial_tables is not None else "") + ")")
 
     # ------------------------------------------------------------------ forward
     def _forward(self, graph, edge_vec, params, low_memory: bool = False):
@@ -142,11 +155,14 @@ class NequIPModel:
         cache = {}
         # 3-4. geometry in float64 (complex128), then cast to the model dtype
         rmax_recip = ops.glue.resident(self.buffers["rmax_recip"][types[dst], types[src]])
-        bessel_w = ops.glue.resident(self._get("bessel_weights", params))
-        emb, cache["emb"] = ops.edge_embedding.forward(
-            edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2)
+        tables = self._active_radial_tables(params, edge_vec)  # None: the radial MLP (always when training)
+        if tables is None:
+            bessel_w = ops.glue.resident(self._get("bessel_weights", params))
+            emb, cache["emb"] = ops.edge_embedding.forward(
+                edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2)
+            emb = ops.glue.cast(emb, cdt)
         Y, cache["sh"] = ops.spherical_harmonics.forward(edge_vec, c.l_max)
-        emb, Y = ops.glue.cast(emb, cdt), ops.glue.cast(Y, cdt)
+        Y = ops.glue.cast(Y, cdt)
         # 1. species embedding: node features and node attributes
         attr = params["type_embed"]
         h = ops.glue.cast(ops.glue.gather_rows(attr, types), cdt)
@@ -159,10 +175,13 @@ class NequIPModel:
                 s, lc["sc"] = ops.self_connection.forward(h, attr, types, params[f"layer{k}.sc"], layer.self_connection)
             y, lc["l1"] = ops.linear.forward(h, params[f"layer{k}.linear_1"], layer.linear_1)
             y = ops.glue.mul(y, neighbor_norm)
-            radial = [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)]
-            w, lc["mlp"] = ops.mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
+            if tables is None:
+                radial = [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)]
+                w, lc["mlp"] = ops.mlp.forward(emb, radial, _alphas(layer.radial_dims), "silu")
+            else:  # tabulated w(r/r_max): no MLP; the reverse pass goes to the edge vectors directly
+                w, lc["mlp"] = ops.radial_table.forward(edge_vec, rmax_recip, tables.layer(k, cdt))
             M, lc["tp"] = ops.tp_conv.forward(y, Y, w, src, dst, n, layer.conv)
-            if low_memory:  # keep only what recomputes w: the embedding and the weights
+            if low_memory and tables is None:  # keep only what recomputes w: the embedding and the weights
                 lc["mlp"], lc["tp"] = _RadialRecompute(emb, radial, layer.radial_dims), _drop(lc["tp"], w)
             z, lc["l2"] = ops.linear.forward(M, params[f"layer{k}.linear_2"], layer.linear_2)
             if layer.self_connection is not None:
@@ -187,6 +206,13 @@ class NequIPModel:
                                                self.buffers["zbl_p"], self.buffers["zbl_ke"])
             atomic = ops.glue.add(atomic, ops.glue.scatter_sum(e_pair, dst, n))
         return atomic, cache
+
+    def _active_radial_tables(self, params, edge_vec):
+        """The radial tables if on and the pass is real (inference); they must match ``params``."""
+        if self.radial_tables is None or np.iscomplexobj(edge_vec):
+            return None
+        self.radial_tables.check(params, self.buffers)
+        return self.radial_tables
 
     def _per_type(self, name, params, types):
         v = self.ops.glue.resident(self._get(name, params))
@@ -213,6 +239,9 @@ class NequIPModel:
         """
         plan, ops = self.plan, self.ops
         types, dst, src = graph.atom_types, graph.edge_index[0], graph.edge_index[1]
+        if param_grads and "emb" not in cache:
+            raise RuntimeError("radial tables give no gradients of the radial MLP weights; call "
+                               "model.use_radial_tables(None) before training")
         grads = {}
         e_tilde, scale = cache["scale_shift"]
         self._per_type_grad("per_type_energy_shifts", params, types, d_atomic, grads)
@@ -220,7 +249,7 @@ class NequIPModel:
         d_e = ops.glue.column(ops.glue.mul(d_atomic, scale))
         dh, d_ro = ops.mlp.backward(ops.glue.cast(d_e, cache["readout"][0][0].dtype), cache["readout"], param_grads)
         grads.update({f"readout.{m}": g for m, g in enumerate(d_ro) if g is not None})
-        d_emb = d_Y = 0.0
+        d_emb = d_Y = d_vec_table = 0.0
         d_attr = ops.glue.zeros(params["type_embed"].shape, np.result_type(dh.dtype, params["type_embed"].dtype))
         neighbor_norm = self._neighbor_norm(types)
         for layer in reversed(plan.layers):
@@ -232,19 +261,26 @@ class NequIPModel:
                 w, lc["mlp"] = ops.mlp.forward(r.emb, r.weights, _alphas(r.dims), "silu")
                 lc["tp"] = _restore(lc["tp"], w)
             dy, dY_k, dw = ops.tp_conv.backward(dM, lc["tp"])
-            d_emb_k, d_radial = ops.mlp.backward(dw, lc["mlp"], param_grads)
+            if "emb" in cache:
+                d_emb_k, d_radial = ops.mlp.backward(dw, lc["mlp"], param_grads)
+                grads.update({f"layer{k}.radial.{m}": g for m, g in enumerate(d_radial) if g is not None})
+                d_emb = ops.glue.add(d_emb, d_emb_k)
+            else:  # radial tables: dE/dr_e from the spline's derivative
+                d_vec_table = ops.glue.add(d_vec_table, ops.radial_table.backward(dw, lc["mlp"]))
             lc["mlp"] = lc["tp"] = None  # this layer's per-edge caches are done: free them now
-            grads.update({f"layer{k}.radial.{m}": g for m, g in enumerate(d_radial) if g is not None})
             dh, grads[f"layer{k}.linear_1"] = ops.linear.backward(ops.glue.mul(dy, neighbor_norm), lc["l1"])
             if layer.self_connection is not None:
                 dh_sc, d_attr_k, grads[f"layer{k}.sc"] = ops.self_connection.backward(dz, lc["sc"])
                 dh = ops.glue.add(dh, dh_sc)
                 d_attr = ops.glue.add(d_attr, d_attr_k)
-            d_emb, d_Y = ops.glue.add(d_emb, d_emb_k), ops.glue.add(d_Y, dY_k)
+            d_Y = ops.glue.add(d_Y, dY_k)
         d_attr = ops.glue.add(d_attr, ops.glue.scatter_sum(dh, types, d_attr.shape[0]))
         grads["type_embed"] = d_attr
         geo_dtype = cache["sh"][0].dtype
-        d_vec, d_bessel_w = ops.edge_embedding.backward(ops.glue.cast(d_emb, geo_dtype), cache["emb"])
+        if "emb" in cache:
+            d_vec, d_bessel_w = ops.edge_embedding.backward(ops.glue.cast(d_emb, geo_dtype), cache["emb"])
+        else:
+            d_vec, d_bessel_w = d_vec_table, None
         d_vec = ops.glue.add(d_vec, ops.spherical_harmonics.backward(ops.glue.cast(d_Y, geo_dtype), cache["sh"]))
         if "bessel_weights" in params:
             grads["bessel_weights"] = d_bessel_w
