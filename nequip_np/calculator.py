@@ -18,6 +18,8 @@ the edges are *identical* to a fresh list — results do not depend on the skin 
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
@@ -48,6 +50,26 @@ def _as_model(model, backend, dtype):
     new.buffers = {k: np.array(v, copy=True) for k, v in model.buffers.items()}  # imported scales etc.
     new.load_params(model.params)
     return new
+
+
+def _with_radial_tables(model, radial_table):
+    """``model`` with radial tables of the requested size on (a shallow copy when it must change)."""
+    if radial_table is False or radial_table is None:
+        return model
+    if isinstance(radial_table, bool):
+        from nequip_np.model.radial_tables import DEFAULT_POINTS
+
+        n_points = DEFAULT_POINTS
+    elif isinstance(radial_table, (int, np.integer)):
+        n_points = int(radial_table)
+    else:
+        raise TypeError(f"radial_table must be True, False or a number of table nodes, got {radial_table!r}")
+    if model.radial_tables is not None and model.radial_tables.n_points == n_points:
+        return model
+    model = copy.copy(model)
+    model.params = dict(model.params)  # load_params on the copy must not reach the original's dict
+    model.use_radial_tables(n_points)
+    return model
 
 
 class NeighborListCache:
@@ -114,6 +136,11 @@ class NequIPCalculator(Calculator):
         skin: neighbour-list skin in Å (see module docstring); 0 rebuilds the list on every call.
             The default 0.5 Å suits MD at a 0.5–1 fs step (a rebuild every ~10–50 steps at 300–500 K).
         dtype: "float64" or "float32" model precision; None keeps the model's.
+        radial_table: evaluate each layer's radial MLP from a spline table built once
+            (:meth:`~nequip_np.NequIPModel.use_radial_tables`): ``True`` for the default size, an int
+            for that many nodes, ``False`` (default) for the MLP. Forces stay the exact derivative of
+            the energy; the error against the MLP is in ``docs/kernels.md``. The tables go on a copy
+            of a model object that does not have them (the original is untouched).
         **kwargs: passed on to :class:`ase.calculators.calculator.Calculator` (e.g. ``directory``).
 
     Attributes:
@@ -134,9 +161,9 @@ class NequIPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model, backend: str | None = None, chemical_species_to_atom_type_map=None, *,
-                 skin: float = 0.5, dtype: str | None = None, **kwargs):
+                 skin: float = 0.5, dtype: str | None = None, radial_table: bool | int = False, **kwargs):
         super().__init__(**kwargs)
-        self.model = _as_model(model, backend, dtype)
+        self.model = _with_radial_tables(_as_model(model, backend, dtype), radial_table)
         self.species_map = chemical_species_to_atom_type_map
         c = self.model.config
         self.type_names = list(c.type_names)
@@ -156,7 +183,8 @@ class NequIPCalculator(Calculator):
 
     def __repr__(self) -> str:
         return (f"NequIPCalculator(type_names={self.type_names}, r_max={self.model.config.r_max}, "
-                f"backend={self.model.backend!r}, dtype={self.model.dtype.name!r}, skin={self.skin})")
+                f"backend={self.model.backend!r}, dtype={self.model.dtype.name!r}, skin={self.skin}"
+                + (f", radial_table={self.model.radial_tables.n_points}" if self.model.radial_tables else "") + ")")
 
     def species_types(self, atoms) -> np.ndarray:
         """(N,) type indices of ``atoms``; an element the model does not know raises ValueError."""

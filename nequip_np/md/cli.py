@@ -20,12 +20,20 @@ def _common(p):
     p.add_argument("--dtype", default=None, choices=["float64", "float32"], help="default: the model's")
     p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å (0: rebuild every step)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_radial_table_argument(p)
+
+
+def add_radial_table_argument(p):
+    p.add_argument("--radial-table", nargs="?", type=int, const=True, default=False, metavar="NODES",
+                   help="radial MLPs read from spline tables built once (faster; forces stay exact derivatives, "
+                        "error vs the MLP in docs/kernels.md); optional NODES per table")
 
 
 def _calculator(args, atoms):
     from nequip_np.calculator import NequIPCalculator
 
-    calc = NequIPCalculator(args.model, backend=args.backend, dtype=args.dtype, skin=args.skin)
+    calc = NequIPCalculator(args.model, backend=args.backend, dtype=args.dtype, skin=args.skin,
+                            radial_table=args.radial_table)
     calc.species_types(atoms)  # unknown elements: fail now, naming them and the known ones
     return calc
 
