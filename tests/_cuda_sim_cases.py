@@ -78,6 +78,15 @@ def test_edge_embedding(dtype):
     _check("edge_embedding", (vec, np.full(5, 1 / 3.5), np.arange(1.0, 5.0), 6, 0.4), dtype, rng, 2)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])  # inference only: real edge vectors, model-dtype table
+def test_radial_table(dtype):
+    rng = np.random.default_rng(11)
+    vec = rng.uniform(-2, 2, (5, 3))
+    vec[0] *= 3.0  # beyond r_max: w = 0 branch
+    table = rng.standard_normal((6, 3, 4)).astype(dtype)
+    _check("radial_table", (vec, np.full(5, 1 / 3.5), table), dtype, rng, 1)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_spherical_harmonics(dtype):
     rng = np.random.default_rng(2)
@@ -196,6 +205,18 @@ def test_full_model_float32_energy_and_forces():
     a, b = ref.compute(graph, stress=False), gpu.compute(graph, stress=False)
     np.testing.assert_allclose(b["total_energy"], a["total_energy"], rtol=1e-6)
     np.testing.assert_allclose(b["forces"], a["forces"], rtol=0, atol=2e-4 * max(1.0, np.abs(a["forces"]).max()))
+
+
+def test_full_model_with_radial_tables():
+    rng = np.random.default_rng(12)
+    ref = small_model(seed=5, **TINY)
+    gpu = small_model(seed=5, backend="cuda", **TINY)
+    ref.use_radial_tables(16)
+    gpu.use_radial_tables(16)
+    graph = batch_graphs([_graph(ref, molecule(rng, 3), rng), _graph(ref, periodic(rng, small=True), rng)])
+    a, b = ref.compute(graph), gpu.compute(graph)
+    for key in ("total_energy", "forces", "stress"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-10, atol=1e-10, err_msg=key)
 
 
 def test_tp_conv_is_deterministic(plan):
