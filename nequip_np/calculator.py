@@ -56,15 +56,13 @@ def _with_radial_tables(model, radial_table):
     """``model`` with radial tables of the requested size on (a shallow copy when it must change)."""
     if radial_table is False or radial_table is None:
         return model
-    if isinstance(radial_table, bool):
-        from nequip_np.model.radial_tables import DEFAULT_POINTS
-
-        n_points = DEFAULT_POINTS
-    elif isinstance(radial_table, (int, np.integer)):
+    if radial_table is True or radial_table == "auto":
+        n_points = "auto"
+    elif isinstance(radial_table, (int, np.integer)) and not isinstance(radial_table, bool):
         n_points = int(radial_table)
     else:
-        raise TypeError(f"radial_table must be True, False or a number of table nodes, got {radial_table!r}")
-    if model.radial_tables is not None and model.radial_tables.n_points == n_points:
+        raise TypeError(f"radial_table must be True, False, 'auto' or a number of table nodes, got {radial_table!r}")
+    if model.radial_tables is not None and n_points in ("auto", model.radial_tables.n_points):
         return model
     model = copy.copy(model)
     model.params = dict(model.params)  # load_params on the copy must not reach the original's dict
@@ -137,8 +135,8 @@ class NequIPCalculator(Calculator):
             The default 0.5 Å suits MD at a 0.5–1 fs step (a rebuild every ~10–50 steps at 300–500 K).
         dtype: "float64" or "float32" model precision; None keeps the model's.
         radial_table: evaluate each layer's radial MLP from a spline table built once
-            (:meth:`~nequip_np.NequIPModel.use_radial_tables`): ``True`` for the default size, an int
-            for that many nodes, ``False`` (default) for the MLP. Forces stay the exact derivative of
+            (:meth:`~nequip_np.NequIPModel.use_radial_tables`): ``True`` or ``"auto"`` for a size set
+            by an error bound, an int for that many nodes, ``False`` (default) for the MLP. Forces stay the exact derivative of
             the energy; the error against the MLP is in ``docs/kernels.md``. The tables go on a copy
             of a model object that does not have them (the original is untouched).
         **kwargs: passed on to :class:`ase.calculators.calculator.Calculator` (e.g. ``directory``).

@@ -215,6 +215,21 @@ def test_stale_tables_and_training_are_refused():
         model.use_radial_tables(3)
 
 
+def test_auto_size_meets_its_bound_or_refuses(monkeypatch):
+    import nequip_np.model.radial_tables as rt
+
+    model = small_model(seed=2, num_layers=1)
+    assert build_radial_tables(model).n_points == DEFAULT_POINTS  # the default size meets the bound here
+    monkeypatch.setattr(rt, "DEFAULT_POINTS", 16)
+    coarse = build_radial_tables(model, 16).error["dw"]
+    monkeypatch.setattr(rt, "AUTO_TOLERANCE", coarse / 100)  # needs 2-3 doublings (error ~ h^5)
+    tables = build_radial_tables(model)
+    assert tables.n_points in (32, 64, 128) and tables.error["dw"] <= coarse / 100
+    monkeypatch.setattr(rt, "MAX_POINTS", 32)
+    with pytest.raises(ValueError, match="too rough to tabulate"):
+        build_radial_tables(model)
+
+
 def test_calculator_and_cli_switches(tmp_path, capsys):
     from ase.io import write
 
@@ -226,6 +241,10 @@ def test_calculator_and_cli_switches(tmp_path, capsys):
         NequIPCalculator(model, radial_table="yes")
     model.save(tmp_path / "m.npz")
     write(tmp_path / "mol.xyz", molecule(np.random.default_rng(5), 6))
-    rc = main(["md", str(tmp_path / "m.npz"), str(tmp_path / "mol.xyz"), "--steps", "4", "--radial-table",
-               "--trajectory", str(tmp_path / "t.traj"), "--no-progress", "--seed", "1"])
-    assert rc == 0 and f"radial_table={DEFAULT_POINTS}" in capsys.readouterr().out
+    common = [str(tmp_path / "m.npz"), str(tmp_path / "mol.xyz"), "--steps", "4", "--no-progress", "--seed", "1"]
+    assert main(["md", *common, "--trajectory", str(tmp_path / "a.traj")]) == 0  # tables by default
+    assert f"radial_table={DEFAULT_POINTS}" in capsys.readouterr().out
+    assert main(["md", *common, "--trajectory", str(tmp_path / "b.traj"), "--radial-table", "64"]) == 0
+    assert "radial_table=64" in capsys.readouterr().out
+    assert main(["md", *common, "--trajectory", str(tmp_path / "c.traj"), "--no-radial-table"]) == 0
+    assert "radial_table" not in capsys.readouterr().out

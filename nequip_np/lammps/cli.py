@@ -35,10 +35,8 @@ def run(args) -> int:
     from nequip_np.model.io import load_any_model
 
     model = load_any_model(args.model, backend=args.backend)
-    if args.radial_table:
-        from nequip_np.model.radial_tables import DEFAULT_POINTS
-
-        model.use_radial_tables(DEFAULT_POINTS if args.radial_table is True else args.radial_table)
+    if args.radial_table is not None:
+        model.use_radial_tables(args.radial_table)
     cmdargs = ["-log", args.log] + (["-screen", args.screen] if args.screen else [])
     comm = default_comm()
     if comm.size > 1:

@@ -23,17 +23,27 @@ def _common(p):
     add_radial_table_argument(p)
 
 
+def _nodes(text: str):
+    return "auto" if text == "auto" else int(text)
+
+
 def add_radial_table_argument(p):
-    p.add_argument("--radial-table", nargs="?", type=int, const=True, default=False, metavar="NODES",
-                   help="radial MLPs read from spline tables built once (faster; forces stay exact derivatives, "
-                        "error vs the MLP in docs/kernels.md); optional NODES per table")
+    """``--radial-table [NODES]`` (the default: tables sized by an error bound) / ``--no-radial-table``."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--radial-table", nargs="?", type=_nodes, const="auto", metavar="NODES",
+                   help="read the radial MLPs from spline tables built once (the default, sized so that forces "
+                        "differ from the MLP's by < 1e-7 relative; they stay the exact derivative of the energy; "
+                        "docs/kernels.md); NODES: nodes per table instead")
+    g.add_argument("--no-radial-table", dest="radial_table", action="store_const", const=None,
+                   help="evaluate the radial MLPs (the reference path)")
+    p.set_defaults(radial_table="auto")
 
 
 def _calculator(args, atoms):
     from nequip_np.calculator import NequIPCalculator
 
     calc = NequIPCalculator(args.model, backend=args.backend, dtype=args.dtype, skin=args.skin,
-                            radial_table=args.radial_table)
+                            radial_table=args.radial_table or False)
     calc.species_types(atoms)  # unknown elements: fail now, naming them and the known ones
     return calc
 

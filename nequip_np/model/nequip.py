@@ -37,7 +37,7 @@ from nequip_np.kernels.glue import reference as host_glue
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
 from nequip_np.model.plan import build_plan
-from nequip_np.model.radial_tables import DEFAULT_POINTS, build_radial_tables
+from nequip_np.model.radial_tables import build_radial_tables
 
 _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
 
@@ -112,11 +112,12 @@ class NequIPModel:
         if self.radial_tables is not None:  # tables follow the parameters
             self.use_radial_tables(self.radial_tables.n_points)
 
-    def use_radial_tables(self, n_points: int | None = DEFAULT_POINTS) -> None:
+    def use_radial_tables(self, n_points: int | str | None = "auto") -> None:
         """Energies and forces from per-layer spline tables of the radial MLP (``model/radial_tables.py``).
 
-        ``n_points=None`` switches back to the MLP. The tables are built from the current parameters
-        (milliseconds); a forward pass on parameters that differ from them raises.
+        ``n_points``: nodes per table, ``"auto"`` (sized to an error bound), or None to switch back to
+        the MLP. The tables are built from the current parameters (well under a second); a forward pass
+        on parameters that differ from them raises.
         """
         self.radial_tables = None if n_points is None else build_radial_tables(self, n_points)
 
