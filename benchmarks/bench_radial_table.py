@@ -99,7 +99,7 @@ def child(args) -> list:
             tab_model.use_radial_tables(args.n_points)
             build_s = time.perf_counter() - t0
             repeats = args.repeats if graph.n_atoms <= 200 else max(3, args.repeats // 2)
-            impls = {"mlp": lambda: mlp_model.compute(graph), "table": lambda: tab_model.compute(graph)}
+            impls = {"mlp": lambda m=mlp_model, g=graph: m.compute(g), "table": lambda m=tab_model, g=graph: m.compute(g)}
             rmlp, rtab = _radial_parts(tab_model, graph)
             parts = {"mlp": rmlp, "table": rtab}
             times = {k: [] for k in impls}
