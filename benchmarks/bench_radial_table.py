@@ -4,7 +4,10 @@ r"""Energy + forces with the radial MLP vs with radial tables (``NequIPModel.use
 Not a test. Same weights, same edges; for each case two models (MLP path, table path) are called
 ALTERNATELY (mlp, table, mlp, …; the first round is a discarded warm-up), and the median per call
 is reported with the spread (min, max, and the interquartile range relative to the median) so that
-the noise of a shared machine is visible. Two timings per case:
+the noise of a shared machine is visible. Each timing is taken twice: wall clock (``*_ms``) and the
+process's CPU time (``*_cpu_ms``, ``time.process_time``: all threads of this process, so it does not
+count time the process waited for the cores — on a machine shared with other jobs it is the steadier
+number at 1 thread; at 2 threads it also counts Numba's workers spinning). Two timings per case:
 
 * ``call_ms``: one whole ``model.compute(graph)`` (energy, forces, stress);
 * ``radial_ms``: the radial part alone, all layers, forward + force reverse pass: MLP path =
@@ -102,37 +105,42 @@ def child(args) -> list:
             impls = {"mlp": lambda m=mlp_model, g=graph: m.compute(g), "table": lambda m=tab_model, g=graph: m.compute(g)}
             rmlp, rtab = _radial_parts(tab_model, graph)
             parts = {"mlp": rmlp, "table": rtab}
-            times = {k: [] for k in impls}
-            ptimes = {k: [] for k in parts}
+            times = {(k, kind): [] for k in impls for kind in ("call", "call_cpu", "radial", "radial_cpu")}
             out = {}
             for r in range(repeats + 1):  # round 0: warm-up (JIT compile, allocator), discarded
-                for name in impls:
-                    t = time.perf_counter()
-                    out[name] = impls[name]()
-                    if r:
-                        times[name].append(time.perf_counter() - t)
-                    t = time.perf_counter()
-                    parts[name]()
-                    if r:
-                        ptimes[name].append(time.perf_counter() - t)
+                for name, fn in impls.items():
+                    for kind, f in (("call", fn), ("radial", parts[name])):
+                        t, c = time.perf_counter(), time.process_time()
+                        res = f()
+                        if r:
+                            times[name, kind].append(time.perf_counter() - t)
+                            times[name, kind + "_cpu"].append(time.process_time() - c)
+                        if kind == "call":
+                            out[name] = res
             f_mlp, f_tab = out["mlp"]["forces"], out["table"]["forces"]
-            call = {k: _stats(v) for k, v in times.items()}
-            rad = {k: _stats(v) for k, v in ptimes.items()}
+            call = {k: _stats(times[k, "call"]) for k in impls}
+            rad = {k: _stats(times[k, "radial"]) for k in impls}
+            call_cpu = {k: _stats(times[k, "call_cpu"]) for k in impls}
+            rad_cpu = {k: _stats(times[k, "radial_cpu"]) for k in impls}
             row = dict(system=system, n_atoms=graph.n_atoms, n_edges=graph.n_edges, l_max=l_max, dtype="float64",
                        features=args.features, threads=args.threads, repeats=repeats, n_points=args.n_points,
                        n_w=[int(lay.radial_dims[-1]) for lay in mlp_model.plan.layers],
                        table_build_s=build_s, table_error=tab_model.radial_tables.error,
                        table_bytes_per_layer=int(tab_model.radial_tables.tables[0].nbytes),
-                       call_ms=call, radial_ms=rad,
+                       call_ms=call, radial_ms=rad, call_cpu_ms=call_cpu, radial_cpu_ms=rad_cpu,
                        speedup_call=call["mlp"]["median"] / call["table"]["median"],
                        speedup_radial=rad["mlp"]["median"] / rad["table"]["median"],
+                       speedup_call_cpu=call_cpu["mlp"]["median"] / call_cpu["table"]["median"],
+                       speedup_radial_cpu=rad_cpu["mlp"]["median"] / rad_cpu["table"]["median"],
                        force_rel_diff=float(np.abs(f_tab - f_mlp).max() / np.abs(f_mlp).max()),
                        energy_diff_eV=float(out["table"]["total_energy"][0] - out["mlp"]["total_energy"][0]),
                        load_average=os.getloadavg())
-            print(json.dumps({k: row[k] for k in ("system", "l_max", "threads", "speedup_call", "speedup_radial",
-                                                  "force_rel_diff")}
-                             | {"call_ms": {k: round(v["median"], 2) for k, v in call.items()},
-                                "radial_ms": {k: round(v["median"], 2) for k, v in rad.items()}}), flush=True)
+            print(json.dumps({k: row[k] for k in ("system", "l_max", "threads", "speedup_call", "speedup_call_cpu",
+                                                  "speedup_radial", "speedup_radial_cpu", "force_rel_diff")}
+                             | {f"{what}_ms": {k: (round(v["median"], 2), round(v["iqr_rel"], 3)) for k, v in d.items()}
+                                for what, d in (("call", call), ("call_cpu", call_cpu), ("radial", rad),
+                                                ("radial_cpu", rad_cpu))}
+                             | {"load": row["load_average"][0]}), flush=True)
             rows.append(row)
     return rows
 
@@ -156,27 +164,33 @@ def main(argv=None):
         args.threads = args.threads[0]
         print("ROWS " + json.dumps(child(args)), flush=True)
         return 0
-    if args.out and os.path.exists(args.out):
+    if args.out and os.path.exists(args.out) and not args.child:
         raise SystemExit(f"{args.out} exists; give another --out (results are never overwritten)")
+    import numba
+
     rows = []
+    result = {"machine": {"cpu_count": os.cpu_count(), "numba": numba.__version__, "numpy": np.__version__,
+                          "threading_layer": os.environ.get("NUMBA_THREADING_LAYER", "workqueue (nequip_np default)"),
+                          "load_average_at_start": os.getloadavg()}, "command": sys.argv, "rows": rows}
     for t in args.threads:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": str(t), "OMP_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t)}
         cmd = [sys.executable, __file__, "--child", "--threads", str(t), "--systems", *args.systems, "--lmax",
                *map(str, args.lmax), "--features", str(args.features), "--repeats", str(args.repeats),
                "--n-points", str(args.n_points)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        sys.stdout.write("".join(line + "\n" for line in proc.stdout.splitlines() if not line.startswith("ROWS ")))
+        with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as proc:
+            for line in proc.stdout:  # rows as they come (a long run shows progress)
+                if line.startswith("ROWS "):
+                    rows += json.loads(line[5:])
+                else:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
         if proc.returncode:
-            raise SystemExit(f"child ({t} threads) failed:\n{proc.stderr[-3000:]}")
-        rows += json.loads(next(line[5:] for line in proc.stdout.splitlines() if line.startswith("ROWS ")))
-    import numba
-
-    result = {"machine": {"cpu_count": os.cpu_count(), "numba": numba.__version__, "numpy": np.__version__,
-                          "load_average_at_end": os.getloadavg()}, "rows": rows}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"wrote {args.out}")
+            raise SystemExit(f"child ({t} threads) failed with exit code {proc.returncode}")
+        result["machine"]["load_average_at_end"] = os.getloadavg()
+        if args.out:  # after every thread count: a run stopped later keeps what it measured
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=1)
+            print(f"wrote {args.out} ({len(rows)} rows)", flush=True)
     return 0
 
 
