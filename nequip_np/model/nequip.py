@@ -110,7 +110,7 @@ class NequIPModel:
                 raise ValueError(f"parameter {key!r} has shape {value.shape}, expected {self.params[key].shape}")
             self.params[key] = np.array(value, dtype=self.params[key].dtype, order="C")  # a copy: never alias
         if self.radial_tables is not None:  # tables follow the parameters
-            self.use_radial_tables(self.radial_tables.n_points)
+            self.use_radial_tables(self.radial_tables.requested)
 
     def use_radial_tables(self, n_points: int | str | None = "auto") -> None:
         """Energies and forces from per-layer spline tables of the radial MLP (``model/radial_tables.py``).

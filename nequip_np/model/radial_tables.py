@@ -116,6 +116,7 @@ class RadialTables:
     n_points: int
     source: dict
     error: dict
+    requested: int | str = 0  # what build_radial_tables was asked for ("auto" or n_points)
     _cast: dict = field(default_factory=dict, repr=False)
 
     def layer(self, k: int, dtype) -> np.ndarray:
@@ -149,6 +150,7 @@ def build_radial_tables(model, n_points: int | str = "auto", params: dict | None
         while True:
             tables = build_radial_tables(model, n, params)
             if tables.error["dw"] <= AUTO_TOLERANCE:
+                tables.requested = "auto"
                 return tables
             if n >= MAX_POINTS:
                 raise ValueError(f"radial tables of {n} nodes still differ from the radial MLP by "
@@ -179,4 +181,4 @@ def build_radial_tables(model, n_points: int | str = "auto", params: dict | None
         S, dS = evaluate(mid, tables[-1])
         error["w"] = max(error["w"], float(np.abs(S - w_mid).max() / max(np.abs(w).max(), 1e-300)))
         error["dw"] = max(error["dw"], float(np.abs(dS - dw_mid).max() / max(np.abs(dw).max(), 1e-300)))
-    return RadialTables(tables=tables, n_points=n_points, source=source, error=error)
+    return RadialTables(tables=tables, n_points=n_points, source=source, error=error, requested=n_points)
