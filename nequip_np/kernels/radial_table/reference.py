@@ -13,14 +13,14 @@ tabulated function is C² there too.
 
 Notation
 
-==============================  ============  ===================
-symbol                          array         shape
-==============================  ============  ===================
-:math:`\vec r_e`                ``edge_vec``  (E, 3)
-:math:`1/r_{\max}(t_i, t_j)`    ``rmax_recip``(E,)
-:math:`T_{a,s,c}`               ``table``     (n, 3, n_w)
-:math:`w_{ec}`                  ``w``         (E, n_w)
-==============================  ============  ===================
+==============================  ==============  ===================
+symbol                          array           shape
+==============================  ==============  ===================
+:math:`\vec r_e`                ``edge_vec``    (E, 3)
+:math:`1/r_{\max}(t_i, t_j)`    ``rmax_recip``  (E,)
+:math:`T_{a,s,c}`               ``table``       (n, 3, n_w)
+:math:`w_{ec}`                  ``w``           (E, n_w)
+==============================  ==============  ===================
 
 Table. Nodes :math:`x_a = a h`, :math:`h = 1/(n-1)`, :math:`a = 0 … n-1`, store the value and the
 first two derivatives, scaled to the unit interval:
