@@ -6,7 +6,10 @@ Hermite weights in registers and reads the six table rows of that interval strai
 channels of a table row, so it vectorises. The cache keeps only the inputs: the backward pass
 recomputes the interval and the basis derivatives per edge and reduces
 :math:`\bar x_e = \sum_c \bar w_{ec} S'_c(x_e)` in the same loop, accumulating in float64 whatever
-the table dtype (float32 models read a float32 table: half the bytes).
+the table dtype (float32 models read a float32 table: half the bytes). That per-edge channel sum is
+compiled with reassociation allowed (``fastmath={"reassoc", "contract"}``) so that it vectorises:
+0.98 → 0.46 ms per layer (Cu 108, 4610 edges, n_w = 64, 1 thread, CPU time); the summation order is
+fixed when the kernel is compiled, so results stay identical for any thread count.
 """
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ def _forward(vec, rmax_recip, table, w):
                        + h3 * hi[2, c] + h4 * hi[1, c] + h5 * hi[0, c])
 
 
-@numba.njit(**PARALLEL)
+@numba.njit(**PARALLEL, fastmath={"reassoc", "contract"})
 def _backward(d_w, vec, rmax_recip, table, d_vec):
     n, nw = table.shape[0], table.shape[2]
     for e in prange(vec.shape[0]):
