@@ -116,8 +116,8 @@ class NequIPModel:
         """Energies and forces from per-layer spline tables of the radial MLP (``model/radial_tables.py``).
 
         ``n_points``: nodes per table, ``"auto"`` (sized to an error bound), or None to switch back to
-        the MLP. The tables are built from the current parameters (0.25–0.5 s CPU for the benchmark models); a forward pass
-        on parameters that differ from them raises.
+        the MLP. The tables are built from the current parameters (0.25–0.5 s of CPU time for the
+        benchmark models); a forward pass on parameters that differ from them raises.
         """
         self.radial_tables = None if n_points is None else build_radial_tables(self, n_points)
 
