@@ -136,9 +136,10 @@ class NequIPCalculator(Calculator):
         dtype: "float64" or "float32" model precision; None keeps the model's.
         radial_table: evaluate each layer's radial MLP from a spline table built once
             (:meth:`~nequip_np.NequIPModel.use_radial_tables`): ``True`` or ``"auto"`` for a size set
-            by an error bound, an int for that many nodes, ``False`` (default) for the MLP. Forces stay the exact derivative of
-            the energy; the error against the MLP is in ``docs/kernels.md``. The tables go on a copy
-            of a model object that does not have them (the original is untouched).
+            by an error bound, an int for that many nodes, ``False`` (default) for the MLP. Forces
+            stay the exact derivative of the energy; the error against the MLP is in
+            ``docs/kernels.md``. The tables go on a copy of a model object that does not have them
+            (the original is untouched).
         **kwargs: passed on to :class:`ase.calculators.calculator.Calculator` (e.g. ``directory``).
 
     Attributes:

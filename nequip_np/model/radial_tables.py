@@ -154,8 +154,9 @@ def build_radial_tables(model, n_points: int | str = "auto", params: dict | None
                 return tables
             if n >= MAX_POINTS:
                 raise ValueError(f"radial tables of {n} nodes still differ from the radial MLP by "
-                                 f"{tables.error['dw']:.1e} (relative, dw/dx) > {AUTO_TOLERANCE:.0e}: this model's radial "
-                                 "functions are too rough to tabulate; evaluate the MLP (no radial table)")
+                                 f"{tables.error['dw']:.1e} (relative, dw/dx) > {AUTO_TOLERANCE:.0e}: this "
+                                 "model's radial functions are too rough to tabulate; evaluate the MLP "
+                                 "(no radial table)")
             n *= 2
     from nequip_np.model.nequip import _alphas
 
