@@ -18,6 +18,8 @@ edges are *identical* to a fresh list — results do not depend on the skin (tes
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
@@ -48,6 +50,24 @@ def _as_model(model, backend, dtype):
     return new
 
 
+def _with_radial_tables(model, radial_table):
+    """``model`` with radial tables of the requested size on (a shallow copy when it must change)."""
+    if radial_table is False or radial_table is None:
+        return model
+    if radial_table is True or radial_table == "auto":
+        n_points = "auto"
+    elif isinstance(radial_table, (int, np.integer)) and not isinstance(radial_table, bool):
+        n_points = int(radial_table)
+    else:
+        raise TypeError(f"radial_table must be True, False, 'auto' or a number of table nodes, got {radial_table!r}")
+    if model.radial_tables is not None and n_points in ("auto", model.radial_tables.n_points):
+        return model
+    model = copy.copy(model)
+    model.params = dict(model.params)  # load_params on the copy must not reach the original's dict
+    model.use_radial_tables(n_points)
+    return model
+
+
 class NequIPCalculator(Calculator):
     """ASE calculator wrapping a :class:`~nequip_np.NequIPModel` (or a path to a saved model).
 
@@ -61,6 +81,12 @@ class NequIPCalculator(Calculator):
         skin: neighbour-list skin in Å (see module docstring); 0 rebuilds the list on every call.
             The default 0.5 Å suits MD at a 0.5–1 fs step (a rebuild every ~10–50 steps at 300–500 K).
         dtype: "float64" or "float32" model precision; None keeps the model's.
+        radial_table: evaluate each layer's radial MLP from a spline table built once
+            (:meth:`~nequip_np.NequIPModel.use_radial_tables`): ``True`` or ``"auto"`` for a size set
+            by an error bound, an int for that many nodes, ``False`` (default) for the MLP. Forces
+            stay the exact derivative of the energy; the error against the MLP is in
+            ``docs/kernels.md``. The tables go on a copy of a model object that does not have them
+            (the original is untouched).
         **kwargs: passed on to :class:`ase.calculators.calculator.Calculator` (e.g. ``directory``).
 
     Attributes:
@@ -81,9 +107,9 @@ class NequIPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model, backend: str | None = None, chemical_species_to_atom_type_map=None, *,
-                 skin: float = 0.5, dtype: str | None = None, **kwargs):
+                 skin: float = 0.5, dtype: str | None = None, radial_table: bool | int = False, **kwargs):
         super().__init__(**kwargs)
-        self.model = _as_model(model, backend, dtype)
+        self.model = _with_radial_tables(_as_model(model, backend, dtype), radial_table)
         self.species_map = chemical_species_to_atom_type_map
         c = self.model.config
         self.type_names = list(c.type_names)
@@ -103,7 +129,8 @@ class NequIPCalculator(Calculator):
 
     def __repr__(self) -> str:
         return (f"NequIPCalculator(type_names={self.type_names}, r_max={self.model.config.r_max}, "
-                f"backend={self.model.backend!r}, dtype={self.model.dtype.name!r}, skin={self.skin})")
+                f"backend={self.model.backend!r}, dtype={self.model.dtype.name!r}, skin={self.skin}"
+                + (f", radial_table={self.model.radial_tables.n_points}" if self.model.radial_tables else "") + ")")
 
     def species_types(self, atoms) -> np.ndarray:
         """(N,) type indices of ``atoms``; an element the model does not know raises ValueError."""
@@ -149,3 +176,20 @@ class NequIPCalculator(Calculator):
         }
         if periodic:
             self.results["stress"] = stress_to_voigt(out["stress"][0])
+
+
+# ---------------------------------------------------------------------- command-line option (md, relax, lammps)
+def _nodes(text: str):
+    return "auto" if text == "auto" else int(text)
+
+
+def add_radial_table_argument(p):
+    """``--radial-table [NODES]`` (the default: tables sized by an error bound) / ``--no-radial-table``."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--radial-table", nargs="?", type=_nodes, const="auto", metavar="NODES",
+                   help="read the radial MLPs from spline tables built once (the default, sized so that forces "
+                        "differ from the MLP's by < 1e-7 relative; they stay the exact derivative of the energy; "
+                        "docs/kernels.md); NODES: nodes per table instead")
+    g.add_argument("--no-radial-table", dest="radial_table", action="store_const", const=None,
+                   help="evaluate the radial MLPs (the reference path)")
+    p.set_defaults(radial_table="auto")

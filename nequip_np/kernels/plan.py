@@ -436,3 +436,9 @@ def build_plan(
         irreps = gate.irreps_out
     readout_dims = (num_features[0],) + (readout_mlp_hidden_layers_width,) * readout_mlp_hidden_layers_depth + (1,)
     return ModelPlan(l_max, irreps_sh, type_embed_num_features, tuple(layers), readout_dims)
+
+
+def mlp_alphas(dims, nonlinearity="silu"):
+    """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
+    # Python floats: a NumPy float64 scalar would silently promote float32 models to float64
+    return [float((1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d)) for k, d in enumerate(dims[:-1])]

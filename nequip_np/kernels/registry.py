@@ -18,7 +18,7 @@ import importlib
 from types import SimpleNamespace
 
 OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate",
-              "scale_shift", "zbl", "glue")
+              "scale_shift", "zbl", "glue", "radial_table")
 #: backend -> module file name inside each operation's folder
 BACKEND_FILES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
 #: operations whose reference is cheap enough (elementwise / per-node scalars) to serve the CPU backends

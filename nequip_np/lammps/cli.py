@@ -20,6 +20,9 @@ def add_parser(subparsers):
                    help="how MPI ranks share the model: ghost (LAMMPS ghost atoms, O(N/P) per rank; the default "
                         "on several ranks) or gather (all positions on every rank, exact for any box)")
     p.add_argument("--backend", default="numpy", help="compute backend of the model (default: numpy)")
+    from nequip_np.calculator import add_radial_table_argument
+
+    add_radial_table_argument(p)
     p.add_argument("--var", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="define an index variable, like lmp -var NAME VALUE (repeatable)")
     p.add_argument("--log", default="none", help="LAMMPS log file (default: none)")
@@ -32,6 +35,8 @@ def run(args) -> int:
     from nequip_np.lammps.coupling import default_comm, run_lammps
 
     model = load_any_model(args.model, backend=args.backend)
+    if args.radial_table is not None:
+        model.use_radial_tables(args.radial_table)
     cmdargs = ["-log", args.log] + (["-screen", args.screen] if args.screen else [])
     comm = default_comm()
     if comm.size > 1:

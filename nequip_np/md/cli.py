@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from nequip_np.calculator import add_radial_table_argument
 from nequip_np.md import run as md_run
 
 
@@ -20,12 +21,14 @@ def _common(p):
     p.add_argument("--dtype", default=None, choices=["float64", "float32"], help="default: the model's")
     p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å (0: rebuild every step)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_radial_table_argument(p)
 
 
 def _calculator(args, atoms):
     from nequip_np.calculator import NequIPCalculator
 
-    calc = NequIPCalculator(args.model, backend=args.backend, dtype=args.dtype, skin=args.skin)
+    calc = NequIPCalculator(args.model, backend=args.backend, dtype=args.dtype, skin=args.skin,
+                            radial_table=args.radial_table or False)
     calc.species_types(atoms)  # unknown elements: fail now, naming them and the known ones
     return calc
 

@@ -37,10 +37,11 @@ import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
 from nequip_np.kernels.glue import reference as host_glue
-from nequip_np.kernels.plan import LayerPlan, build_plan
+from nequip_np.kernels.plan import LayerPlan, build_plan, mlp_alphas as _alphas
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
 from nequip_np.model.file_format import save_model
+from nequip_np.model.radial_tables import build_radial_tables
 
 _COMPLEX = {np.dtype(np.float32): np.complex64, np.dtype(np.float64): np.complex128}
 
@@ -53,10 +54,11 @@ class LayerCache:
     weights: LayerWeights  # the parameters used (references, no copies)
     self_connection: object | None  # None in layer 0 (no self-connection)
     linear_1: object
-    radial: object | None  # radial MLP; None in low-memory mode until the reverse pass recomputes it
+    radial: object | None  # radial MLP (or radial table); None in low-memory mode until recomputed
     tp: object  # tensor product; its ``w`` is None in low-memory mode until recomputed
     linear_2: object
     gate: object
+    tabulated: bool = False  # ``radial`` is a radial-table cache: its reverse goes to the edge vectors
 
 
 @dataclass
@@ -66,7 +68,7 @@ class ModelCache:
     edge_vec: object  # (E, 3) backend array, float64 / complex128
     edge_embedding: object
     spherical_harmonics: object
-    emb: object  # (E, n_bessel) radial basis in the model dtype (low memory: recomputes w)
+    emb: object  # (E, n_bessel) radial basis in the model dtype (low memory: recomputes w); None with tables
     features: list  # node features after the embedding and after every layer
     layers: list = field(default_factory=list)  # LayerCache per layer
     readout: object = None
@@ -92,10 +94,13 @@ class LayerWeights:
 
 
 # ---------------------------------------------------------------------- one interaction layer
-def interaction(ops, layer: LayerPlan, W: LayerWeights, h, attr, types, emb, Y, src, dst, norm, low_memory=False):
+def interaction(ops, layer: LayerPlan, W: LayerWeights, h, attr, types, emb, Y, src, dst, norm, low_memory=False,
+                table=None):
     r"""One NequIP interaction layer (``docs/model.md``); returns ``(h', LayerCache)``.
 
     Shapes: N atoms, E edges; I, MID, O, H = the layer's input, message, conv-output and output irreps.
+    ``table``: ``(edge_vec, rmax_recip, layer_table)`` to read ``w`` from the tabulated radial function
+    (inference, ``model/radial_tables.py``) instead of evaluating the radial MLP on ``emb``.
 
     .. math:: h' = \mathrm{Gate}\Big(\mathrm{Linear}_2\Big(\sum_{e \to i}
               \mathrm{TP}\big(c\,\mathrm{Linear}_1(h)_{j(e)},\ Y_e;\ \mathrm{MLP}(b_e)\big)\Big)
@@ -106,21 +111,25 @@ def interaction(ops, layer: LayerPlan, W: LayerWeights, h, attr, types, emb, Y, 
         s, sc = ops.self_connection.forward(h, attr, types, W.self_connection, layer.self_connection)
     y, l1 = ops.linear.forward(h, W.linear_1, layer.linear_1)  # (N, dim I)
     y = xp.mul(y, norm)  # y_j ← c_j y_j: 1/√(avg. neighbours) of the *sender* (N, 1)
-    w, radial = ops.mlp.forward(emb, W.radial, _alphas(layer.radial_dims), "silu")  # (E, n_w)
+    if table is None:
+        w, radial = ops.mlp.forward(emb, W.radial, _alphas(layer.radial_dims), "silu")  # (E, n_w)
+    else:  # w_e = S(r_e / r_max,pair): a C² spline of the same function, no MLP
+        w, radial = ops.radial_table.forward(*table)  # (E, n_w)
     M, tp = ops.tp_conv.forward(y, Y, w, src, dst, types.shape[0], layer.conv)  # (N, dim MID)
     z, l2 = ops.linear.forward(M, W.linear_2, layer.linear_2)  # (N, dim O)
     if layer.self_connection is not None:
         z = xp.add(z, s)
     h, gate = ops.gate.forward(z, layer.gate)  # (N, dim H)
-    if low_memory:  # drop the (E, n_w) weights and the MLP activations: the reverse pass recomputes them
+    if low_memory and table is None:  # drop the (E, n_w) weights and the MLP activations: recomputed later
         radial, tp = None, tp._replace(w=None)
-    return h, LayerCache(W, sc, l1, radial, tp, l2, gate)
+    return h, LayerCache(W, sc, l1, radial, tp, l2, gate, tabulated=table is not None)
 
 
 def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, param_grads=True):
     r"""Reverse of :func:`interaction`: ``dh`` (N, dim H) → ``(dh_in, d_attr, d_emb, d_Y, grads)``.
 
-    ``grads`` maps ``"self_connection"``, ``"linear_1"``, ``"radial"`` (list), ``"linear_2"`` to the
+    ``d_emb`` is (E, n_bessel); with a radial table (``lc.tabulated``) it is instead the edge-vector
+    gradient (E, 3) of the table, and ``grads["radial"]`` is empty. ``grads`` maps ``"self_connection"``, ``"linear_1"``, ``"radial"`` (list), ``"linear_2"`` to the
     parameter gradients; ``d_attr`` is None in layer 0. ``lc`` is consumed (its per-edge caches freed).
     """
     xp, grads = ops.glue, {}
@@ -130,7 +139,10 @@ def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, p
         w, lc.radial = ops.mlp.forward(emb, lc.weights.radial, _alphas(layer.radial_dims), "silu")
         lc.tp = lc.tp._replace(w=w)
     dy, d_Y, dw = ops.tp_conv.backward(dM, lc.tp)  # (N, dim I), (E, (l+1)²), (E, n_w)
-    d_emb, grads["radial"] = ops.mlp.backward(dw, lc.radial, param_grads)  # (E, n_bessel)
+    if lc.tabulated:
+        (d_emb,), grads["radial"] = ops.radial_table.backward(dw, lc.radial), []  # (E, 3)
+    else:
+        d_emb, grads["radial"] = ops.mlp.backward(dw, lc.radial, param_grads)  # (E, n_bessel)
     lc.radial = lc.tp = None  # this layer's per-edge caches are done: free them now
     dh_in, grads["linear_1"] = ops.linear.backward(xp.mul(dy, norm), lc.linear_1)  # (N, dim I)
     d_attr = None
@@ -170,6 +182,7 @@ class NequIPModel:
         for name in ("per_type_energy_scales", "per_type_energy_shifts", "bessel_weights"):
             if name in self.params:
                 self.buffers.pop(name)
+        self.radial_tables = None  # RadialTables when use_radial_tables() is on (inference only)
         if params is not None:
             self.load_params(params)
 
@@ -206,6 +219,17 @@ class NequIPModel:
             if value.shape != self.params[key].shape:
                 raise ValueError(f"parameter {key!r} has shape {value.shape}, expected {self.params[key].shape}")
             self.params[key] = np.array(value, dtype=self.params[key].dtype, order="C")  # a copy: never alias
+        if self.radial_tables is not None:  # tables follow the parameters
+            self.use_radial_tables(self.radial_tables.requested)
+
+    def use_radial_tables(self, n_points: int | str | None = "auto") -> None:
+        """Energies and forces from per-layer spline tables of the radial MLP (``model/radial_tables.py``).
+
+        ``n_points``: nodes per table, ``"auto"`` (sized to an error bound), or None to switch back to
+        the MLP. The tables are built from the current parameters (0.25–0.5 s of CPU time for the
+        benchmark models); a forward pass on parameters that differ from them raises.
+        """
+        self.radial_tables = None if n_points is None else build_radial_tables(self, n_points)
 
     def _get(self, name: str, params: dict):
         return params[name] if name in params else self.buffers[name]
@@ -215,7 +239,8 @@ class NequIPModel:
         n = sum(v.size for v in self.params.values())
         return (f"NequIPModel(type_names={c.type_names}, r_max={c.r_max}, num_layers={c.num_layers}, "
                 f"l_max={c.l_max}, parity={c.parity}, num_features={c.num_features}, "
-                f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n})")
+                f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n}"
+                + (f", radial_tables={self.radial_tables.n_points}" if self.radial_tables is not None else "") + ")")
 
     # ------------------------------------------------------------------ forward
     def forward(self, graph, edge_vec, params: dict | None = None, low_memory: bool = False, to_host: bool = True):
@@ -234,11 +259,15 @@ class NequIPModel:
             edge_vec = xp.upload(edge_vec)  # cuda: the one per-call copy to the device
             # 3-4. geometry in float64 (complex128), then cast to the model dtype
             rmax_recip = xp.resident(self.buffers["rmax_recip"][types[dst], types[src]])  # (E,)
-            bessel_w = xp.resident(self._get("bessel_weights", params))  # (n_b,)
-            emb, emb_cache = ops.edge_embedding.forward(edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p,
-                                                        2.0 * np.pi / c.r_max**2)  # (E, n_b)
+            tables = self._active_radial_tables(params, edge_vec)  # None: the radial MLP (always in training)
+            emb = emb_cache = None
+            if tables is None:
+                bessel_w = xp.resident(self._get("bessel_weights", params))  # (n_b,)
+                emb, emb_cache = ops.edge_embedding.forward(edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p,
+                                                            2.0 * np.pi / c.r_max**2)  # (E, n_b)
+                emb = xp.cast(emb, cdt)
             Y, sh_cache = ops.spherical_harmonics.forward(edge_vec, c.l_max)  # (E, (l_max+1)²)
-            emb, Y = xp.cast(emb, cdt), xp.cast(Y, cdt)
+            Y = xp.cast(Y, cdt)
             # 1. species embedding: node attributes a_i = A[t_i] are also the first features
             attr = params["type_embed"]  # (T, T_f)
             h = xp.cast(xp.gather_rows(attr, types), cdt)  # (N, T_f)
@@ -247,7 +276,8 @@ class NequIPModel:
             norm = self._neighbor_norm(types)  # (N, 1)
             for layer in self.plan.layers:
                 W = LayerWeights.of(params, layer)
-                h, lc = interaction(ops, layer, W, h, attr, types, emb, Y, src, dst, norm, low_memory)
+                table = None if tables is None else (edge_vec, rmax_recip, tables.layer(layer.index, cdt))
+                h, lc = interaction(ops, layer, W, h, attr, types, emb, Y, src, dst, norm, low_memory, table)
                 cache.layers.append(lc)
                 cache.features.append(h)
             # 6. readout, 7. per-type scale and shift in float64
@@ -275,6 +305,9 @@ class NequIPModel:
         ops, xp, plan = self.ops, self.ops.glue, self.plan
         params = self.params if params is None else params  # read for names and shapes only
         types, dst = graph.atom_types, graph.edge_index[0]
+        if param_grads and cache.emb is None:
+            raise RuntimeError("radial tables give no gradients of the radial MLP weights; call "
+                               "model.use_radial_tables(None) before training")
         with ops.call_context():
             d_atomic = xp.upload(d_atomic)  # (N,)
             d_e, d_scales, d_shifts = ops.scale_shift.backward(d_atomic, cache.scale_shift)  # (N, 1), (T,), (T,)
@@ -282,7 +315,7 @@ class NequIPModel:
                      if k in params}
             dh, d_readout = ops.mlp.backward(d_e, cache.readout, param_grads)
             grads.update({f"readout.{m}": g for m, g in enumerate(d_readout) if g is not None})
-            d_emb = d_Y = d_attr = 0.0  # sums over layers
+            d_emb = d_Y = d_attr = 0.0  # sums over layers (d_emb: (E, 3) edge-vector gradient with tables)
             norm = self._neighbor_norm(types)
             for layer in reversed(plan.layers):
                 k = layer.index
@@ -298,7 +331,10 @@ class NequIPModel:
             n_types = params["type_embed"].shape[0]
             grads["type_embed"] = xp.add(d_attr, xp.scatter_sum(dh, types, n_types))  # h⁰ = A[t]
             geo = cache.edge_vec.dtype  # geometry precision
-            d_vec, d_bessel_w = ops.edge_embedding.backward(xp.cast(d_emb, geo), cache.edge_embedding)
+            if cache.emb is None:  # radial tables: the layers' spline derivatives already are ∂E/∂r_e
+                d_vec, d_bessel_w = d_emb, None
+            else:
+                d_vec, d_bessel_w = ops.edge_embedding.backward(xp.cast(d_emb, geo), cache.edge_embedding)
             (d_vec_sh,) = ops.spherical_harmonics.backward(xp.cast(d_Y, geo), cache.spherical_harmonics)
             d_vec = xp.add(d_vec, d_vec_sh)  # (E, 3)
             if "bessel_weights" in params:
@@ -323,6 +359,13 @@ class NequIPModel:
     # ------------------------------------------------------------------ small helpers
     def _readout_weights(self, params):
         return [params[f"readout.{m}"] for m in range(len(self.plan.readout_dims) - 1)]
+
+    def _active_radial_tables(self, params, edge_vec):
+        """The radial tables if on and the pass is real (inference); they must match ``params``."""
+        if self.radial_tables is None or np.iscomplexobj(edge_vec):
+            return None
+        self.radial_tables.check(params, self.buffers)
+        return self.radial_tables
 
     def _neighbor_norm(self, types):
         """(N, 1) per-atom 1/√(avg. number of neighbours) in the model dtype (a resident value)."""
@@ -362,12 +405,6 @@ class NequIPModel:
     def save(self, path) -> None:
         """Write the model in the project's versioned .npz format (``nequip_np.load_model`` reads it)."""
         save_model(self, path)
-
-
-def _alphas(dims, nonlinearity="silu"):
-    """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
-    # Python floats: a NumPy float64 scalar would silently promote float32 models to float64
-    return [float((1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d)) for k, d in enumerate(dims[:-1])]
 
 
 def forces_and_stress(graph, edge_vec, d_vec, glue=host_glue) -> dict:
