@@ -114,7 +114,7 @@ def _batched_pass(model, graph, v, params, low_memory):
     dst, src = graph.edge_index[0], graph.edge_index[1]
     tangent = (v[:, src] - v[:, dst]).reshape(k * e, 3)  # \dot r_e = V_j - V_i for every copy
     vec = np.tile(graph.edge_vectors(), (k, 1)) + 1j * COMPLEX_STEP * tangent
-    atomic, cache = model._forward(big, vec, params, low_memory=low_memory)
+    _atomic, cache = model._forward(big, vec, params, low_memory=low_memory)
     g, _ = model._backward(np.ones(k * n), cache, big, params, param_grads=False)
     g = np.asarray(g).reshape(k * e, 3)
     off = (np.arange(k) * n)[:, None]

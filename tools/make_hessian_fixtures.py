@@ -24,8 +24,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_nequip import build_model, export_arrays  # noqa: E402
-from make_nequip_fixtures import (  # noqa: E402
+import torch
+from export_nequip import build_model, export_arrays
+from make_nequip_fixtures import (
     _clone_data,
     make_data,
     randomise_weights,
@@ -33,31 +34,29 @@ from make_nequip_fixtures import (  # noqa: E402
     tame_activations,
 )
 
-import torch  # noqa: E402
-
 SEED = 1919
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ASPIRIN = os.path.join(ROOT, "examples", "aspirin", "aspirin_xtb_300.extxyz")
 
-KWARGS = dict(
-    seed=SEED,
-    model_dtype="float64",
-    type_names=["H", "C", "O"],
-    r_max=4.0,
-    num_layers=2,
-    l_max=2,
-    parity=True,
-    num_features=[8, 4, 2],
-    radial_mlp_depth=1,
-    radial_mlp_width=16,
-    num_bessels=8,
-    polynomial_cutoff_p=6,
-    readout_mlp_hidden_layers_depth=1,
-    readout_mlp_hidden_layers_width=8,
-    avg_num_neighbors={"H": 9.0, "C": 12.0, "O": 10.0},
-    per_type_energy_scales={"H": 0.6, "C": 1.2, "O": 0.9},
-    per_type_energy_shifts={"H": -10.5, "C": -48.2, "O": -71.3},
-)
+KWARGS = {
+    "seed": SEED,
+    "model_dtype": "float64",
+    "type_names": ["H", "C", "O"],
+    "r_max": 4.0,
+    "num_layers": 2,
+    "l_max": 2,
+    "parity": True,
+    "num_features": [8, 4, 2],
+    "radial_mlp_depth": 1,
+    "radial_mlp_width": 16,
+    "num_bessels": 8,
+    "polynomial_cutoff_p": 6,
+    "readout_mlp_hidden_layers_depth": 1,
+    "readout_mlp_hidden_layers_width": 8,
+    "avg_num_neighbors": {"H": 9.0, "C": 12.0, "O": 10.0},
+    "per_type_energy_scales": {"H": 0.6, "C": 1.2, "O": 0.9},
+    "per_type_energy_shifts": {"H": -10.5, "C": -48.2, "O": -71.3},
+}
 
 
 def autograd_hessian(model, data):
@@ -85,8 +84,8 @@ def main(argv=None):
     rng = np.random.default_rng(SEED)
     atoms = read(ASPIRIN, index=0)
     types = {s: k for k, s in enumerate(KWARGS["type_names"])}
-    struct = dict(pos=atoms.positions, atom_types=np.array([types[s] for s in atoms.get_chemical_symbols()]),
-                  cell=np.zeros((3, 3)), pbc=np.array([False, False, False]))
+    struct = {"pos": atoms.positions, "atom_types": np.array([types[s] for s in atoms.get_chemical_symbols()]),
+                  "cell": np.zeros((3, 3)), "pbc": np.array([False, False, False])}
     model = build_model(copy.deepcopy(KWARGS))
     model = randomise_weights(model, rng).eval()
     data = make_data(struct, KWARGS)
