@@ -19,25 +19,12 @@ the edges are *identical* to a fresh list — results do not depend on the skin 
 from __future__ import annotations
 
 import numpy as np
-from ase.calculators.calculator import (
-    Calculator,
-    PropertyNotImplementedError,
-    all_changes,
-)
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from nequip_np.conventions import stress_to_voigt
-from nequip_np.data.graph import (
-    AtomicGraph,
-    atom_types_from_numbers,
-    type_map_from_symbols,
-)
-from nequip_np.data.neighborlist import (
-    DUPLICATE_TOL,
-    cutoff_table_from_config,
-    neighbor_list,
-    pair_distances2,
-    prune_edges,
-)
+from nequip_np.data.graph import AtomicGraph, atom_types_from_numbers, type_map_from_symbols
+from nequip_np.data.neighborlist import (DUPLICATE_TOL, cutoff_table_from_config, neighbor_list, pair_distances2,
+                                         prune_edges)
 
 
 def _is_path(obj) -> bool:
@@ -181,7 +168,7 @@ class NequIPCalculator(Calculator):
             raise ValueError(f"the model does not know element(s) {', '.join(unknown)}; it knows "
                              f"{', '.join(known)} (type_names {self.type_names})") from None
 
-    def graph(self, atoms) -> AtomicGraph:
+    def graph(self, atoms) -> "AtomicGraph":
         """The model graph of ``atoms`` (edges from the reused neighbour list)."""
         types = self.species_types(atoms)
         pos = np.array(atoms.positions, dtype=np.float64)
