@@ -31,6 +31,8 @@ Example:
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from nequip_np.testing.adapter import Evaluator
@@ -43,7 +45,7 @@ HESSIAN_OPTIONS = {
     "hessian_fd_columns": 6,  # columns of H compared with finite differences of the forces
     "hessian_fd_steps": (1e-3, 1e-4, 1e-5),  # Å
     "hessian_directions": 3,  # random directions of hessian_conservativity
-    "hessian_energy_steps": (4e-2, 2e-2, 1e-2, 5e-3),  # Å; consecutive pairs are Richardson-extrapolated
+    "hessian_energy_steps": (4e-2, 2e-2, 1e-2, 5e-3),  # Å, decreasing; consecutive pairs are Richardson-extrapolated
 }
 
 #: check name -> tolerance, per dtype (the same meaning as ``nequip_np.testing.tolerances.TOLERANCES``)
@@ -141,7 +143,8 @@ def hessian_conservativity(ctx: Context):
         want = float(v.ravel() @ hess @ v.ravel())
         curv = [(ctx.ev.energy(_displaced_along(ctx.atoms, v, h)) + ctx.ev.energy(_displaced_along(ctx.atoms, v, -h))
                  - 2 * e0) / h**2 for h in steps]
-        rich = [(4 * c2 - c1) / 3 for c1, c2 in zip(curv[:-1], curv[1:])]  # steps halve: O(h^2) cancels
+        rich = [((h1 / h2) ** 2 * c2 - c1) / ((h1 / h2) ** 2 - 1)  # Richardson: the O(h^2) term cancels
+                for (h1, c1), (h2, c2) in itertools.pairwise(zip(steps, curv))]
         err = min(abs(r - want) for r in rich) / scale
         errs.append(err)
         details.append(f"{want:.4g}")
