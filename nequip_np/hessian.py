@@ -43,9 +43,11 @@ from nequip_np.data.graph import batch_graphs
 #: complex-step size (the same as the training pass; see ``train/loss.py``)
 COMPLEX_STEP = 1e-20
 
-#: default number of directions per batched pass is chosen so that K copies hold at most this many
-#: edges (the complex caches of one pass are ~ E_total x (features) x 16 bytes; ``docs/vibrations.md``)
-MAX_BATCH_EDGES = 60_000
+#: the default number of directions per batched pass keeps K copies under this many edges. The complex
+#: caches of one pass grow like K x E x (per-edge features) x 16 bytes: 5.6 KiB per edge for the model of
+#: examples/aspirin/train.yaml (78 MiB at K = 63 for aspirin). Batching beyond K ~ 8 gains little on the
+#: CPU (measured: 2x from K = 1 to K = 8, flat after), so the cap costs nothing (``docs/vibrations.md``).
+MAX_BATCH_EDGES = 20_000
 
 
 def _check(model, graph):
