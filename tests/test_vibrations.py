@@ -136,3 +136,22 @@ def test_cli_phonons(tmp_path, capsys):
     assert rc in (0, 1), out.err
     assert "acoustic sum rule" in out.out
     assert all((tmp_path / f"ph{s}").exists() for s in (".bands.json", ".dos.csv", ".png"))
+
+
+def test_xtb_reference_fixture_is_a_minimum_with_consistent_frequencies():
+    """tests/fixtures/xtb_aspirin_vibrations.npz (tools/make_xtb_frequencies.py): GFN2-xTB aspirin."""
+    from ase.vibrations import VibrationsData
+
+    from tests.nequip_fixtures import FIXTURES
+
+    with np.load(FIXTURES.parent / "xtb_aspirin_vibrations.npz") as d:
+        atoms = Atoms(numbers=d["numbers"], positions=d["positions"])
+        vib = VibrationsData.from_2d(atoms, d["hessian"])
+        assert np.allclose(vib.get_frequencies(), d["frequencies_cm"], rtol=1e-10, atol=1e-8)
+        assert float(d["fmax"]) < 1e-3
+    assert atoms.get_chemical_formula() == "C9H8O4"
+    check = check_minimum(vib)
+    assert check.ok, check.message()
+    freqs = np.sort(np.abs(vib.get_frequencies()))
+    assert freqs[5] < 10.0 < 30.0 < freqs[6]  # six rigid modes, then the 57 vibrations
+    assert 3400 < freqs[-1] < 3500  # the O-H stretch of GFN2-xTB
