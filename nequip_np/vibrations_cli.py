@@ -19,6 +19,16 @@ def _paths(prefix, suffixes, overwrite):
 
 
 # ----------------------------------------------------------------------------------------------- vib
+def _parse_indices(text: str) -> list[int]:
+    try:
+        indices = [int(i) for i in text.split(",") if i.strip()]
+    except ValueError:
+        raise ValueError(f"--indices {text!r}: expected comma-separated atom indices, e.g. 0,1,5") from None
+    if not indices:
+        raise ValueError("--indices is empty; give comma-separated atom indices, e.g. 0,1,5")
+    return indices
+
+
 def add_vib_parser(subparsers):
     p = subparsers.add_parser(
         "vib", help="harmonic frequencies, normal modes, ZPE and free energies from the exact Hessian",
@@ -47,7 +57,7 @@ def run_vib(args) -> int:
     from nequip_np.vibrations import check_minimum, thermochemistry, vibrations
 
     partial = args.indices is not None
-    indices = None if not partial else [int(i) for i in args.indices.split(",") if i.strip()]
+    indices = _parse_indices(args.indices) if partial else None
     outs = {} if args.output is None else _paths(args.output, [".json", ".xyz"] + [".relaxed.xyz"] * args.relax,
                                                  args.overwrite)
     atoms = md_run.read_structure(args.structure, args.index)
