@@ -114,6 +114,8 @@ def test_cli_vib(tmp_path, capsys):
     write(tmp_path / "nh3.xyz", molecule("NH3"))
     rc = main(["vib", str(tmp_path / "m.npz"), str(tmp_path / "nh3.xyz")])
     assert rc == 2 and "does not know element(s) N" in capsys.readouterr().err
+    rc = main(["vib", *args, "--indices", "0,x"])
+    assert rc == 2 and "expected comma-separated atom indices" in capsys.readouterr().err
 
 
 def test_cli_vib_warns_on_unrelaxed_structure(water, tmp_path, capsys):
