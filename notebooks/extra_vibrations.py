@@ -96,12 +96,10 @@ print(model)
 from ase import Atoms
 
 from nequip_np.calculator import NequIPCalculator
-from nequip_np.hessian import hessian
 
 xtb = np.load(XTB)
 atoms = Atoms(numbers=xtb["numbers"], positions=xtb["positions"])  # the GFN2-xTB minimum
 calc = NequIPCalculator(model)
-graph = calc.graph(atoms)
 start = time.perf_counter()
 H = calc.get_hessian(atoms)
 t_exact = time.perf_counter() - start
@@ -140,7 +138,12 @@ print("best finite-difference error", f"{min(errors):.1e}", "at h =", steps[int(
 
 # %%
 from nequip_np.md.run import relax
-from nequip_np.vibrations import check_minimum, thermochemistry, vibrations, vibrational_energies
+from nequip_np.vibrations import (
+    check_minimum,
+    thermochemistry,
+    vibrational_energies,
+    vibrations,
+)
 
 relaxed = atoms.copy()
 res = relax(relaxed, calc, fmax=1e-4, steps=2000)
