@@ -122,14 +122,20 @@ def add_phonons_parser(subparsers):
     p.add_argument("--npoints", type=int, default=200, help="q points along the path")
     p.add_argument("--dos-kpts", type=int, default=20, help="Monkhorst-Pack q mesh n x n x n for the DOS")
     p.add_argument("--output", required=True,
-                   help="prefix: PREFIX.bands.json (ase BandStructure), PREFIX.dos.csv, PREFIX.png (plot)")
+                   help="prefix: PREFIX.bands.json (ase BandStructure), PREFIX.dos.csv, PREFIX.png (plot, "
+                        "with matplotlib)")
     return p
 
 
 def run_phonons(args) -> int:
+    import importlib.util
+
     from nequip_np.vibrations import phonons
 
-    outs = _paths(args.output, [".bands.json", ".dos.csv", ".png"], args.overwrite)
+    can_plot = importlib.util.find_spec("matplotlib") is not None  # the optional extra 'plot'
+    outs = _paths(args.output, [".bands.json", ".dos.csv"] + [".png"] * can_plot, args.overwrite)
+    if not can_plot:
+        print("# no plot: matplotlib is not installed (pip install 'nequip-np[plot]')")
     atoms = md_run.read_structure(args.structure, args.index)
     calc = _calculator(args, atoms)
     print(f"# nequip-np phonons: {len(atoms)} atoms per cell ({atoms.get_chemical_formula()}), supercell "
@@ -145,7 +151,8 @@ def run_phonons(args) -> int:
     grid = dos.sample_grid(npts=400, width=1e-3)
     np.savetxt(outs[".dos.csv"], np.column_stack([grid.get_energies() * 1e3, grid.get_weights()]),
                delimiter=",", header="energy_meV,dos_per_eV", comments="")
-    _plot(bands, grid, outs[".png"])
+    if can_plot:
+        _plot(bands, grid, outs[".png"])
     gamma = np.sort(ph.band_structure([[0, 0, 0]], verbose=False)[0]) * 1e3
     print(f"# Gamma (meV): {' '.join(f'{w:.3f}' for w in gamma)}")
     print(f"# max along the path {energies.max() * 1e3:.3f} meV; wrote {', '.join(str(p) for p in outs.values())}")
