@@ -177,6 +177,22 @@ class NequIPCalculator(Calculator):
         if periodic:
             self.results["stress"] = stress_to_voigt(out["stress"][0])
 
+    def get_hessian(self, atoms=None, **kwargs) -> np.ndarray:
+        r"""Exact Hessian :math:`\partial^2 E/\partial R\,\partial R` of ``atoms``, (3N, 3N) in eV/Å².
+
+        Row/column index 3n + a (ASE's ``VibrationsData`` layout); computed by batched complex-step
+        Hessian-vector products, no finite differences (:func:`nequip_np.model.hessian.hessian`, whose
+        keyword arguments ``kwargs`` are passed on; ``docs/vibrations.md``). An element the model does
+        not know raises ValueError naming it.
+        """
+        from nequip_np.model.hessian import hessian
+
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("get_hessian needs atoms (none given and none calculated before)")
+        if len(atoms) == 0:
+            raise ValueError("cannot compute the Hessian of an empty structure (0 atoms)")
+        return hessian(self.model, self.graph(atoms), **kwargs)
 
 # ---------------------------------------------------------------------- command-line option (md, relax, lammps)
 def _nodes(text: str):

@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "lammps": "nequip_np.lammps.cli",
     "md": "nequip_np.md.cli:md",
     "relax": "nequip_np.md.cli:relax",
+    "vib": "nequip_np.md.vib_cli:vib",
+    "phonons": "nequip_np.md.vib_cli:phonons_cmd",
 }
 
 

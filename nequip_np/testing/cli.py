@@ -43,6 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cutoff", type=float, default=None, help="model cutoff in Å (enables cutoff_smoothness)")
     p.add_argument("--md-steps", type=int, default=None, help="Velocity Verlet steps of nve_drift (default 40, quick 16)")
     p.add_argument("--seed", type=int, default=0, help="random rotations, samples and velocities")
+    p.add_argument("--hessian", action="store_true",
+                   help="also run the Hessian checks (symmetry, finite differences of the forces, sum rule, "
+                        "curvature of the energy) on a calculator that offers get_hessian (docs/vibrations.md)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")
     return p
 
@@ -85,10 +88,17 @@ def run(args) -> int:
                               md_steps=args.md_steps, profile=profile, dtype=args.dtype, quick=args.quick,
                               noise=args.noise, locality=args.locality, tolerances=_tolerances(args.tolerance))
     print(report)
+    passed, out = report.passed, report.to_dict()
+    if args.hessian:
+        from nequip_np.testing.hessian_checks import check_hessian
+
+        hess = check_hessian(calc, atoms, rng=args.seed)
+        print(hess)
+        passed, out = passed and hess.passed, {**out, "hessian": hess.to_dict()}
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(report.to_dict(), fh, indent=2)
-    return 0 if report.passed else 1
+            json.dump(out, fh, indent=2)
+    return 0 if passed else 1
 
 
 def main(argv: list[str] | None = None) -> int:
