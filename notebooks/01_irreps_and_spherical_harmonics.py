@@ -16,17 +16,34 @@
 # %% [markdown]
 # # 01 · Irreps and spherical harmonics
 #
-# **What this covers.** The bookkeeping of NequIP's features: irreducible representations
+# **What this covers.** Why symmetry matters (rotate a molecule: the energy stays, the forces
+# turn), what a representation is ($D(R_1R_2) = D(R_1)D(R_2)$) and how the nine numbers of
+# $a \otimes b$ split into 1 + 3 + 5 parts that rotate on their own. Then the bookkeeping of
+# NequIP's features: irreducible representations
 # ("irreps") of O(3) written as strings like `"16x0e + 8x1o"`, their dimensions and memory
 # layout, how products of irreps decompose (with parity); the real spherical harmonics
 # $Y^l_m$ in e3nn's basis, *derived* here with sympy for $l \le 2$ and compared with the shipped
 # code; the normalisation $\sum_m (Y^l_m)^2 = 2l+1$; pictures of $Y^l_m$ on the sphere; and the
-# defining property $Y(Rx) = D(R)\,Y(x)$ checked numerically, inversion included.
+# defining property $Y(Rx) = D(R)\,Y(x)$ checked numerically, inversion included; $Y^1$ and
+# $Y^2$ as p and d orbitals in 3-D, with e3nn's axis convention; orthonormality to round-off.
 #
 # **What it does not cover.** Clebsch–Gordan coefficients and tensor products (notebook 02),
 # how the Wigner matrices are computed (one sentence below; details in
 # `docs/derivations/spherical_harmonics_and_cg.md`), complex harmonics beyond their use in the
 # derivation, and speed.
+
+# %% [markdown]
+# **Running this outside a clone of the repository** (a fresh Jupyter, or a hosted notebook
+# service): the next cell installs the package if it is missing. Everything the course needs —
+# the example aspirin frames included — ships with it.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: install the package first
+    subprocess.run([sys.executable, "-m", "pip", "install", "nequip-np[notebooks]"], check=True)
 
 # %%
 import os
@@ -44,6 +61,70 @@ N_POINTS = 8 if SMOKE else 200          # random directions for the numerical ch
 N_THETA, N_PHI = (24, 48) if SMOKE else (90, 180)   # sphere grid (quadrature and pictures)
 N_ROTATIONS = 2 if SMOKE else 50        # random rotations in the equivariance check
 rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## 0. Why symmetry? Rotate a molecule
+#
+# Before any group theory: turn a molecule in space and nothing physical changes. Its energy
+# stays the same, and its forces turn with it, $F(Rx) = R\,F(x)$. A potential that learns this
+# from data wastes frames on it; NequIP builds it in. Here is an untrained NequIP model (random
+# weights — the property holds for *any* weights) on ethanol, before and after a random rotation.
+
+# %%
+from ase.build import molecule
+
+from nequip_np import NequIPModel
+from nequip_np.data.graph import graph_from_atoms
+from nequip_np.so3 import random_rotation
+
+model = NequIPModel(type_names=["H", "C", "O"], r_max=4.0, num_layers=2, l_max=1, num_features=8,
+                    avg_num_neighbors=6.0, seed=0)
+atoms = molecule("CH3CH2OH")
+R = random_rotation(rng)
+turned = atoms.copy()
+turned.positions = atoms.positions @ R.T
+out = model.compute(graph_from_atoms(atoms, ["H", "C", "O"], 4.0), stress=False)
+out_rot = model.compute(graph_from_atoms(turned, ["H", "C", "O"], 4.0), stress=False)
+dE = abs(out_rot["total_energy"][0] - out["total_energy"][0])
+dF = np.abs(out_rot["forces"] - out["forces"] @ R.T).max()
+print(f"|E(Rx) − E(x)| = {dE:.1e} eV;  max |F(Rx) − R F(x)| = {dF:.1e} eV/Å")
+assert dE < 1e-12 and dF < 1e-12
+
+# %% [markdown]
+# **A representation** is a rule $R \mapsto D(R)$ that turns a rotation into a matrix acting on
+# some list of numbers, consistently: doing $R_2$ then $R_1$ must be the same as doing
+# $R_1R_2$, i.e. $D(R_1R_2) = D(R_1)\,D(R_2)$. Vectors use $D(R) = R$. The nine numbers of
+# an outer product $a b^\top$ use $D(R) = R \otimes R$ (a 9×9 matrix), since
+# $(Ra)(Rb)^\top = R\,ab^\top R^\top$:
+
+# %%
+R1, R2 = random_rotation(rng), random_rotation(rng)
+D = lambda R: np.kron(R, R)                       # acts on ab^T flattened row by row
+a, b = rng.normal(size=3), rng.normal(size=3)
+print("D(R) (a⊗b) == (Ra)⊗(Rb):", np.abs(D(R1) @ np.outer(a, b).ravel() - np.outer(R1 @ a, R1 @ b).ravel()).max())
+print("max |D(R1 R2) − D(R1) D(R2)| =", np.abs(D(R1 @ R2) - D(R1) @ D(R2)).max())
+
+# %% [markdown]
+# **Splitting into pieces that rotate on their own.** $R\otimes R$ is 9×9, but it never mixes
+# three parts of $a b^\top$: the trace $a\cdot b$ (1 number, invariant: $l = 0$), the
+# antisymmetric part, which is the cross product $a\times b$ (3 numbers, rotating like a vector:
+# $l = 1$), and the symmetric traceless part (5 numbers: $l = 2$). $9 = 1 + 3 + 5$. Those
+# pieces are *irreducible* — no smaller piece rotates on its own — and they are what the rest
+# of this notebook calls irreps $l = 0, 1, 2$.
+
+# %%
+def split(M):
+    scalar = np.trace(M) / 3
+    antisym = np.array([M[1, 2] - M[2, 1], M[2, 0] - M[0, 2], M[0, 1] - M[1, 0]]) / 2  # (a×b)/2 for M = ab^T
+    sym = (M + M.T) / 2 - scalar * np.eye(3)
+    return scalar, antisym, sym
+
+s0, v0, t0 = split(np.outer(a, b))
+s1, v1, t1 = split(np.outer(R1 @ a, R1 @ b))
+print(f"l=0: |s(Ra,Rb) − s(a,b)|           = {abs(s1 - s0):.1e}")
+print(f"l=1: |v(Ra,Rb) − R v(a,b)|         = {np.abs(v1 - R1 @ v0).max():.1e}")
+print(f"l=2: |S(Ra,Rb) − R S(a,b) Rᵀ|      = {np.abs(t1 - R1 @ t0 @ R1.T).max():.1e}")
+print(f"the l=1 part is the cross product: |2v − a × b| = {np.abs(2 * v0 - np.cross(a, b)).max():.1e}")
 
 # %% [markdown]
 # ## 1. Irreps: labels, dimensions, layout
@@ -175,7 +256,8 @@ print("Y at the unit vector along y:", spherical_harmonics(2, np.array([0.0, 1.0
 # On the unit sphere $\sum_m (Y^l_m)^2 = 2l+1$ holds pointwise, and the sphere average of
 # $Y^l_m Y^{l'}_{m'}$ is $\delta_{ll'}\delta_{mm'}$. The average is a quadrature over a
 # $(\theta, \varphi)$ grid with weights $\sin\theta$ (midpoint rule, accurate to
-# $O(1/n_\theta^2)$).
+# $O(1/n_\theta^2)$), then with a Gauss rule that is exact for these polynomials, so that the
+# orthonormality shows to round-off.
 
 # %%
 from nequip_np.viz import sphere_grid
@@ -191,8 +273,18 @@ L_GRAM = 4
 Yg = spherical_harmonics(L_GRAM, xyz.reshape(-1, 3))
 w = np.repeat(np.sin(theta), N_PHI)
 gram = (Yg * w[:, None]).T @ Yg / w.sum()
-print(f"sphere average of Y_k Y_k' for l ≤ {L_GRAM}: max |G − I| = {np.abs(gram - np.eye(len(gram))).max():.1e}"
-      f" (quadrature error on a {N_THETA}×{N_PHI} grid)")
+print(f"midpoint rule, {N_THETA}×{N_PHI} grid: max |G − I| = {np.abs(gram - np.eye(len(gram))).max():.1e}")
+
+# an exact rule: products Y_k Y_k' are polynomials of degree ≤ 2 L_GRAM, and Gauss–Legendre in cos θ
+# times a uniform φ grid integrates those exactly — what is left is round-off
+from nequip_np.course import gauss_sphere_quadrature
+
+pts, wq = gauss_sphere_quadrature(2 * L_GRAM)
+Yq = spherical_harmonics(L_GRAM, pts)
+gram_exact = (Yq * wq[:, None]).T @ Yq
+orth_err = np.abs(gram_exact - np.eye(len(gram_exact))).max()
+print(f"Gauss rule, {len(wq)} points:       max |G − I| = {orth_err:.1e}")
+assert orth_err < 1e-14
 
 # %% [markdown]
 # ## 4. Pictures
@@ -206,6 +298,29 @@ print(f"sphere average of Y_k Y_k' for l ≤ {L_GRAM}: max |G − I| = {np.abs(g
 from nequip_np.viz import plot_sh_on_sphere
 
 fig = plot_sh_on_sphere([(1, -1), (1, 0), (1, 1), (2, -2), (2, 0), (2, 2)], n_theta=N_THETA, n_phi=N_PHI)
+
+# %% [markdown]
+# **p and d orbitals.** Chemists know these functions: $Y^1$ are the three p orbitals and
+# $Y^2$ the five d orbitals (real combinations, up to normalisation). Below, the surface is
+# $|Y^l_m(\hat r)|$ in direction $\hat r$, red where $Y$ is positive and blue where negative.
+#
+# **e3nn's axis convention, said plainly:** $Y^1 = \sqrt3\,(x, y, z)$ in the order
+# $m = -1, 0, +1$, so $Y^1_0$ points along **y**, not z: e3nn's $Y^1_0$ is the chemist's $p_y$,
+# $Y^1_{+1}$ is $p_z$, and $Y^2_0 \propto 2y^2 - x^2 - z^2$ is "$d_{y^2}$". Nothing physical
+# depends on the choice (a rotation maps one convention to the other), but formulas copied from a
+# textbook with z as polar axis will disagree with these arrays component by component.
+
+# %%
+from nequip_np.course import plot_real_sh_lobes
+
+fig = plt.figure(figsize=(11, 4.4))
+for row, l in enumerate((1, 2)):
+    axes = [fig.add_subplot(2, 5, 5 * row + k + 1, projection="3d") for k in range(2 * l + 1)]
+    plot_real_sh_lobes(l, axes, resolution=12 if SMOKE else 40)
+fig.suptitle("$|Y^l_m|$ coloured by sign (red +, blue −); axes x, y, z as in matplotlib", fontsize=9)
+y_axis = spherical_harmonics(1, np.array([[0.0, 1.0, 0.0]]))[0, 1:]
+print("Y^1 at the unit vector along y (m = −1, 0, +1):", y_axis.round(4), "→ Y^1_0 is p_y")
+assert np.allclose(y_axis, [0, np.sqrt(3), 0])
 
 # %% [markdown]
 # ## 5. Rotations: $Y(Rx) = D(R)\,Y(x)$
@@ -265,3 +380,34 @@ ax.legend(); ax.grid(alpha=0.3)
 # **Try it.** (1) Derive $l = 3$ with `Y_sympy` and compare with `sh_polynomials(3, …)`.
 # (2) Check that `spherical_harmonics(l, v)` at $v = (0, 1, 0)$ is nonzero only for $m = 0$ —
 # the polar axis. (3) Build `Irreps("2x1o").D_from_matrix(R)` and confirm it is block diagonal.
+#
+# <details><summary>Solutions</summary>
+#
+# (1) `Y3 = [Y_sympy(3, mu) for mu in range(-3, 4)]`, then
+# `f = sp.lambdify((x, y, z), Y3, "numpy")` and
+# `np.abs(np.stack(f(*pts.T), 1) - sh_polynomials(3, pts)[:, 9:]).max()` is at round-off.
+# (2) `spherical_harmonics(4, np.array([0.0, 1.0, 0.0]))` is zero except at the columns
+# $l^2 + l$ (the $m = 0$ component of each $l$), where it equals $\sqrt{2l+1}$.
+# (3) `D = Irreps("2x1o").D_from_matrix(R)` is 6×6 with `R` in the two diagonal 3×3 blocks and
+# zeros elsewhere: `np.allclose(D, np.kron(np.eye(2), R))`.
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# Write $Y^2$ yourself from the table printed in section 2 (component normalisation,
+# e3nn's order $m = -2 \dots 2$) for arbitrary, unnormalised vectors, and compare with
+# `spherical_harmonics(2, v)[:, 4:9]`. The cell below holds one solution so that the notebook
+# runs; replace the body of `my_Y2` with your own and re-run.
+
+# %%
+def my_Y2(v):
+    u = v / np.linalg.norm(v, axis=1, keepdims=True)
+    x_, y_, z_ = u.T
+    s15, s5 = np.sqrt(15), np.sqrt(5)
+    return np.stack([s15 * x_ * z_, s15 * x_ * y_, s5 * (y_**2 - (x_**2 + z_**2) / 2),
+                     s15 * y_ * z_, s15 / 2 * (z_**2 - x_**2)], axis=1)
+
+v_test = rng.normal(size=(N_POINTS, 3)) * 3.0
+err_Y2 = np.abs(my_Y2(v_test) - spherical_harmonics(2, v_test)[:, 4:9]).max()
+print(f"max |my_Y2 − package| = {err_Y2:.1e}")
+assert err_Y2 < 1e-12, "your Y^2 disagrees with the package: check the order of m and the axes"
