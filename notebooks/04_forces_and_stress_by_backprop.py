@@ -166,6 +166,40 @@ print("g:", g.shape, "  max |F_hand − compute| =", np.abs(F_hand - out["forces
 
 
 # %% [markdown]
+# ### One backward worked by hand: the radial basis
+#
+# The Bessel × envelope basis of notebook 03 depends on an edge only through $r = |\vec r|$:
+# $b_n(r) = c\,\frac{\sin(k_n r)}{r}\,u(x)$ with $c = 2/r_{\max}$, $k_n = n\pi/r_{\max}$ and
+# $x = r/r_{\max}$. Given the adjoint $\bar b_n = \partial E/\partial b_n$, the chain rule
+# through $r$ and then through $\vec r$ ($\partial r/\partial\vec r = \hat r$) gives
+#
+# $$\bar{\vec r} = \hat r \sum_n \bar b_n\, b_n'(r),\qquad
+#   b_n'(r) = c\left[\frac{k_n r\cos(k_n r) - \sin(k_n r)}{r^2}\,u(x) + \frac{\sin(k_n r)}{r}\,\frac{u'(x)}{r_{\max}}\right],$$
+#
+# $$u'(x) = -\tfrac{p(p+1)(p+2)}{2}\,x^{p-1} + p(p+1)(p+2)\,x^{p} - \tfrac{p(p+1)(p+2)}{2}\,x^{p+1}.$$
+#
+# Written out and compared with the kernel's `backward` (the same adjoint $\bar b$ for both):
+
+# %%
+def basis_backward_by_hand(d_b, vec, r_max, num_bessels, p):
+    r = np.linalg.norm(vec, axis=1)
+    x, k = r / r_max, np.arange(1, num_bessels + 1) * np.pi / r_max
+    kr = k * r[:, None]
+    u = 1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
+    du = p * (p + 1) * (p + 2) * (-x ** (p - 1) / 2 + x**p - x ** (p + 1) / 2)
+    db_dr = 2 / r_max * ((kr * np.cos(kr) - np.sin(kr)) / r[:, None] ** 2 * u[:, None]
+                         + np.sin(kr) / r[:, None] * du[:, None] / r_max)
+    return (d_b * db_dr).sum(axis=1)[:, None] * vec / r[:, None]
+
+emb, emb_cache = edge_embedding.forward(vec, rmax_recip, bw, p, pref)
+d_emb = rng.standard_normal(emb.shape)
+kernel_grad = edge_embedding.backward(d_emb, emb_cache)[0]
+hand_grad = basis_backward_by_hand(d_emb, vec, c.r_max, c.num_bessels, p)
+err_hand = np.abs(hand_grad - kernel_grad).max() / np.abs(kernel_grad).max()
+print(f"max |by hand − kernel backward| / max |kernel| = {err_hand:.1e}")
+assert err_hand < 1e-12
+
+# %% [markdown]
 # ## 4. Forces against finite differences of the energy
 #
 # $F_{ka} \approx -\big(E(R + h e_{ka}) - E(R - h e_{ka})\big)/2h$. Central differences have
@@ -241,5 +275,45 @@ fig = plot_error_vs_step(STEPS, {"forces vs −∂E/∂R (FD)": force_errors, "s
 #
 # **Try it.** (1) Drop the `np.add.at(F_hand, src, -g)` line and look at $\sum F$. (2) Set the
 # species shifts to zero: the right arm of the V drops, roughly in proportion to $|E|$ (round-off
-# scales with the size of the numbers subtracted). (3) Replace the symmetric strain by $\varepsilon = h\,e_ae_b^\top$ and explain
-# the factor 2 you see off the diagonal.
+# scales with the size of the numbers subtracted). (3) Replace the symmetric strain by an
+# *antisymmetric* one, $\varepsilon = \tfrac h2(e_ae_b^\top - e_be_a^\top)$, and look at the
+# finite difference.
+#
+# <details><summary>Solutions</summary>
+#
+# (1) Without the second scatter every $g_e$ is counted once, so $\sum_k F_k = \sum_e g_e$, which
+# is not zero: `np.abs(F_hand.sum(axis=0)).max()` becomes of the order of the forces themselves —
+# the model would push the molecule's centre of mass.
+# (2) Build the model with `per_type_energy_shifts={"H": 0.0, "C": 0.0, "O": 0.0}`: $|E|$ drops
+# from thousands of eV to a few, and the bottom of the V moves down and to smaller $h$.
+# (3) To first order $\mathbb 1 + \varepsilon$ with antisymmetric $\varepsilon$ is a *rotation*
+# by the angle $h/2$. A rotation changes nothing — energy invariance — so the finite
+# difference is zero up to $O(h^2)$ and round-off, for every $a \ne b$:
+# `eps = np.zeros((3, 3)); eps[0, 1], eps[1, 0] = h / 2, -h / 2`, then
+# `(energy(strained(crystal, eps)) - energy(strained(crystal, -eps))) / (2 * h * volume)` is ~0.
+# That is the lesson: only the symmetric part of a strain does work, which is why the stress
+# tensor is symmetric and why section 1 symmetrises $\sum_e r_e \otimes g_e$.
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# Compute the stress from $g_e$ yourself — $\sigma = \frac1V\,\mathrm{sym}\sum_e \vec r_e \otimes g_e$
+# (section 1) — for the crystal, and compare with `model.compute`. One solution is filled in;
+# replace it with your own. The antisymmetric-strain check of (3) is run below it.
+
+# %%
+g_crystal = graph_from_atoms(crystal, c.type_names, c.r_max)
+vec_c = g_crystal.edge_vectors()
+atomic_c, cache_c = model._forward(g_crystal, vec_c, model.params)
+g_c, _ = model._backward(np.ones_like(atomic_c), cache_c, g_crystal, model.params)
+virial = vec_c.T @ g_c
+my_sigma = (virial + virial.T) / 2 / volume
+err_sigma = np.abs(my_sigma - sigma).max() / np.abs(sigma).max()
+print(f"max |my σ − model σ| / max |σ| = {err_sigma:.1e}")
+assert err_sigma < 1e-10, "check the sign convention (ASE: positive = tensile) and the 1/V"
+
+h_rot = 1e-4
+eps_rot = np.zeros((3, 3)); eps_rot[0, 1], eps_rot[1, 0] = h_rot / 2, -h_rot / 2
+fd_rot = (energy(strained(crystal, eps_rot)) - energy(strained(crystal, -eps_rot))) / (2 * h_rot * volume)
+print(f"antisymmetric strain (a rotation): finite difference {fd_rot:.1e} eV/Å³ against σ_xy = {sigma[0, 1]:.1e}")
+assert abs(fd_rot) < 1e-3 * abs(sigma[0, 1])
