@@ -74,8 +74,13 @@ print("√6 Σ_ab C(1,1,1) a b  =", np.sqrt(6) * np.einsum("a,b,abc->c", a, b, c
 # $C$ is the (unique up to sign) tensor with
 # $\sum_{a'b'c'} D^{l_1}_{aa'}D^{l_2}_{bb'}D^{l_3}_{cc'}C_{a'b'c'} = C_{abc}$ for every rotation.
 # Read as a map from the $(2l_1+1)(2l_2+1)$ product space onto $l_3$, it is an isometry up to a
-# factor: $C^\top C = \mathbb 1/(2l_3+1)$. NequIP multiplies each path by $\sqrt{2l_3+1}$ (e3nn's
-# path normalisation) so the output has unit variance.
+# factor: $C^\top C = \mathbb 1/(2l_3+1)$. NequIP multiplies each path by $\sqrt{2l_3+1}$ so that
+# the output keeps the *component* normalisation of its inputs (each component of mean square 1).
+# In e3nn's `TensorProduct` this factor is the **irrep normalisation** `"component"`
+# ($\alpha = \dim l_3 = 2l_3+1$), not the path normalisation: e3nn's `path_normalization="element"`
+# divides $\alpha$ by the number of elements summed into the same output slot, and in NequIP's
+# convolution every path has its own output slot with one spherical-harmonic copy, so that divisor
+# is 1 (`docs/nequip_mapping.md`; the neighbour sum is normalised separately by $1/\sqrt{\bar n}$).
 
 # %%
 from nequip_np.so3 import random_rotation, wigner_D
@@ -263,7 +268,55 @@ fig.tight_layout()
 # also the printout above: at this width the radial MLP that *produces* the weights
 # (8 → 64 → 64 → 480 per edge) costs more flops than all tensor-product paths together — it is
 # a dense matrix product and runs at BLAS speed, while the paths are many small contractions.
+
+# %% [markdown]
+# ## 6. For readers who know e3nn
+#
+# Every operation here has an e3nn counterpart; the flags below are the ones that give *our*
+# numbers (e3nn's defaults unless marked). `docs/nequip_mapping.md` maps every parameter name.
+#
+# | here | e3nn | normalisation flags that matter |
+# |---|---|---|
+# | `spherical_harmonics(l_max, r)` | `o3.spherical_harmonics(..., normalize=True, normalization="component")` | component: $\lvert Y^l\rvert^2 = 2l+1$ (e3nn's *function* default is `"integral"`) |
+# | one conv path, `tp_uvu` above | `o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, [(i, j, k, "uvu", True)], shared_weights=False, internal_weights=False)` | `irrep_normalization="component"` → $\sqrt{2l_3+1}$; `path_normalization="element"` → factor 1 here (one output slot per path) |
+# | `kernels.linear` | `o3.Linear(irreps_in, irreps_out)` | weights $N(0,1)$, `path_normalization="element"`: $1/\sqrt{\sum \mathrm{mul_{in}}}$ into each output |
+# | `kernels.self_connection` | `o3.FullyConnectedTensorProduct(h, species_embedding, out)` | same element normalisation over $\mathrm{mul_{in}} \cdot T$ |
+# | `kernels.gate` | `nn.Gate(scalars, [silu, tanh], gates, [silu], gated)` | activations wrapped in `normalize2mom` (second moment 1 under $N(0,1)$) |
+# | radial MLP | nequip's `ScalarMLPFunction` (not e3nn's `FullyConnectedNet` since 0.7) | plain SiLU, gain/$\sqrt{\mathrm{fan_{in}}}$ |
 #
 # **Try it.** (1) Change the output label of the hand-written path to `1e` and watch the
 # improper-rotation error jump. (2) Count paths for `parity=False` (fewer irreps). (3) Check that
 # `sum(p.cg.size for p in conv.paths)` is much larger than the number of nonzero CG entries.
+#
+# <details><summary>Solutions</summary>
+#
+# (1) In the equivariance cell use `D("1e", R)` for the output: proper rotations still agree to
+# round-off, improper ones are off by twice the size of the output (every component's sign is
+# wrong).
+# (2) Build a `NequIPModel(..., parity=False)` and print `len(model.plan.layers[1].conv.paths)`:
+# it is smaller, because only one parity of each $l$ exists.
+# (3) `sum(p.cg.size for p in conv.paths)` counts dense CG blocks; `sum((p.cg != 0).sum() for p in conv.paths)`
+# the nonzeros — for $l \le 2$ most entries of the real CG tensors are zero, which is what the
+# sparse kernels exploit.
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# Two paths of $1o \otimes 1o$ have familiar forms: to $0e$ it is the dot product divided by
+# $\sqrt3$, to $1e$ the cross product divided by $\sqrt2$ (both with the $\sqrt{2l_3+1}$
+# factor included). Write them and compare with `clebsch_gordan` times $\sqrt{2l_3+1}$. One
+# solution is filled in; note that which argument comes first in the cross product is a
+# convention you have to get right.
+
+# %%
+def my_dot_path(a, b):
+    return np.array([a @ b / np.sqrt(3)])
+
+def my_cross_path(a, b):
+    return np.cross(a, b) / np.sqrt(2)
+
+for name, mine, l3 in (("1o⊗1o→0e", my_dot_path, 0), ("1o⊗1o→1e", my_cross_path, 1)):
+    ref = np.einsum("a,b,abc->c", a, b, clebsch_gordan(1, 1, l3) * np.sqrt(2 * l3 + 1))
+    err = np.abs(mine(a, b) - ref).max()
+    print(f"{name}: max |mine − CG| = {err:.1e}")
+    assert err < 1e-14, f"{name}: check the normalisation and the argument order"
