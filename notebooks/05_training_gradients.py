@@ -143,7 +143,7 @@ for h, e1, e2 in list(zip(STEPS, cs_err, fd_err))[::max(1, len(STEPS) // 6)]:
 # instead of 1. Every parameter adjoint is then
 # $(a - i/h)\,\partial_\theta E(\vec r + ih\dot r) = (a - i/h)\big(\partial_\theta E + ih\,\partial_\theta T + O(h^2)\big)$,
 # whose **real part** is $a\,\partial_\theta E + \partial_\theta T + O(h^2)$ — exactly
-# $\nabla_\theta L$. One complex forward + reverse pass (≈ 3–4 real ones) instead of a
+# $\nabla_\theta L$. One complex forward + reverse pass (about four real ones in arithmetic) instead of a
 # hand-derived second-order pass for every operation. With $h = 10^{-20}$ the $O(h^2)$ term is
 # $10^{-40}$ relative.
 
@@ -153,6 +153,45 @@ _, grads_c = model._backward((a - 1j / COMPLEX_STEP)[g.batch], cache_c, g, model
 _, _, grads, _ = loss_and_grad(model, g, coeffs)
 print("by hand vs loss_and_grad, max difference over all parameters:",
       max(np.abs(np.real(grads_c[k]) - grads[k]).max() for k in grads))
+
+# %% [markdown]
+# ### For readers who know autodiff frameworks
+#
+# The quantity computed here — the gradient of a loss that contains forces — is a
+# Hessian–vector product. The force residual $W$ defines the edge direction $\dot r$, and
+# $\nabla_\theta D_{\dot r} E$ is the derivative of $\nabla_\theta E$ along $\dot r$:
+#
+# * **JAX**: `jax.jvp(lambda r: jax.grad(E, argnums=0)(theta, r), (r,), (r_dot,))[1]` —
+#   *forward over reverse*, a jvp of the gradient. The complex step is the same thing: the
+#   imaginary part carries the tangent through the forward pass (a dual number of step $ih$), and
+#   the reverse pass with seed $a - i/h$ gathers its derivative.
+# * **PyTorch** (what nequip does): `F = -torch.autograd.grad(E, pos, create_graph=True)[0]`,
+#   then `loss.backward()` — *reverse over reverse* ("double backward"): the first backward is
+#   recorded as a graph and differentiated again.
+#
+# All three give the same numbers to round-off (nequip_np's training parity against official
+# nequip is `docs/accuracy.md`). The cost, measured on this batch: one energy + forces pass
+# (forward and reverse, real) against one training gradient (`loss_and_grad`: that real pass
+# for the forces, then the complex forward + reverse pass).
+
+# %%
+import time
+
+def best_time(fn, repeat=3 if SMOKE else 10):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return min(times)
+
+t_ef = best_time(lambda: model.compute(batch, stress=False))
+t_grad = best_time(lambda: loss_and_grad(model, batch, coeffs))
+print(f"energy + forces: {1e3 * t_ef:.1f} ms;  loss_and_grad: {1e3 * t_grad:.1f} ms;  ratio {t_grad / t_ef:.1f}×")
+
+# %% [markdown]
+# The printed ratio is for this tiny batch (a few dozen edges), where Python overhead per
+# operation dominates. In arithmetic, a complex multiply costs four real ones, so the complex pass
+# does about four times the work of a real pass; `benchmarks/bench_train_step.py`
+# (`docs/benchmarks.md`) measures the training step on realistic sizes.
 
 # %% [markdown]
 # And the gradient against central differences of the loss along a random parameter direction
@@ -245,3 +284,33 @@ axes[1].set_title("forces, step 0"); axes[2].set_title(f"forces, step {N_STEPS}"
 # with `loss_and_grad`. (2) Put `abs()` into an operation (e.g. `np.abs(r)` for the edge length)
 # and watch the complex step break: `abs` is not analytic. (3) Train with forces only
 # (`LossCoefficients(per_atom_energy=0, forces=1)`).
+#
+# <details><summary>Solutions</summary>
+#
+# (1) Use `(a - 1j / 1e-6)` as the seed and `vec + 1j * 1e-6 * tangent` as the input: the
+# difference to `loss_and_grad` grows from round-off to about $h^2 \approx 10^{-12}$ relative —
+# still small, because the complex step has no cancellation; it only gains the $O(h^2)$ term.
+# (2) $|x + ih|$ is real, so the imaginary part — the derivative — is lost: `np.imag(np.abs(vec + 1j * h * tangent))`
+# is all zeros, and a gradient built on it would be wrong without any warning. That is why the
+# kernels compute lengths as `sqrt(x·x)` (analytic) and never call `abs`.
+# (3) `coeffs = LossCoefficients(per_atom_energy=0.0, forces=1.0)` in section 6, then compare
+# the per-atom-energy curve with the run above: nothing pulls the energies towards their labels
+# any more, because forces fix the energy only up to a constant (`docs/pitfalls.md`).
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# Write the loss of section 1 yourself from `model.compute` — per-atom energy MSE and force MSE,
+# coefficients normalised to sum to one — and compare with the value `loss_and_grad` returns.
+# One solution is filled in.
+
+# %%
+def my_loss(model, batch, c_e=1.0, c_f=1.0):
+    out = model.compute(batch, stress=False)
+    e_mse = np.mean(((out["total_energy"] - batch.energy) / batch.num_atoms) ** 2)
+    f_mse = np.mean((out["forces"] - batch.forces) ** 2)
+    return (c_e * e_mse + c_f * f_mse) / (c_e + c_f)
+
+err_loss = abs(my_loss(model, batch) - loss_and_grad(model, batch, coeffs)[0])
+print(f"|my loss − loss_and_grad| = {err_loss:.1e}")
+assert err_loss < 1e-12
