@@ -17,12 +17,12 @@ Protocol:
   Seed ``s`` orders the pool with ``default_rng([1, s])``; the training set of size N is the first N
   frames of that order (nested sets within a seed). Test and validation frames are the same for
   every run.
-* model: r_max 4 Å, 2 layers, 16 features, radial MLP 1 x 16, 8 Bessels, p = 6, parity on, float64;
+* model: r_max 4 Å, 2 layers, 8 features, radial MLP 1 x 16, 8 Bessels, p = 6, parity on, float64;
   only ``l_max`` changes. Statistics (avg. neighbours, per-type force RMS scales, per-atom energy
   mean shift) from each training set. Weights initialised with ``seed = s``.
 * training: batches of 5 frames, Adam(lr 0.01), EMA 0.999 (nequip's warm-up), loss
   0.5 MSE(E/N) + 0.5 MSE(F). Every ``EVAL_EVERY`` optimiser steps the EMA weights are scored on the
-  validation frames; ReduceLROnPlateau(factor 0.5, patience 4 checks, 1 % relative threshold) on
+  validation frames; ReduceLROnPlateau(factor 0.5, patience 3 checks, 1 % relative threshold) on
   that score. A run stops when the learning rate falls below ``STOP_LR`` (the schedule has run out
   of improvements), when the validation loss has not improved for ``PATIENCE`` checks (early
   stopping), or at ``MAX_STEPS`` (recorded as not converged). The EMA weights of the best
@@ -46,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "learning_curves.json"
+SHIPPED = ROOT / "nequip_np" / "data" / "examples" / "learning_curves.json"
 FIGURE = ROOT / "docs" / "figures" / "learning_curves.png"
 WORK = Path(os.environ.get("LEARNING_CURVES_WORK", ROOT / "runs" / "learning_curves"))
 
@@ -54,15 +55,15 @@ L_MAX = [0, 1, 2]
 SEEDS = [0, 1, 2]
 N_TEST, N_VAL = 100, 20
 SPLIT_SEED = 2024
-MODEL = dict(type_names=["H", "C", "O"], r_max=4.0, num_layers=2, parity=True, num_features=16,
+MODEL = dict(type_names=["H", "C", "O"], r_max=4.0, num_layers=2, parity=True, num_features=8,
              radial_mlp_depth=1, radial_mlp_width=16, num_bessels=8, polynomial_cutoff_p=6,
              avg_num_neighbors="auto", per_type_energy_scales="auto", per_type_energy_shifts="auto")
 BATCH, LR, EMA_DECAY = 5, 0.01, 0.999
 EVAL_EVERY = 20          # optimiser steps between validation checks
-FACTOR, SCHED_PATIENCE, THRESHOLD = 0.5, 4, 0.01
-PATIENCE = 10            # early stopping: checks without improvement
-STOP_LR = 5e-4           # the plateau schedule has halved the rate 5 times
-MAX_STEPS = 2500
+FACTOR, SCHED_PATIENCE, THRESHOLD = 0.5, 3, 0.01
+PATIENCE = 8            # early stopping: checks without improvement
+STOP_LR = 1e-3           # the plateau schedule has halved the rate 4 times
+MAX_STEPS = 2000
 BACKEND = "numba"
 
 
@@ -207,18 +208,9 @@ def cmd_time(a) -> None:
         print(f"l_max {l_max}: {per_step * 1e3:.0f} ms per step, {per_val * 1e3:.0f} ms per validation check")
 
 
-def fit_slope(n, mae) -> tuple[float, float]:
-    """Least-squares slope of log(MAE) against log(N) over every (seed) point, and its standard error."""
-    x, y = np.log(np.asarray(n, float)), np.log(np.asarray(mae, float))
-    A = np.stack([x, np.ones_like(x)], axis=1)
-    coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
-    dof = max(len(x) - 2, 1)
-    sigma2 = float(np.sum((y - A @ coef) ** 2)) / dof
-    cov = sigma2 * np.linalg.inv(A.T @ A)
-    return float(coef[0]), float(np.sqrt(cov[0, 0]))
-
-
 def summarize(runs: list) -> dict:
+    from nequip_np.course import fit_loglog_slope
+
     out = {}
     for l_max in sorted({r["l_max"] for r in runs}):
         rs = [r for r in runs if r["l_max"] == l_max]
@@ -229,7 +221,8 @@ def summarize(runs: list) -> dict:
             entry[f"{name}_mean"] = [float(np.mean(p)) for p in per]
             entry[f"{name}_std"] = [float(np.std(p, ddof=1)) if len(p) > 1 else 0.0 for p in per]
             entry[f"{name}_n_seeds"] = [len(p) for p in per]
-            slope, err = fit_slope([r["n_train"] for r in rs], [r[key] for r in rs])
+            slope, err = (fit_loglog_slope([r["n_train"] for r in rs], [r[key] for r in rs])
+                          if len(sizes) > 1 else (None, None))
             entry[f"{name}_slope"], entry[f"{name}_slope_stderr"] = slope, err
         entry["converged_runs"] = sum(r["converged"] for r in rs)
         entry["runs"] = len(rs)
@@ -238,8 +231,13 @@ def summarize(runs: list) -> dict:
 
 
 def cmd_collect(a) -> None:
-    path = WORK / "runs.jsonl"
-    runs = [json.loads(line) for line in path.read_text().splitlines()]
+    runs = []
+    for path in [WORK / "runs.jsonl"] + [Path(p) for p in a.extra]:  # --extra: runs done by a second process
+        runs += [json.loads(line) for line in path.read_text().splitlines()]
+    keys = [(r["n_train"], r["l_max"], r["seed"]) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the same (n_train, l_max, seed) appears twice in the run records")
+    runs.sort(key=lambda r: (r["l_max"], r["n_train"], r["seed"]))
     import numba
 
     doc = {
@@ -258,8 +256,10 @@ def cmd_collect(a) -> None:
         "summary": summarize(runs),
         "runs": runs,
     }
-    RESULTS.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {RESULTS} ({len(runs)} runs, {doc['total_train_wall_s']:.0f} s of training)")
+    text = json.dumps(doc, indent=1) + "\n"
+    RESULTS.write_text(text)
+    SHIPPED.write_text(text)  # the copy notebook 06 reads outside a clone
+    print(f"wrote {RESULTS} and {SHIPPED} ({len(runs)} runs, {doc['total_train_wall_s']:.0f} s of training)")
     from nequip_np.course import plot_learning_curves
 
     import matplotlib
@@ -269,8 +269,8 @@ def cmd_collect(a) -> None:
     fig.savefig(FIGURE, dpi=110)
     print(f"wrote {FIGURE}")
     for l_max, e in doc["summary"].items():
-        print(f"l_max {l_max}: force slope {e['forces_slope']:+.2f} ± {e['forces_slope_stderr']:.2f}, "
-              f"energy slope {e['energy_slope']:+.2f} ± {e['energy_slope_stderr']:.2f}; "
+        print(f"l_max {l_max}: force slope {e['forces_slope']}, ± {e['forces_slope_stderr']}, "
+              f"energy slope {e['energy_slope']} ± {e['energy_slope_stderr']}; "
               f"{e['converged_runs']}/{e['runs']} runs converged")
 
 
@@ -283,6 +283,7 @@ def main(argv=None) -> int:
         p.add_argument("--l-max", type=int, nargs="+", default=L_MAX)
         p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
         p.add_argument("--note", default="")
+        p.add_argument("--extra", nargs="*", default=[], help="collect: more runs.jsonl files to merge")
     a = ap.parse_args(argv)
     os.environ.setdefault("NEQUIP_NP_NO_PROGRESS", "1")
     {"run": cmd_run, "time": cmd_time, "collect": cmd_collect}[a.cmd](a)

@@ -77,8 +77,9 @@ def plot_learning_curves(doc: dict, axes=None):
             n = np.array(entry["sizes"])
             mean, std = np.array(entry[f"{name}_mean"]), np.array(entry[f"{name}_std"])
             pts = [(r["n_train"], r[key]) for r in runs if str(r["l_max"]) == l_max]
-            line, = ax.plot(n, mean, "o-", label=f"$l_{{\\max}}={l_max}$: slope {entry[f'{name}_slope']:+.2f}"
-                            f" ± {entry[f'{name}_slope_stderr']:.2f}")
+            slope, err = entry[f"{name}_slope"], entry[f"{name}_slope_stderr"]
+            fitted = "slope n/a" if slope is None else f"slope {slope:+.2f} ± {err:.2f}"
+            line, = ax.plot(n, mean, "o-", label=f"$l_{{\\max}}={l_max}$: {fitted}")
             ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.15)
             ax.plot(*zip(*pts), ".", color=line.get_color(), ms=3, alpha=0.6)
         ax.set_xscale("log"); ax.set_yscale("log")

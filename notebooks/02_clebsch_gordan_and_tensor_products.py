@@ -27,6 +27,19 @@
 # basis: `docs/derivations/spherical_harmonics_and_cg.md` §4, generator `tools/derive_so3.py`),
 # the radial network that produces the weights (notebook 03), and fast kernels.
 
+# %% [markdown]
+# **Running this outside a clone of the repository** (a fresh Jupyter, or a hosted notebook
+# service): the next cell installs the package if it is missing. Everything this notebook needs
+# ships with the package.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: install the package first
+    subprocess.run([sys.executable, "-m", "pip", "install", "nequip-np[notebooks]"], check=True)
+
 # %%
 import os
 

@@ -22,12 +22,28 @@
 # energy against time, fluctuation of the total against the time step); Langevin dynamics at
 # 300 K (temperature against time, with the target); and the distributions of C–H, C–C and C–O
 # distances over the trajectory, next to those of the GFN2-xTB trajectory (500 K) that the
-# training frames came from.
+# training frames came from; and diagnostics that turn a run into verdicts — bond topology per
+# frame, temperature fluctuations against the canonical expectation, a run that fails and how
+# the checks see it, and the disagreement of two independently trained models as an uncertainty
+# signal.
 #
 # **What it does not cover.** A production potential (the model is tiny and briefly trained:
 # notebook 06, `docs/accuracy.md`), long or large simulations, periodic systems and pressure
 # control, the command-line driver `nequip-np md` and LAMMPS (`docs/md.md`), and why forces from
 # a smooth energy conserve energy in the first place (notebooks 04 and 09).
+
+# %% [markdown]
+# **Running this outside a clone of the repository** (a fresh Jupyter, or a hosted notebook
+# service): the next cell installs the package if it is missing. Everything this notebook needs
+# ships with the package.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: install the package first
+    subprocess.run([sys.executable, "-m", "pip", "install", "nequip-np[notebooks]"], check=True)
 
 # %%
 import os
@@ -49,7 +65,9 @@ SWEEP_STEPS = 10 if SMOKE else 400                   # steps per time step in th
 NVT_STEPS = 20 if SMOKE else 4000                   # Langevin steps (2 ps at full size)
 TEMPERATURE_K = 300.0                               # see section 1 for why not 500 K
 BACKEND = "numpy"
-DATA = "../examples/aspirin/aspirin_xtb_300.extxyz"
+from nequip_np.data.examples import aspirin_path
+
+DATA = str(aspirin_path())  # 300 xTB frames shipped with the package
 os.environ["NEQUIP_NP_NO_PROGRESS"] = "1"
 rng = np.random.default_rng(0)
 
@@ -233,6 +251,112 @@ fig.tight_layout()
 # artefact of the model — which the thermostat drains within its ~100 fs relaxation time.
 
 # %% [markdown]
+# ## 6. Diagnosing a run, not describing it
+#
+# Plots of energy and temperature look reassuring even when a run has gone wrong. Four checks
+# that turn "looks fine" into numbers:
+#
+# 1. **Bond topology per frame.** Bonds of the starting frame (distance below 1.2 × the sum of
+#    covalent radii); every frame must have exactly the same set. A broken or a new bond is a
+#    chemical reaction — at 300 K in aspirin, that means the model failed.
+# 2. **Temperature fluctuations against the canonical expectation.** In equilibrium the kinetic
+#    temperature of $N$ atoms with $3N$ degrees of freedom has relative standard deviation
+#    $\sqrt{2/(3N)}$; much larger means the run is not in equilibrium (or is heating), much
+#    smaller that the thermostat or the dynamics are wrong.
+# 3. **A run that fails, seen by the checks.** The same NVE dynamics with a time step far too long
+#    for the C–H vibration (period ≈ 11 fs).
+# 4. **Two models disagreeing.** A second model trained on the same frames from other random
+#    weights; where the two disagree, at least one is wrong. The disagreement is an uncertainty
+#    signal that needs no reference labels.
+
+# %%
+from ase.neighborlist import natural_cutoffs
+
+radii = np.array(natural_cutoffs(atoms))
+bond_cut = 1.2 * (radii[:, None] + radii[None, :])
+
+def bonds(pos):
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    return frozenset(zip(*np.nonzero(np.triu(d < bond_cut, 1))))
+
+def topology_report(frames, label):
+    ref_bonds = bonds(frames[0])
+    changed = [k for k, p in enumerate(frames) if bonds(p) != ref_bonds]
+    print(f"{label}: {len(ref_bonds)} bonds in frame 0; {len(changed)} of {len(frames)} frames with another topology"
+          + (f" (first at frame {changed[0]})" if changed else ""))
+    return changed
+
+nvt_changed = topology_report(positions, "Langevin 300 K")
+half = len(temps) // 2
+rel_std, expected = temps[half:].std() / temps[half:].mean(), np.sqrt(2 / (3 * len(atoms)))
+print(f"Langevin 300 K: relative std of T over the second half {rel_std:.3f}, canonical expectation {expected:.3f}")
+
+# %%
+FAIL_DT_FS, FAIL_STEPS = 8.0, 60
+a_fail = start_atoms(TEMPERATURE_K, seed=3)
+dyn = VelocityVerlet(a_fail, timestep=FAIL_DT_FS * units.fs)
+fail_log, fail_pos = [], []
+dyn.attach(lambda: (fail_log.append(a_fail.get_potential_energy() + a_fail.get_kinetic_energy()),
+                    fail_pos.append(a_fail.get_positions().copy())), interval=1)
+with np.errstate(all="ignore"):
+    try:
+        dyn.run(FAIL_STEPS)
+    except Exception as err:          # an exploding run may also stop on its own
+        print(f"the run stopped: {type(err).__name__}: {err}")
+fail_e = np.array(fail_log)
+print(f"NVE at Δt = {FAIL_DT_FS} fs: total energy moved by {1e3 * np.nanmax(np.abs(fail_e - fail_e[0])):.0f} meV "
+      f"(at Δt = {TIMESTEP_FS} fs: {1e3 * np.abs(etot - etot[0]).max():.1f} meV)")
+fail_changed = topology_report(fail_pos, f"NVE Δt = {FAIL_DT_FS} fs")
+
+# %%
+import copy
+
+config_b = copy.deepcopy(config)
+config_b["model"]["seed"], config_b["training"]["seed"] = 1, 1
+trainer_b = Trainer(config_b, output_dir=workdir / "second", progress=False)
+trainer_b.train()
+calc_b = NequIPCalculator(workdir / "second" / "model.npz")
+
+def forces_of(c, pos):
+    a = read(DATA, index=0); a.positions = pos; a.calc = c
+    return a.get_forces()
+
+ref_frames = read(DATA, index="::10" if not SMOKE else "::60")
+disagree = [np.abs(forces_of(calc, f.positions) - forces_of(calc_b, f.positions)).mean() for f in ref_frames]
+true_err = [np.abs(forces_of(calc, f.positions) - f.get_forces()).mean() for f in ref_frames]
+corr = np.corrcoef(disagree, true_err)[0, 1]
+md_disagree = [np.abs(forces_of(calc, p) - forces_of(calc_b, p)).mean() for p in positions[::max(1, len(positions) // 40)]]
+print(f"{len(ref_frames)} reference frames: mean |F_A − F_B| = {1e3 * np.mean(disagree):.0f} meV/Å, "
+      f"mean |F_A − F_xTB| = {1e3 * np.mean(true_err):.0f} meV/Å, correlation over frames {corr:+.2f}")
+print(f"along the 300 K Langevin run: mean |F_A − F_B| = {1e3 * np.mean(md_disagree):.0f} meV/Å")
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+axes[0].plot(1e3 * np.array(disagree), 1e3 * np.array(true_err), "o", ms=4)
+axes[0].set_xlabel("|F_A − F_B| per frame (meV/Å)"); axes[0].set_ylabel("|F_A − F_xTB| per frame (meV/Å)")
+axes[0].set_title(f"disagreement vs true error, r = {corr:+.2f}", fontsize=10)
+axes[1].plot(np.arange(len(fail_e)) * FAIL_DT_FS * 1e-3, fail_e - fail_e[0], "C3", label=f"Δt = {FAIL_DT_FS} fs")
+axes[1].plot(np.arange(len(etot)) * TIMESTEP_FS * 1e-3, etot - etot[0], "k", label=f"Δt = {TIMESTEP_FS} fs")
+axes[1].set_xlabel("time (ps)"); axes[1].set_ylabel("E_tot − E_tot(0) (eV)"); axes[1].legend(fontsize=8)
+axes[1].set_title("a run that fails: energy", fontsize=10)
+
+# %%
+print("verdicts")
+print(f"  Langevin 300 K keeps its bond topology in every frame: {not nvt_changed}")
+print(f"  its temperature fluctuation / canonical expectation: {rel_std / expected:.2f} (≈ 1 in equilibrium)")
+print(f"  NVE at {FAIL_DT_FS} fs: energy error {np.nanmax(np.abs(fail_e - fail_e[0])) / np.abs(etot - etot[0]).max():.0f}× "
+      f"that at {TIMESTEP_FS} fs; bond topology changed in {len(fail_changed)} of {len(fail_pos)} frames")
+print(f"  two-model force disagreement vs true error over reference frames: correlation {corr:+.2f}")
+
+# %% [markdown]
+# How to read the verdicts: a run is suspect as soon as one bond appears or disappears, or the
+# temperature fluctuates far more (or less) than $\sqrt{2/(3N)}$ allows; a time step that is too
+# long shows up as a total energy that is not conserved, long before anything looks odd in a
+# temperature plot. The two-model disagreement needs no labels; the printed correlation says how
+# well it tracks the true error on this data — with one small model pair and frames all drawn
+# from the training distribution it can be weak, and an ensemble of more models, or frames
+# farther from the data, make it more informative.
+
+# %% [markdown]
 # ## 5. Distance distributions: model MD against the reference trajectory
 #
 # For a single molecule the "radial distribution function" is the histogram of interatomic
@@ -283,3 +407,27 @@ print(f"histograms over {len(reference)} reference frames and {len(model_frames)
 # are identical). (2) Run NVE at Δt = 2 fs and watch the total energy. (3) Set `TEMPERATURE_K`
 # to 500 and track the smallest interatomic distance (`atoms.get_all_distances()`) during the
 # run; then train longer, or add `pair_potential={"type": "ZBL"}` to the model, and try again.
+#
+# <details><summary>Solutions</summary>
+#
+# (1) `NequIPCalculator(model_path, skin=0.0)`: `calc.nl_builds` then grows by one per step, and
+# the time per step rises by the cost of a neighbour-list build; energies and forces do not change.
+# (2) `run_nve(2.0, 500)`: the total energy fluctuates about $(2/0.5)^2 = 16$ times more than at
+# 0.5 fs (the $\Delta t^2$ law of section 3) — still bounded if the step is stable.
+# (3) Run `topology_report` of section 6 on the 500 K positions: the first frame with another
+# topology marks the failure; with longer training (more epochs and frames) or ZBL the
+# smallest distance stays above ~0.9 Å.
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# The kinetic temperature is $T = 2E_{kin}/(3Nk_B)$. Compute it from the masses and velocities
+# of the last Langevin frame and compare with ASE's `atoms.get_temperature()`. One solution is
+# filled in.
+
+# %%
+v = atoms.get_velocities()                                      # Å / (ASE time unit)
+e_kin = 0.5 * np.sum(atoms.get_masses()[:, None] * v**2)        # eV
+my_T = 2 * e_kin / (3 * len(atoms) * units.kB)
+print(f"mine {my_T:.3f} K, ASE {atoms.get_temperature():.3f} K")
+assert abs(my_T - atoms.get_temperature()) < 1e-9 * max(my_T, 1.0)

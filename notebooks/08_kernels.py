@@ -30,6 +30,19 @@
 # (the simulator runs each GPU thread as a Python thread: it checks correctness, never speed),
 # the training pass (complex step: notebook 05), and float32.
 
+# %% [markdown]
+# **Running this outside a clone of the repository** (a fresh Jupyter, or a hosted notebook
+# service): the next cell installs the package if it is missing. Everything this notebook needs
+# ships with the package.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: install the package first
+    subprocess.run([sys.executable, "-m", "pip", "install", "nequip-np[notebooks]"], check=True)
+
 # %%
 import os
 

