@@ -284,7 +284,7 @@ fig = plot_error_vs_step(STEPS, {"forces vs −∂E/∂R (FD)": force_errors, "s
 # %% [markdown]
 # The left arm has slope 2 (truncation), the right arm slope −1 (round-off); both checks bottom
 # out around $10^{-7}$–$10^{-8}$ at $h \approx 10^{-4}$–$10^{-5}$ Å. A reverse pass with a bug would put a
-# *floor* under the V at the size of the bug — see notebook 09 for exactly that picture.
+# *floor* under the V at the size of the bug — see notebook 08 for exactly that picture.
 #
 # **Try it.** (1) Drop the `np.add.at(F_hand, src, -g)` line and look at $\sum F$. (2) Set the
 # species shifts to zero: the right arm of the V drops, roughly in proportion to $|E|$ (round-off

@@ -91,7 +91,7 @@ print(f"{len(frames)} frames of {frames[0].get_chemical_formula()}; energy {ener
 # least-squares fit of per-type energies would only redistribute the same total).
 #
 # **Backend.** The reference NumPy backend. For a 21-atom molecule in batches of five, the Numba
-# kernels gain little (they shine on thousands of edges, notebook 08) and their first compilation
+# kernels gain little (they shine on thousands of edges, notebook 09) and their first compilation
 # of the training pass takes about a minute; `"numba"` gives the same numbers to round-off.
 
 # %%

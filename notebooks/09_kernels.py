@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 08 · Kernels and backends: reference, Numba, CUDA
+# # 09 · Kernels and backends: reference, Numba, CUDA (optional: engineering)
 #
 # **What this covers.** The three implementations of every operation behind
 # `NequIPModel(backend=...)`: `"numpy"` (the reference: `kernels/<op>/reference.py`, the
@@ -329,3 +329,35 @@ print("numba vs numpy bitwise equal:", prints["numba"][0] == prints["numpy"][0],
 # **Try it.** (1) Raise `CELLS` to 6 or 7 and see where the speed-up settles. (2) Time with
 # `numba.set_num_threads(1)` and compare the two curves. (3) Print `models["numba"].plan.layers[1]`
 # and find which paths dominate the tensor-product flops (notebook 02, section 5).
+#
+# <details><summary>Solutions</summary>
+#
+# (1) `CELLS = [1, 2, 3, 4, 5, 6, 7]`: the Numba/reference ratio keeps growing while the
+# per-call overhead still matters and flattens once every call is dominated by arithmetic — read
+# the ratio off the printed table.
+# (2) `numba.set_num_threads(1)` before the timing cell: on a machine with more than one free
+# core the large systems slow down by up to the core count; the small ones barely change.
+# (3) `for p in models["numba"].plan.layers[1].conv.paths: print(p)` and the per-path flops of
+# notebook 02, section 5: paths into $l = 2$ outputs from $l = 2$ inputs dominate.
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# Every backend shares the scalar functions. Write SiLU, $x\,\sigma(x)$, and its derivative
+# $\sigma(x)\,(1 + x(1 - \sigma(x)))$, and compare with `nequip_np.kernels.common`. One solution is
+# filled in.
+
+# %%
+from nequip_np.kernels.common import silu, silu_grad
+
+def my_silu(x):
+    return x / (1 + np.exp(-x))
+
+def my_silu_grad(x):
+    s = 1 / (1 + np.exp(-x))
+    return s * (1 + x * (1 - s))
+
+xs = np.linspace(-20, 20, 4001)
+err_silu = max(np.abs(my_silu(xs) - silu(xs)).max(), np.abs(my_silu_grad(xs) - silu_grad(xs)).max())
+print(f"max |mine − package| for SiLU and its derivative: {err_silu:.1e}")
+assert err_silu < 1e-13

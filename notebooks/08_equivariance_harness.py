@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 09 · The equivariance and conservativity harness
+# # 08 · The equivariance and conservativity harness
 #
 # **What this covers.** `nequip_np.testing.check_calculator`: one call that checks what every
 # interatomic potential owes its users — invariance under rotations, inversion, translations and
@@ -209,3 +209,36 @@ fig = plot_error_vs_step(STEPS, curves, title="forces vs central differences of 
 # (`model_dtype="float32"`). (2) Write `fn(atoms) -> (E, F)` for a pair potential of your own and
 # pass it to `nequip_np.testing.check_function`. (3) Give `make_truncated_lj()` a smaller
 # `cutoff_window` and see whether `cutoff_smoothness` still sees the jump.
+#
+# <details><summary>Solutions</summary>
+#
+# (1) Build the model with `model_dtype="float32"` and call
+# `check_calculator(calc, ethanol, cutoff=..., dtype="float32")`: the errors grow to ~1e-6
+# relative, and the float32 tolerance table still passes them; with the float64 tolerances
+# several checks would fail — which is why the table is per dtype.
+# (2) `def fn(atoms): d = atoms.get_all_distances(); ...` returning the energy and the analytic
+# forces of, e.g., a harmonic pair potential; `check_function(fn, atoms)` prints the same rows.
+# Flip the sign of the forces to see `forces_gradient` fail.
+# (3) A smaller window makes the switch steeper; once it is much shorter than the
+# finite-difference probe spacing the jump is no longer resolved — compare the printed
+# `cutoff_smoothness` errors for a few windows.
+# </details>
+#
+# ### Exercise: implement it, then check it against the package
+#
+# The heart of `forces_gradient`: a central difference of the energy along one Cartesian
+# component. Write it for one atom of ethanol and compare with the calculator's force. One
+# solution is filled in.
+
+# %%
+def my_fd_force(calc, atoms, i, a, h=1e-4):
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[i, a] += h
+    minus.positions[i, a] -= h
+    plus.calc = minus.calc = calc
+    return -(plus.get_potential_energy() - minus.get_potential_energy()) / (2 * h)
+
+probe = ethanol.copy(); probe.rattle(0.05, seed=4); probe.calc = calc
+fd, exact = my_fd_force(calc, probe, 0, 2), probe.get_forces()[0, 2]
+print(f"finite difference {fd:.8f} eV/Å, calculator {exact:.8f} eV/Å")
+assert abs(fd - exact) < 1e-5 * max(1.0, abs(exact))
