@@ -192,7 +192,7 @@ def cmd_time(a) -> None:
     from nequip_np.train.loss import LossCoefficients, loss_and_grad
 
     data = load()
-    test_idx, val_idx, pool = split()
+    _, val_idx, pool = split()
     for l_max in a.l_max:
         train_set = data.subset(training_indices(pool, 40, 0))
         model = build_model(train_set, l_max, 0)
@@ -260,9 +260,9 @@ def cmd_collect(a) -> None:
     RESULTS.write_text(text)
     SHIPPED.write_text(text)  # the copy notebook 06 reads outside a clone
     print(f"wrote {RESULTS} and {SHIPPED} ({len(runs)} runs, {doc['total_train_wall_s']:.0f} s of training)")
-    from nequip_np.course import plot_learning_curves
-
     import matplotlib
+
+    from nequip_np.course import plot_learning_curves
 
     matplotlib.use("Agg")
     fig = plot_learning_curves(doc)

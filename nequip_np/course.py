@@ -17,8 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["bent_triatomic", "bending_scan", "fit_loglog_slope", "gauss_sphere_quadrature", "learning_curves_path", "load_learning_curves",
-           "plot_learning_curves", "plot_real_sh_lobes", "receptive_field_figure"]
+__all__ = [
+    "bending_scan",
+    "bent_triatomic",
+    "fit_loglog_slope",
+    "gauss_sphere_quadrature",
+    "learning_curves_path",
+    "load_learning_curves",
+    "plot_learning_curves",
+    "plot_real_sh_lobes",
+    "receptive_field_figure",
+]
 
 
 def learning_curves_path() -> Path:

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from nequip_np import NequIPModel
-from nequip_np.course import (bending_scan, bent_triatomic, fit_loglog_slope, gauss_sphere_quadrature,
-                              learning_curves_path, load_learning_curves)
+from nequip_np.course import (
+    bending_scan,
+    bent_triatomic,
+    fit_loglog_slope,
+    gauss_sphere_quadrature,
+    learning_curves_path,
+    load_learning_curves,
+)
 from nequip_np.so3 import spherical_harmonics
 
 
