@@ -48,8 +48,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -73,7 +73,7 @@ os.environ["NEQUIP_NP_NO_PROGRESS"] = "1"   # no progress bars in the saved outp
 # 50 fs apart.
 
 # %%
-from nequip_np.data.dataset import read_frames, split_indices
+from nequip_np.data.dataset import read_frames
 
 frames = read_frames(DATA)
 energies = np.array([a.get_potential_energy() for a in frames])

@@ -48,8 +48,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -142,6 +142,7 @@ from ase.md.velocitydistribution import ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
 from nequip_np.md.run import maxwell_boltzmann
+
 
 def start_atoms(temperature_K, seed):
     a = read(DATA, index=0)

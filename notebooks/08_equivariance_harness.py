@@ -45,8 +45,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -69,6 +69,7 @@ rng = np.random.default_rng(0)
 
 # %%
 from ase.build import bulk, molecule
+
 from nequip_np import NequIPCalculator, NequIPModel
 from nequip_np.testing import check_calculator
 

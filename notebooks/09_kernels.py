@@ -46,8 +46,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -97,6 +97,7 @@ from ase.build import bulk, molecule
 
 from nequip_np import NequIPModel
 from nequip_np.data.graph import graph_from_atoms
+
 
 def cu_model(backend):
     return NequIPModel(type_names=["Cu"], r_max=4.0, num_layers=3, l_max=2, parity=True, num_features=16,
@@ -239,6 +240,7 @@ fig.tight_layout()
 # %%
 from nequip_np.model.plan import blocks
 
+
 def flop_count(model, n_atoms, n_edges):
     macs = dict(radial_mlp=0, tensor_product=0, linear=0, self_connection=0, readout=0)
     for layer in model.plan.layers:
@@ -305,6 +307,7 @@ fig.tight_layout()
 # %%
 import hashlib
 
+
 def fingerprint(out):
     h = hashlib.sha256()
     for key in ("total_energy", "forces", "stress"):
@@ -349,6 +352,7 @@ print("numba vs numpy bitwise equal:", prints["numba"][0] == prints["numpy"][0],
 
 # %%
 from nequip_np.kernels.common import silu, silu_grad
+
 
 def my_silu(x):
     return x / (1 + np.exp(-x))

@@ -46,8 +46,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -69,6 +69,7 @@ N_FRAMES = 4 if SMOKE else 8         # frames in the training batch of section 4
 
 # %%
 from ase.build import bulk
+
 from nequip_np import NequIPModel
 from nequip_np.data.graph import graph_from_atoms
 from nequip_np.parallel.mpi import hop_distance, owned_energy_forces, receptive_subgraph
@@ -133,7 +134,12 @@ for P in RANKS:
 # below are threads running the same code as under `mpirun`.
 
 # %%
-from nequip_np.parallel import GhostCache, ghost_energy_forces, run_thread_ranks, slab_ghosts
+from nequip_np.parallel import (
+    GhostCache,
+    ghost_energy_forces,
+    run_thread_ranks,
+    slab_ghosts,
+)
 
 cut = L * r_max + 1.0  # receptive field + a skin of 1 Å
 

@@ -43,8 +43,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -221,6 +221,7 @@ from ase.md.verlet import VelocityVerlet
 
 from nequip_np import NequIPCalculator
 from nequip_np.md.run import maxwell_boltzmann
+
 
 def nve_energies(dtype):
     model = NequIPModel(type_names=["H", "C", "O"], r_max=4.0, num_layers=2, l_max=1, num_features=8,
