@@ -48,8 +48,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small

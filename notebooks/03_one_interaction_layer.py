@@ -47,8 +47,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -69,6 +69,7 @@ rng = np.random.default_rng(0)
 
 # %%
 from ase.build import molecule
+
 from nequip_np import NequIPModel
 from nequip_np.data.graph import graph_from_atoms
 
@@ -177,6 +178,7 @@ from nequip_np.kernels.linear import reference as linear
 from nequip_np.kernels.mlp import reference as mlp
 from nequip_np.kernels.self_connection import reference as self_connection
 from nequip_np.kernels.tp_conv import reference as tp_conv
+
 
 def alphas(dims, nonlinear=True):
     """nequip's MLP scaling: gain/√fan_in, gain 1 for the first layer and √2 after a SiLU."""

@@ -44,8 +44,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -98,6 +98,7 @@ rng = np.random.default_rng(0)
 
 # %%
 from ase.build import molecule
+
 from nequip_np import NequIPModel
 from nequip_np.data.graph import graph_from_atoms
 from nequip_np.kernels.edge_embedding import reference as edge_embedding

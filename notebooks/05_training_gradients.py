@@ -44,8 +44,8 @@ if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: instal
 # %%
 import os
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 
 # %matplotlib inline
 plt.rcParams["figure.dpi"] = 72  # modest resolution keeps the committed notebooks small
@@ -80,10 +80,16 @@ rng = np.random.default_rng(0)
 
 # %%
 from ase import Atoms
+
 from nequip_np import NequIPModel
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.testing.faults import SmoothPair
-from nequip_np.train.loss import COMPLEX_STEP, LossCoefficients, loss_and_grad, loss_terms
+from nequip_np.train.loss import (
+    COMPLEX_STEP,
+    LossCoefficients,
+    loss_and_grad,
+    loss_terms,
+)
 
 model = NequIPModel(type_names=["H", "C", "O"], r_max=3.5, num_layers=2, l_max=1, parity=True,
                     num_features=[8, 4], radial_mlp_depth=1, radial_mlp_width=16, num_bessels=8,
@@ -190,6 +196,7 @@ print("by hand vs loss_and_grad, max difference over all parameters:",
 # %%
 import time
 
+
 def best_time(fn, repeat=3 if SMOKE else 10):
     times = []
     for _ in range(repeat):
@@ -243,6 +250,7 @@ plot_error_vs_step(PARAM_STEPS, {"central difference of L": param_err}, ax=axes[
 
 # %%
 from nequip_np.train.optim import Adam
+
 
 def adam_step(theta, grad, m, v, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8):
     m = b1 * m + (1 - b1) * grad
