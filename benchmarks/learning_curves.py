@@ -208,6 +208,14 @@ def cmd_time(a) -> None:
         print(f"l_max {l_max}: {per_step * 1e3:.0f} ms per step, {per_val * 1e3:.0f} ms per validation check")
 
 
+def _best_ratio(history, window: int) -> float:
+    """Best validation loss at the end over the best one ``window`` steps before the end."""
+    steps = np.array([h[0] for h in history])
+    vals = np.array([h[2] for h in history])
+    before = vals[steps <= steps[-1] - window]
+    return float(vals.min() / before.min()) if before.size else float("nan")
+
+
 def summarize(runs: list) -> dict:
     from nequip_np.course import fit_loglog_slope
 
@@ -225,9 +233,30 @@ def summarize(runs: list) -> dict:
                           if len(sizes) > 1 else (None, None))
             entry[f"{name}_slope"], entry[f"{name}_slope_stderr"] = slope, err
         entry["converged_runs"] = sum(r["converged"] for r in rs)
+        # how far from converged the runs stopped by MAX_STEPS were: best validation loss at the cap
+        # relative to the best one 500 steps earlier (1.0 = no progress in the last 500 steps)
+        capped = [r for r in rs if not r["converged"]]
+        entry["capped_best_val_ratio_last_500_steps"] = [round(_best_ratio(r["val_history"], 500), 4) for r in capped]
         entry["runs"] = len(rs)
         out[str(l_max)] = entry
     return out
+
+
+def markdown_table(doc: dict) -> str:
+    """The results as a Markdown table (docs/accuracy.md): mean ± std over seeds per size and l_max."""
+    summary = doc["summary"]
+    ls = sorted(summary)
+    head = "| N_train | " + " | ".join(f"F MAE l_max={l} (meV/Å)" for l in ls) + " | " + \
+        " | ".join(f"E MAE l_max={l} (meV)" for l in ls) + " |"
+    rows = [head, "|" + "---|" * (1 + 2 * len(ls))]
+    for k, n in enumerate(summary[ls[0]]["sizes"]):
+        cells = [f"{summary[l]['forces_mean'][k]:.0f} ± {summary[l]['forces_std'][k]:.0f}" for l in ls]
+        cells += [f"{summary[l]['energy_mean'][k]:.0f} ± {summary[l]['energy_std'][k]:.0f}" for l in ls]
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    slopes = [f"{summary[l]['forces_slope']:+.2f} ± {summary[l]['forces_slope_stderr']:.2f}" for l in ls]
+    slopes += [f"{summary[l]['energy_slope']:+.2f} ± {summary[l]['energy_slope_stderr']:.2f}" for l in ls]
+    rows.append("| fitted slope | " + " | ".join(slopes) + " |")
+    return "\n".join(rows)
 
 
 def cmd_collect(a) -> None:
@@ -268,6 +297,7 @@ def cmd_collect(a) -> None:
     fig = plot_learning_curves(doc)
     fig.savefig(FIGURE, dpi=110)
     print(f"wrote {FIGURE}")
+    print(markdown_table(doc))
     for l_max, e in doc["summary"].items():
         print(f"l_max {l_max}: force slope {e['forces_slope']}, ± {e['forces_slope_stderr']}, "
               f"energy slope {e['energy_slope']} ± {e['energy_slope_stderr']}; "
