@@ -64,7 +64,7 @@ DT_SWEEP = [0.25, 0.5, 1.0] if not SMOKE else [0.5, 1.0]
 SWEEP_STEPS = 10 if SMOKE else 400                   # steps per time step in the drift sweep
 NVT_STEPS = 20 if SMOKE else 4000                   # Langevin steps (2 ps at full size)
 TEMPERATURE_K = 300.0                               # see section 1 for why not 500 K
-BACKEND = "numpy"
+BACKEND = "numpy" if SMOKE else "numba"   # numba's compiled kernels are cached on disk after a first run
 from nequip_np.data.examples import aspirin_path
 
 DATA = str(aspirin_path())  # 300 xTB frames shipped with the package
@@ -121,7 +121,7 @@ from ase.io import read
 
 from nequip_np import NequIPCalculator
 
-calc = NequIPCalculator(model_path, skin=0.5)
+calc = NequIPCalculator(model_path, backend=BACKEND, skin=0.5)
 print(calc)
 atoms = read(DATA, index=0)
 atoms.calc = calc
@@ -316,7 +316,7 @@ config_b = copy.deepcopy(config)
 config_b["model"]["seed"], config_b["training"]["seed"] = 1, 1
 trainer_b = Trainer(config_b, output_dir=workdir / "second", progress=False)
 trainer_b.train()
-calc_b = NequIPCalculator(workdir / "second" / "model.npz")
+calc_b = NequIPCalculator(workdir / "second" / "model.npz", backend=BACKEND)
 
 def forces_of(c, pos):
     a = read(DATA, index=0); a.positions = pos; a.calc = c

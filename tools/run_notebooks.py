@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI mode)")
     ap.add_argument("--sync-only", action="store_true", help="write the .ipynb from the .py, do not execute")
     ap.add_argument("--check", action="store_true", help="exit 1 if a .py and its .ipynb disagree")
+    ap.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds allowed per cell")
     args = ap.parse_args(argv)
     if args.check:
         out = stale(args.prefixes)
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
         return 0
     total = 0.0
     for _, path in todo:
-        _, seconds = execute(path, smoke=args.smoke)
+        _, seconds = execute(path, smoke=args.smoke, timeout=args.timeout)
         size = path.stat().st_size / 1024
         total += seconds
         print(f"{path.name:<50} {seconds:7.1f} s  {size:7.0f} KiB", flush=True)
