@@ -94,9 +94,10 @@ def plot_learning_curves(doc: dict, axes=None):
         ax.set_xscale("log"); ax.set_yscale("log")
         ax.set_xlabel("training frames"); ax.set_ylabel(f"test {name} MAE ({unit})")
         ax.grid(True, which="both", alpha=0.3); ax.legend(fontsize=8)
-    seeds = doc.get("protocol", {}).get("seeds", [])
-    fig.suptitle(f"aspirin (xTB), {doc.get('protocol', {}).get('n_test', '?')} test frames, "
-                 f"mean ± std over {len(seeds)} seeds, early stopping on validation", fontsize=10)
+    proto = doc.get("protocol", {})
+    fig.suptitle(f"aspirin (xTB), {proto.get('n_test', '?')} test frames, mean ± std over "
+                 f"{len(proto.get('seeds', []))} seeds; each run stops at convergence on validation "
+                 f"or after {proto.get('max_steps', '?')} steps", fontsize=10)
     return fig
 
 
