@@ -4,7 +4,8 @@ The notebooks are found by glob at collection time, so a new notebook is execute
 this file; ``test_every_notebook_is_parametrised`` re-globs at run time and fails if the two lists
 differ. Smoke mode (``NEQUIP_NP_NOTEBOOK_SMOKE=1`` in the kernel's environment) shrinks the sizes
 set in each notebook's first code cell; the full-size outputs committed in notebooks/ come from
-``python tools/run_notebooks.py``.
+``python tools/run_notebooks.py``. Each notebook is edited as its jupytext percent-format ``.py``;
+``test_notebook_matches_its_jupytext_source`` fails when the pair disagrees.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _load(path: pathlib.Path, name: str):
 
 
 def _requirements():
-    for mod in ("nbformat", "nbclient", "ipykernel", "matplotlib"):
+    for mod in ("nbformat", "nbclient", "ipykernel", "matplotlib", "jupytext"):
         pytest.importorskip(mod, reason=f"notebook tests need {mod}: pip install -e '.[dev]'")
 
 
@@ -81,9 +82,22 @@ def test_notebook_executes_in_smoke_mode(path):
     print(f"{path.name}: {seconds:.1f} s in smoke mode, {len(images)} figure(s)")
 
 
-def test_generated_notebooks_match_their_source():
-    """Notebooks written by notebooks/_build.py are not edited by hand (edit the builder instead)."""
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_matches_its_jupytext_source(path):
+    """Each .ipynb has a percent-format .py with the same cells (the .py is what is edited)."""
     _requirements()
-    builder = _load(NOTEBOOK_DIR / "_build.py", "_build_notebooks")
-    stale = builder.build(check=True)
-    assert not stale, f"out of date with notebooks/_build.py: {stale}; run python tools/run_notebooks.py"
+    pytest.importorskip("jupytext", reason="the notebook sources are jupytext files: pip install -e '.[dev]'")
+    runner = _load(ROOT / "tools" / "run_notebooks.py", "_run_notebooks")
+    source = path.with_suffix(".py")
+    assert source.exists(), f"{path.name} has no jupytext source {source.name}"
+    py, nb = runner.sources(source), runner.sources(path)
+    assert len(py) == len(nb), (f"{source.name} has {len(py)} cells, {path.name} {len(nb)}; "
+                                f"run python tools/run_notebooks.py --sync-only {path.stem[:2]}")
+    for k, (a, b) in enumerate(zip(py, nb)):
+        assert a == b, (f"cell {k} of {path.name} differs from {source.name}; "
+                        f"run python tools/run_notebooks.py --sync-only {path.stem[:2]}")
+
+
+def test_every_notebook_source_has_a_notebook():
+    sources = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9]*.py"))
+    assert sources == [p.stem for p in NOTEBOOKS], "a notebooks/NN_*.py source without its .ipynb (or vice versa)"

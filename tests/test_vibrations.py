@@ -1,5 +1,7 @@
 """Vibrations, thermochemistry and phonons from the exact Hessian, against ASE's finite differences."""
 import numpy as np
+
+from nequip_np.data.examples import xtb_vibrations_path
 import pytest
 from ase import Atoms, units
 from ase.build import bulk, molecule
@@ -141,12 +143,10 @@ def test_cli_phonons(tmp_path, capsys):
 
 
 def test_xtb_reference_fixture_is_a_minimum_with_consistent_frequencies():
-    """tests/fixtures/xtb_aspirin_vibrations.npz (tools/make_xtb_frequencies.py): GFN2-xTB aspirin."""
+    """nequip_np/data/examples/xtb_aspirin_vibrations.npz (tools/make_xtb_frequencies.py): GFN2-xTB aspirin."""
     from ase.vibrations import VibrationsData
 
-    from tests.nequip_fixtures import FIXTURES
-
-    with np.load(FIXTURES.parent / "xtb_aspirin_vibrations.npz") as d:
+    with np.load(xtb_vibrations_path()) as d:
         atoms = Atoms(numbers=d["numbers"], positions=d["positions"])
         vib = VibrationsData.from_2d(atoms, d["hessian"])
         assert np.allclose(vib.get_frequencies(), d["frequencies_cm"], rtol=1e-10, atol=1e-8)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Generate ``tests/fixtures/xtb_aspirin_vibrations.npz``: GFN2-xTB harmonic frequencies of relaxed aspirin.
+"""Generate ``nequip_np/data/examples/xtb_aspirin_vibrations.npz``: GFN2-xTB harmonic frequencies of relaxed aspirin.
 
 The reference method of the shipped aspirin data is GFN2-xTB (``examples/aspirin/README.md``). This
 script, run once in an environment with ``tblite`` (``pip install tblite``), relaxes the first frame
 of ``examples/aspirin/aspirin_xtb_300.extxyz`` with xTB and computes its Hessian by ASE's
 central-difference ``Vibrations`` (xTB has no analytic Hessian in tblite's ASE interface)::
 
-    python tools/make_xtb_frequencies.py [--out tests/fixtures/xtb_aspirin_vibrations.npz]
+    python tools/make_xtb_frequencies.py [--out nequip_np/data/examples/xtb_aspirin_vibrations.npz]
 
 Contents: ``numbers`` (21,), ``positions`` (21, 3) Å of the xTB minimum, ``energy`` (eV), ``fmax``
 (eV/Å reached), ``hessian`` (63, 63) eV/Å², ``frequencies_cm`` (63,) complex (ASE's convention:
@@ -32,7 +32,7 @@ def main(argv=None):
     from tblite.ase import TBLite
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join("tests", "fixtures", "xtb_aspirin_vibrations.npz"))
+    ap.add_argument("--out", default=os.path.join("nequip_np", "data", "examples", "xtb_aspirin_vibrations.npz"))
     ap.add_argument("--fmax", type=float, default=1e-4, help="eV/Å")
     ap.add_argument("--delta", type=float, default=0.005, help="Å")
     ap.add_argument("--nfree", type=int, default=4, help="2 or 4 point central differences")

@@ -18,7 +18,7 @@
 # Hessian-vector products, no finite differences), checked against central differences of the forces;
 # harmonic frequencies, normal modes and the zero-point energy of aspirin through ASE's
 # `VibrationsData`; and the vibrational spectrum of a model trained on the shipped GFN2-xTB data
-# (`examples/aspirin`) against GFN2-xTB's own frequencies (`tests/fixtures/xtb_aspirin_vibrations.npz`,
+# (`examples/aspirin`) against GFN2-xTB's own frequencies (`nequip_np/data/examples/xtb_aspirin_vibrations.npz`,
 # computed once by `tools/make_xtb_frequencies.py`). Frequencies test the curvature of the potential
 # energy surface at its minimum — second derivatives the model was never trained on.
 #
@@ -26,6 +26,19 @@
 # which the model does not predict), anharmonicity, and phonons of crystals (`nequip-np phonons`,
 # `docs/vibrations.md`). The model here is small and briefly trained, so its errors are far from
 # what NequIP reaches; the point is how to measure them.
+
+# %% [markdown]
+# **Running this outside a clone of the repository** (a fresh Jupyter, or a hosted notebook
+# service): the next cell installs the package if it is missing. Everything this notebook needs
+# ships with the package.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("nequip_np") is None:  # a fresh environment: install the package first
+    subprocess.run([sys.executable, "-m", "pip", "install", "nequip-np[notebooks]"], check=True)
 
 # %%
 import os
@@ -39,8 +52,10 @@ plt.rcParams["figure.dpi"] = 72
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 
 SMOKE = os.environ.get("NEQUIP_NP_NOTEBOOK_SMOKE") == "1"  # CI runs every notebook with tiny sizes
-DATA = "../examples/aspirin/aspirin_xtb_300.extxyz"
-XTB = "../tests/fixtures/xtb_aspirin_vibrations.npz"
+from nequip_np.data.examples import aspirin_path, xtb_vibrations_path
+
+DATA = str(aspirin_path())  # 300 xTB frames shipped with the package
+XTB = str(xtb_vibrations_path())  # GFN2-xTB's own frequencies of relaxed aspirin
 # a model from `nequip-np train examples/aspirin/train.yaml` (run from the repository root) is used when
 # present; otherwise one is trained here with these sizes
 MODEL = Path("../runs/aspirin_example/model.npz")
