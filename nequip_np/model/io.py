@@ -67,13 +67,48 @@ def load_model(path, backend: str = "numpy"):
     return model
 
 
-def load_any_model(path, backend: str = "numpy"):
-    """A nequip-np model file, or an official-nequip export (``state/…`` + ``metadata`` arrays)."""
-    from nequip_np.interop import load_nequip_npz
+def detect_format(path) -> str:
+    """``"nequip-np"``, ``"nequip-npz-export"``, ``"lightning-checkpoint"`` or ``"nequip-package"``.
 
+    Decided from the content, not the name; compiled nequip files (``.nequip.pth``/``.nequip.pt2``) and
+    anything unreadable raise a clear error.
+    """
+    from nequip_np.interop.official import official_kind
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    kind = official_kind(path)
+    if kind is not None:
+        return {"checkpoint": "lightning-checkpoint", "package": "nequip-package"}[kind]
     try:
         with np.load(path, allow_pickle=False) as data:
-            official = "metadata" in data.files and "format" not in data.files
-    except Exception:  # noqa: BLE001 - load_model raises the clear error (missing / unreadable file)
-        official = False
-    return load_nequip_npz(path, backend=backend) if official else load_model(path, backend=backend)
+            files = set(data.files)
+    except Exception as exc:  # noqa: BLE001 - re-raised with what the file should be
+        raise ValueError(f"{str(path)!r} is not a model file this program reads: expected a nequip-np model "
+                         "(.npz), an official nequip Lightning checkpoint (.ckpt) or package (.nequip.zip), or "
+                         f"an .npz from tools/export_nequip.py ({type(exc).__name__}: {exc})") from exc
+    if "format" in files:
+        return "nequip-np"
+    if "metadata" in files:
+        return "nequip-npz-export"
+    raise ValueError(f"{str(path)!r} is an .npz but neither a nequip-np model (no 'format' entry) nor an "
+                     "official-nequip export (no 'metadata' entry)")
+
+
+def load_any_model(path, backend: str = "numpy"):
+    """Any model file: nequip-np's own, an official nequip ``.ckpt`` / ``.nequip.zip`` (read without torch,
+    EMA weights when present, see :mod:`nequip_np.interop.official`), or an export of tools/export_nequip.py.
+    """
+    from nequip_np.interop import load_nequip_npz
+    from nequip_np.interop.official import load_official
+
+    fmt = detect_format(path)
+    if fmt in ("lightning-checkpoint", "nequip-package"):
+        return load_official(path, backend=backend)
+    if fmt == "nequip-npz-export":
+        model = load_nequip_npz(path, backend=backend)
+        model.provenance = {"format": fmt}
+        return model
+    model = load_model(path, backend=backend)
+    return model
