@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "lammps": "nequip_np.lammps.cli",
     "md": "nequip_np.md.cli:md",
     "relax": "nequip_np.md.cli:relax",
+    "info": "nequip_np.interop.cli:info",
+    "export": "nequip_np.interop.cli:export",
 }
 
 

@@ -307,7 +307,7 @@ class _Emitter:
             raise TypeError(f"cannot write an object of type {type(obj).__name__} into a torch file")
 
     def tensor(self, arr: np.ndarray):
-        arr = np.ascontiguousarray(arr)
+        arr = np.array(arr, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
         if arr.dtype not in _DTYPE_STORAGE:
             raise TypeError(f"no torch storage type for dtype {arr.dtype}")
         key = str(len(self.storages))
