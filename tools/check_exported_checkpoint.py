@@ -72,6 +72,7 @@ def verify(out: Path, package: bool) -> int:
     rows = []
     for ck in sorted(out.glob("*.ckpt")):
         model = ModelFromCheckpoint(str(ck))
+        model = model["sole_model"] if isinstance(model, torch.nn.ModuleDict) else model
         ours = np.load(ck.with_name(f"{ck.stem}_ours.npz"))
         tol = 1e-5 if str(ours["dtype"]) == "float32" else 1e-10
         errs = {"E": 0.0, "F": 0.0, "virial": 0.0, "atomic_E": 0.0}

@@ -132,7 +132,12 @@ def frames(path: Path, idx) -> None:
     ase.io.write(path, [ase.io.read(DATA, index=i) for i in idx])
 
 
+def sole(model):
+    return model["sole_model"] if isinstance(model, torch.nn.ModuleDict) else model
+
+
 def outputs(model, structs, kwargs, prefix):
+    model = sole(model)
     out = {}
     for k, st in enumerate(structs):
         data = make_data(st, kwargs)
@@ -185,7 +190,7 @@ def main(argv=None):
         if any(k.startswith("ema.") for k in ck["state_dict"]):  # live weights: the model without the EMA swap
             from nequip.train.lightning import NequIPLightningModule  # noqa: F401
 
-            live = ModelFromCheckpoint(str(out / f"{name}.ckpt"))
+            live = sole(ModelFromCheckpoint(str(out / f"{name}.ckpt")))
             sd = {k[len("model.sole_model."):]: v for k, v in ck["state_dict"].items()
                   if k.startswith("model.sole_model.")}
             live.load_state_dict(sd)
