@@ -5,7 +5,7 @@ The file is what ``ModelFromCheckpoint`` expects: ``hyper_parameters["model"]`` 
 ``nequip.train.NequIPLightningModule`` (plain weights, no EMA: the weights written are the ones this
 model evaluates with), and ``state_dict`` holds every entry the official module has — the weights
 under ``model.sole_model.model.func.*`` plus the bookkeeping buffers e3nn registers (empty biases,
-all-ones output masks, Wigner-3j constants of the tensor products whose three ``l`` are non-zero, as
+output masks marking the output blocks some path reaches, Wigner-3j constants of the tensor products whose three ``l`` are non-zero, as
 e3nn's generated code keeps them), because Lightning loads state dicts strictly. From that file
 official nequip's tools take over (``nequip-package build``, ``nequip-compile``, ``pair_nequip``).
 
@@ -55,6 +55,13 @@ def _w3j_keys(prefix: str, triples, dtype) -> dict:
     return out
 
 
+def _output_mask(lin, dt) -> np.ndarray:
+    """e3nn's ``output_mask``: ones on the output blocks some path writes to, zeros elsewhere."""
+    hit = {out for _, out, _ in lin.paths}
+    return np.concatenate([np.full(mul * ir.dim, 1.0 if b in hit else 0.0, dt)
+                           for b, (mul, ir) in enumerate(lin.irreps_out)] or [np.zeros(0, dt)])
+
+
 def official_state_dict(model) -> "collections.OrderedDict":
     """The ``GraphModel`` state_dict (keys ``model.func.…``) official nequip builds for this architecture."""
     c, plan = model.config, model.plan
@@ -77,7 +84,7 @@ def official_state_dict(model) -> "collections.OrderedDict":
         conv = base + "conv."
         sd[conv + "linear_1.weight"] = p[f"layer{k}.linear_1"]
         sd[conv + "linear_1.bias"] = empty.copy()
-        sd[conv + "linear_1.output_mask"] = np.ones(layer.linear_1.irreps_out.dim, dt)
+        sd[conv + "linear_1.output_mask"] = _output_mask(layer.linear_1, dt)
         sd[conv + "tp_scatter.tp.weight"] = empty.copy()
         sd[conv + "tp_scatter.tp.output_mask"] = np.ones(layer.conv.irreps_mid.dim, dt)
         triples = [(layer.conv.irreps_in[t.i_in].ir.l, t.l_sh, layer.conv.irreps_mid[t.i_mid].ir.l)
@@ -89,10 +96,10 @@ def official_state_dict(model) -> "collections.OrderedDict":
             m += 1
         sd[conv + "linear_2.weight"] = p[f"layer{k}.linear_2"]
         sd[conv + "linear_2.bias"] = empty.copy()
-        sd[conv + "linear_2.output_mask"] = np.ones(layer.linear_2.irreps_out.dim, dt)
+        sd[conv + "linear_2.output_mask"] = _output_mask(layer.linear_2, dt)
         if layer.self_connection is not None:
             sd[conv + "sc.weight"] = p[f"layer{k}.sc"]
-            sd[conv + "sc.output_mask"] = np.ones(layer.self_connection.irreps_out.dim, dt)
+            sd[conv + "sc.output_mask"] = _output_mask(layer.self_connection, dt)
     m = 0
     while f"readout.{m}" in p:
         sd[f"{F}per_atom_energy_readout.mlp_module.mlp.{2 * m}.weight"] = p[f"readout.{m}"]
