@@ -124,3 +124,29 @@ def test_info_reports_format_types_rmax_parameters_and_provenance(capsys):
     assert main(["info", str(OFFICIAL / "perl.nequip.zip")]) == 0
     text = capsys.readouterr().out
     assert "nequip-package" in text and "num_features" in text
+
+
+def test_model_path_verbs_and_calculator_accept_official_files(tmp_path, capsys):
+    """evaluate, check and NequIPCalculator all go through load_any_model (md/relax/lammps use the
+    calculator / load_any_model too)."""
+    from ase.io import read, write
+
+    from nequip_np.calculator import NequIPCalculator
+    from nequip_np.cli import main
+
+    frames = read(REPO / "examples" / "aspirin" / "aspirin_xtb_300.extxyz", ":2")
+    write(tmp_path / "two.extxyz", frames, format="extxyz")
+    pkg = OFFICIAL / "perl.nequip.zip"
+    assert main(["evaluate", str(pkg), str(tmp_path / "two.extxyz"), "--output", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["n_frames"] == 2
+    assert main(["check", "--model", str(OFFICIAL / "perl.ckpt"), "--structure", str(tmp_path / "two.extxyz"),
+                 "--checks", "translation,permutation"]) == 0
+    atoms = frames[0].copy()
+    atoms.calc = NequIPCalculator(str(OFFICIAL / "perl.ckpt"))
+    ref = load_any_model(OFFICIAL / "perl.ckpt")
+    from nequip_np.data.graph import graph_from_atoms
+
+    out = ref.compute(graph_from_atoms(frames[0], ref.config.type_names, ref.config.r_max))
+    np.testing.assert_allclose(atoms.get_potential_energy(), out["total_energy"][0], rtol=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), out["forces"], rtol=1e-10, atol=1e-12)
+    capsys.readouterr()

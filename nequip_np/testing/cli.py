@@ -1,6 +1,7 @@
 """``nequip-np check``: run the equivariance / conservativity harness on any ASE calculator.
 
     nequip-np check --calculator mypkg.models:make_calc --structure water.xyz --cutoff 5 --json out.json
+    nequip-np check --model best.ckpt --structure water.xyz
 
 ``module:factory`` is imported and ``factory()`` must return an ASE calculator. Exit status 0 when
 every applicable check passes, 1 when any fails (2 on a usage error, from the top-level command).
@@ -21,8 +22,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="equivariance / conservativity checks of an ASE calculator",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("--calculator", required=True, metavar="MODULE:FACTORY",
-                   help="importable module and zero-argument factory returning an ASE calculator")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--calculator", metavar="MODULE:FACTORY",
+                       help="importable module and zero-argument factory returning an ASE calculator")
+    which.add_argument("--model", metavar="FILE", help="a model file instead (nequip-np .npz, official nequip "
+                       ".ckpt / .nequip.zip, export .npz): checks nequip-np's NequIPCalculator on it")
     p.add_argument("--structure", required=True, metavar="FILE", help="structure file read with ase.io.read")
     p.add_argument("--index", default="-1", help="frame of --structure to use (ase.io.read index; default -1)")
     p.add_argument("--checks", default=None, metavar="A,B", help=f"subset of: {', '.join(CHECKS)}")
@@ -51,7 +55,12 @@ def run(args) -> int:
 
     from nequip_np.testing.harness import check_calculator
 
-    calc = load_factory(args.calculator)()
+    if getattr(args, "model", None):
+        from nequip_np.calculator import NequIPCalculator
+
+        calc = NequIPCalculator(args.model)
+    else:
+        calc = load_factory(args.calculator)()
     index = int(args.index) if args.index.lstrip("-").isdigit() else args.index
     atoms = ase.io.read(args.structure, index=index)
     report = check_calculator(calc, atoms, checks=args.checks, rng=args.seed, cutoff=args.cutoff,
