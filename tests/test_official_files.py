@@ -108,7 +108,7 @@ print({{"torch_imported": "torch" in sys.modules, "worst": worst}})
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    res = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess's dict
+    res = eval(out.stdout.strip().splitlines()[-1])
     assert res["torch_imported"] is False and res["worst"] <= 1e-10, res
 
 

@@ -1,6 +1,5 @@
 """Hostile and broken model files: clear errors, nothing executed; and the torch-free checkpoint writer."""
 import collections
-import io
 import pickle
 import shutil
 import zipfile

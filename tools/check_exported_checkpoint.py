@@ -7,7 +7,7 @@ Two steps, two environments (run from the repository root)::
     #    tests/fixtures/official/, evaluate it here, store graphs + our outputs
     python tools/check_exported_checkpoint.py export /tmp/exported
     # 2. in an environment with torch + nequip 0.19.1: ModelFromCheckpoint on each exported file,
-    #    the same graphs, compare energies, forces and stress
+    #    the same graphs, compare energies, atomic energies, forces and virials (stress = -virial/V)
     python tools/check_exported_checkpoint.py verify /tmp/exported
 
 ``verify`` prints one line per model with the largest relative differences and exits 1 if any
@@ -90,7 +90,7 @@ def verify(out: Path, package) -> int:
                 errs[name] = max(errs[name], float(np.max(np.abs(ref - ours[f"ours/{s}/{key}"])) / scale))
         ok = max(errs.values()) <= tol
         worst |= not ok
-        line = f"{ck.stem:<16} {str(ours['dtype']):<8} " + "  ".join(f"{k} {v:.1e}" for k, v in errs.items())
+        line = f"{ck.stem:<16} {ours['dtype']!s:<8} " + "  ".join(f"{k} {v:.1e}" for k, v in errs.items())
         if package is not None and (not package or ck.stem in package) and bool(ours["has_data"]):
             r = subprocess.run(["nequip-package", "build", str(ck), str(out / f"{ck.stem}.nequip.zip")],
                                capture_output=True, text=True)

@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_nequip_fixtures import make_data, make_structures, run_model, structure_arrays  # noqa: E402
-
-import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "aspirin_xtb_500K.extxyz"

@@ -19,8 +19,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "examples" / "aspirin" / "aspirin_xtb_300.extxyz"
 DELTA = {"H": 0.35, "C": -1.10, "O": 0.70}

@@ -62,7 +62,7 @@ def _output_mask(lin, dt) -> np.ndarray:
                            for b, (mul, ir) in enumerate(lin.irreps_out)] or [np.zeros(0, dt)])
 
 
-def official_state_dict(model) -> "collections.OrderedDict":
+def official_state_dict(model) -> collections.OrderedDict:
     """The ``GraphModel`` state_dict (keys ``model.func.…``) official nequip builds for this architecture."""
     c, plan = model.config, model.plan
     dt = np.dtype(c.model_dtype)

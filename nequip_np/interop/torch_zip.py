@@ -232,7 +232,7 @@ class TorchZip:
             return RestrictedUnpickler(io.BytesIO(data), storage, allow_module_records, what).load()
         except (UnsafeFileError, ValueError, FileNotFoundError):
             raise
-        except Exception as exc:  # noqa: BLE001 - any malformed pickle becomes one clear error
+        except Exception as exc:
             raise ValueError(f"{what}: malformed pickle ({type(exc).__name__}: {exc})") from exc
 
 
@@ -251,7 +251,7 @@ class _Emitter:
     def global_(self, module: str, name: str):
         self.w(b"c" + module.encode() + b"\n" + name.encode() + b"\n")
 
-    def emit(self, obj):  # noqa: C901 - one branch per type
+    def emit(self, obj):
         if obj is None:
             self.w(b"N")
         elif obj is True or obj is False:
