@@ -39,6 +39,12 @@ def save_model(model, path) -> None:
 
 
 def load_model(path, backend: str = "numpy"):
+    """Read a model file: one written by :meth:`NequIPModel.save`, or any other format
+    :func:`load_any_model` reads (official nequip ``.ckpt`` / ``.nequip.zip``, export ``.npz``)."""
+    return load_any_model(path, backend=backend)
+
+
+def _load_own(path, backend: str = "numpy"):
     """Read a model written by :meth:`NequIPModel.save`."""
     from nequip_np.model.nequip import NequIPModel
 
@@ -110,5 +116,4 @@ def load_any_model(path, backend: str = "numpy"):
         model = load_nequip_npz(path, backend=backend)
         model.provenance = {"format": fmt}
         return model
-    model = load_model(path, backend=backend)
-    return model
+    return _load_own(path, backend=backend)
