@@ -85,6 +85,14 @@ def detect_format(path) -> str:
     if not path.exists():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     kind = official_kind(path)
+    with open(path, "rb") as fh:
+        zip_magic = fh.read(4) == b"PK\x03\x04"
+    if kind is None and zip_magic:
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{str(path)!r} starts like a zip archive (.ckpt, .nequip.zip, .npz) but cannot be "
+                             "read as one: the file is truncated or corrupt")
     if kind is not None:
         return {"checkpoint": "lightning-checkpoint", "package": "nequip-package"}[kind]
     try:
@@ -116,4 +124,6 @@ def load_any_model(path, backend: str = "numpy"):
         model = load_nequip_npz(path, backend=backend)
         model.provenance = {"format": fmt}
         return model
-    return _load_own(path, backend=backend)
+    model = _load_own(path, backend=backend)
+    model.provenance = {"format": fmt}
+    return model
