@@ -108,3 +108,18 @@ def test_finetune_from_an_official_checkpoint_starts_from_its_ema_weights(tmp_pa
     for name, value in ref.params.items():
         np.testing.assert_array_equal(t.model.params[name], value, err_msg=name)
     assert t.model.config.num_features == [6, 4, 2] and t.model.config.l_max == 2
+
+
+def test_yaml_config_with_initial_model_relative_to_the_config_file(tmp_path, monkeypatch):
+    import yaml
+
+    path, ref = _initial(tmp_path)
+    cfg = _config(tmp_path, {"initial_model": path.name})
+    cfg["training"]["learning_rate"] = "LR"
+    text = yaml.safe_dump(cfg).replace("LR", "2e-3")  # YAML 1.1 would read 2e-3 as a string
+    (tmp_path / "ft.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path.parent)
+    t = Trainer(tmp_path / "ft.yaml", progress=False)
+    assert t.config.training.learning_rate == 2e-3
+    assert Path(t.config.model.initial_model) == path
+    np.testing.assert_array_equal(t.model.params["type_embed"], ref.params["type_embed"])

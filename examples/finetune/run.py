@@ -47,7 +47,7 @@ def train(cfg, out):
     t0 = time.time()
     tr = Trainer(cfg, output_dir=out, progress=False)
     res = tr.train()
-    return res["test"], time.time() - t0
+    return res.get("test"), time.time() - t0
 
 
 def main(argv=None):

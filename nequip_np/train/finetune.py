@@ -57,9 +57,11 @@ def prepare(config):
     from nequip_np.model.io import load_any_model
 
     if isinstance(config, (str, os.PathLike)):
+        from nequip_np.train.config import _Loader  # the training config's YAML rules (1e-6 is a float)
+
         base = Path(config).resolve().parent
         with open(config) as fh:
-            raw = yaml.safe_load(fh)
+            raw = yaml.load(fh, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
     elif isinstance(config, dict):
         base, raw = Path.cwd(), config
     else:
