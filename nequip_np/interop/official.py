@@ -38,7 +38,7 @@ CHECKPOINT_TARGETS = {"nequip.model.ModelFromCheckpoint", "nequip.model.saved_mo
 PACKAGE_TARGETS = {"nequip.model.ModelFromPackage", "nequip.model.saved_models.package.ModelFromPackage"}
 MODIFY_TARGETS = {"nequip.model.modify", "nequip.model.modify_utils.modify"}
 #: modifiers that change how official nequip computes, not what (kernels, outputs), or only scales/shifts
-NEUTRAL_MODIFIERS = {"enable_OpenEquivariance", "enable_CuEquivariance", "enable_TritonContracter",
+NEUTRAL_MODIFIERS = {"enable_OpenEquivariance", "enable_CuEquivariance", "enable_LAMMPSMLIAPGhostExchange",
                      "enable_ForceStressOutput", "disable_ForceStressOutput", "modify_PerTypeScaleShift"}
 COMPILED_SUFFIXES = (".nequip.pth", ".nequip.pt2", ".pth", ".pt2")
 SOLE = "sole_model"
