@@ -211,6 +211,10 @@ def resolve_model_config(cfg, path, seen: tuple = ()) -> dict:
         if str(ref.resolve()) in seen:
             raise ValueError(f"{str(path)!r}: model files refer to each other in a cycle ({ref})")
         return read_official(ref, _seen=seen + (str(Path(path).resolve()),)).kwargs
+    if target.rsplit(".", 1)[-1] in ("PresetNequIPGNNModel", "FullNequIPGNNModel"):
+        raise ValueError(f"{str(path)!r} was built with {target}; nequip-np reads NequIP models whose config "
+                         "names nequip.model.NequIPGNNModel with explicit options (presets and the per-layer "
+                         "FullNequIPGNNModel form are not supported yet)")
     raise ValueError(f"{str(path)!r} holds a {target} model; nequip-np implements only nequip's "
                      "NequIPGNNModel (Allegro and other extension models cannot be read)")
 

@@ -335,7 +335,12 @@ class _Emitter:
 
 
 def dumps(obj) -> tuple[bytes, list[np.ndarray]]:
-    """``(data.pkl bytes, storages)`` for ``obj``; arrays become tensors on storages ``0, 1, …``."""
+    """``(data.pkl bytes, storages)`` for ``obj``; arrays become tensors on storages ``0, 1, …``.
+
+    >>> pkl, storages = dumps({"w": np.arange(3.0)})
+    >>> pkl[:2], [s.tolist() for s in storages]
+    (b'\\x80\\x02', [[0.0, 1.0, 2.0]])
+    """
     em = _Emitter()
     em.emit(obj)
     return em.finish(), em.storages
