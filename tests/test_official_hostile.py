@@ -159,3 +159,12 @@ def test_exported_state_dict_matches_the_official_state_dicts_of_the_npz_fixture
     for key, ref in official.items():
         assert ours[key].shape == ref.shape and ours[key].dtype == ref.dtype, key
         np.testing.assert_allclose(ours[key], ref, rtol=1e-15, atol=1e-15, err_msg=key)
+
+
+@needs_official
+def test_finetuned_file_without_its_parent_names_the_missing_file(tmp_path):
+    shutil.copy(OFFICIAL / "finetuned.ckpt", tmp_path / "finetuned.ckpt")
+    with pytest.raises(FileNotFoundError, match=r"was built from '.*perl\.ckpt' \(ModelFromCheckpoint"):
+        load_any_model(tmp_path / "finetuned.ckpt")
+    shutil.copy(OFFICIAL / "perl.ckpt", tmp_path / "perl.ckpt")  # next to it: found
+    assert load_any_model(tmp_path / "finetuned.ckpt").config.num_features == [6, 4, 2]
