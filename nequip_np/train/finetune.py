@@ -61,7 +61,7 @@ def prepare(config):
 
         base = Path(config).resolve().parent
         with open(config) as fh:
-            raw = yaml.load(fh, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+            raw = yaml.load(fh, Loader=_Loader)  # _Loader is a SafeLoader subclass
     elif isinstance(config, dict):
         base, raw = Path.cwd(), config
     else:
