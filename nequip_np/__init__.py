@@ -6,11 +6,11 @@ imported lazily so that ``import nequip_np`` stays fast.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from nequip_np._version import __version__  # noqa: F401
 
 _LAZY = {
     "NequIPModel": ("nequip_np.model.nequip", "NequIPModel"),
-    "load_model": ("nequip_np.model.io", "load_model"),
+    "load_model": ("nequip_np.interop.model_file", "load_model"),
     "NequIPCalculator": ("nequip_np.calculator", "NequIPCalculator"),
 }
 

@@ -72,8 +72,9 @@ class NequIPCalculator(Calculator):
     """ASE calculator wrapping a :class:`~nequip_np.NequIPModel` (or a path to a saved model).
 
     Args:
-        model: a model object, a nequip-np model file, or an official-nequip export (.npz) — files are
-            read with :func:`nequip_np.interop.load_any_model`.
+        model: a model object, a nequip-np model file, an official nequip ``.ckpt`` / ``.nequip.zip``
+            (read without torch), or an official-nequip export (.npz) — files are read with
+            :func:`nequip_np.interop.load_any_model`.
         backend: compute backend ("numpy" is the reference, "numba"); None keeps the model's. A model
             object with another backend is converted (a copy; the original is untouched).
         chemical_species_to_atom_type_map: optional ``{symbol: type_name}`` when type names are not

@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     "relax": "nequip_np.md.cli:relax",
     "vib": "nequip_np.md.vib_cli:vib",
     "phonons": "nequip_np.md.vib_cli:phonons_cmd",
+    "info": "nequip_np.interop.cli:info",
+    "export": "nequip_np.interop.cli:export",
 }
 
 

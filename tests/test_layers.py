@@ -29,14 +29,14 @@ PACKAGE = "nequip_np"
 
 #: bottom-up; a name is a top-level package or module of nequip_np
 LAYERS = [
-    ("conventions",),                # units, conventions: NumPy only
+    ("conventions", "_version"),     # units, conventions: NumPy only; the version string
     ("so3", "data"),                 # irreps algebra and tables; neighbour lists, graphs, datasets
     ("kernels",),                    # one folder per operation: reference, Numba, CUDA
     ("model",),                      # the NequIP model assembled from kernels; its file format
     ("interop",),                    # official nequip weights; opening a model file of either format
     ("parallel",),                   # communicators, MD decompositions over ranks
     ("train",),                      # losses, optimiser, trainer, data-parallel training
-    ("calculator", "viz"),           # ASE calculator; plots
+    ("calculator", "viz", "course"), # ASE calculator; plots; helpers of the course notebooks
     ("md", "lammps", "testing"),     # MD drivers, LAMMPS coupling, the calculator harness
     ("cli",),                        # the nequip-np command
 ]

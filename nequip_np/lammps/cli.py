@@ -12,7 +12,7 @@ def add_parser(subparsers):
                               description="Run a LAMMPS input in which 'fix nequip all external pf/callback 1 1' "
                                           "applies the model (units metal).")
     p.add_argument("input", help="LAMMPS input file")
-    p.add_argument("--model", required=True, help="nequip-np model file (or an official-nequip export .npz)")
+    p.add_argument("--model", required=True, help="model file: nequip-np .npz, official nequip .ckpt or .nequip.zip, or an export .npz")
     p.add_argument("--elements", nargs="+", required=True, metavar="SYMBOL",
                    help="element of LAMMPS atom types 1, 2, ... (like pair_coeff * * H C O)")
     p.add_argument("--fix-id", default="nequip", help="id of the fix external (default: nequip)")

@@ -14,7 +14,7 @@ from nequip_np.md import run as md_run
 
 
 def _common(p):
-    p.add_argument("model", help="nequip-np model file or official-nequip export (.npz)")
+    p.add_argument("model", help="model file: nequip-np .npz, official nequip .ckpt or .nequip.zip, or an export .npz")
     p.add_argument("structure", help="starting structure, any ASE-readable file")
     p.add_argument("--index", default="-1", help="frame of STRUCTURE to use (ASE index; default the last)")
     p.add_argument("--backend", default=None, help="numpy (reference) or numba; default numpy")

@@ -2,6 +2,7 @@
 
     nequip-np check --calculator mypkg.models:make_calc --structure water.xyz --cutoff 5 --json out.json
     nequip-np check --calculator mypkg.dft:make_calc --structure mol.xyz --profile scf --quick
+    nequip-np check --model best.ckpt --structure water.xyz
 
 ``module:factory`` is imported and ``factory()`` must return an ASE calculator. The report names the
 profile (chosen from the measured noise unless ``--profile`` is given), prints the noise floor, and
@@ -24,8 +25,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="equivariance / conservativity checks of an ASE calculator",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("--calculator", required=True, metavar="MODULE:FACTORY",
-                   help="importable module and zero-argument factory returning an ASE calculator")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--calculator", metavar="MODULE:FACTORY",
+                       help="importable module and zero-argument factory returning an ASE calculator")
+    which.add_argument("--model", metavar="FILE", help="a model file instead (nequip-np .npz, official nequip "
+                       ".ckpt / .nequip.zip, export .npz): checks nequip-np's NequIPCalculator on it")
     p.add_argument("--structure", required=True, metavar="FILE", help="structure file read with ase.io.read")
     p.add_argument("--index", default="-1", help="frame of --structure to use (ase.io.read index; default -1)")
     p.add_argument("--checks", default=None, metavar="A,B", help=f"subset of: {', '.join(CHECKS)}")
@@ -80,7 +84,12 @@ def run(args) -> int:
 
     from nequip_np.testing.harness import check_calculator
 
-    calc = load_factory(args.calculator)()
+    if getattr(args, "model", None):
+        from nequip_np.calculator import NequIPCalculator
+
+        calc = NequIPCalculator(args.model)
+    else:
+        calc = load_factory(args.calculator)()
     index = int(args.index) if args.index.lstrip("-").isdigit() else args.index
     atoms = ase.io.read(args.structure, index=index)
     profile = None if args.profile == "auto" else args.profile

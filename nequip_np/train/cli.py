@@ -46,7 +46,7 @@ def _print_metrics(title, m):
 def add_evaluate_parser(subparsers):
     p = subparsers.add_parser("evaluate", help="errors of a model on a labelled dataset",
                               description="Evaluate a model on labelled frames; prints and writes JSON metrics.")
-    p.add_argument("model", help="nequip-np model file (or an official-nequip export .npz)")
+    p.add_argument("model", help="model file: nequip-np .npz, official nequip .ckpt or .nequip.zip, or an export .npz")
     p.add_argument("data", help="labelled frames in any ASE format, or MD17-style .npz")
     p.add_argument("--units", default="eV", help="label units of the data (eV or kcal/mol)")
     p.add_argument("--index", default=":", help="frames to use (ASE index syntax)")

@@ -282,6 +282,7 @@ class ModelConfig(_Section):
     pair_potential: Any = _f(None, _pair_potential)
     model_dtype: str = _f("float64", _choice("float64", "float32"))
     seed: int = _f(0, _int(0))
+    initial_model: str | None = _f(None, _str(optional=True))  # fine-tuning: nequip_np/train/finetune.py
 
 
 @dataclass

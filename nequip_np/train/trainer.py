@@ -25,6 +25,7 @@ from nequip_np.data.dataset import GraphDataset, iterate_batches, read_frames, s
 from nequip_np.data.stats import compute_statistics, isolated_atom_shifts
 from nequip_np.model.io import atomic_savez
 from nequip_np.model.nequip import NequIPModel
+from nequip_np.train import finetune
 from nequip_np.train.config import config_to_dict, dump_config, load_config, resolve_defaults
 from nequip_np.train.data_parallel import data_parallel_from_environment
 from nequip_np.train.ema import EMA
@@ -48,6 +49,7 @@ class Trainer:
     """Train a NequIP model from a configuration (a YAML path, a dict or a ``Config``)."""
 
     def __init__(self, config, output_dir=None, progress: bool = True):
+        config, self.finetune = finetune.prepare(config)  # model.initial_model: architecture from the file
         cfg = load_config(config)
         self.progress = progress
         d, t = cfg.data, cfg.training
@@ -100,6 +102,12 @@ class Trainer:
         m, t = config_to_dict(self.config)["model"], self.config.training
         if t.dtype != "float64":
             m["model_dtype"] = t.dtype
+        if self.finetune is not None:  # initial weights from model.initial_model (train/finetune.py)
+            model = finetune.build(self.finetune, m, t.backend, self.train_set, self.stats)
+            for key in finetune.PER_TYPE + ("avg_num_neighbors", "type_names"):
+                setattr(self.config.model, key, getattr(model.config, key))
+            return model
+        m.pop("initial_model", None)
         return NequIPModel(backend=t.backend, **m)
 
     # ------------------------------------------------------------------ evaluation
