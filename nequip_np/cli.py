@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "lammps": "nequip_np.lammps.cli",
     "md": "nequip_np.md.cli:md",
     "relax": "nequip_np.md.cli:relax",
+    "prepare-data": "nequip_np.data.cli",
+    "plot": "nequip_np.train.plot",
 }
 
 

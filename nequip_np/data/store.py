@@ -194,7 +194,8 @@ def prepare_store(sources, out, format=None, units="eV", key_mapping=None, r_max
         raise ValueError("prepare-data needs at least one source file")
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another output or pass overwrite=True (--overwrite)")
+        raise ValueError(f"{out} exists; choose another output or pass overwrite=True (--overwrite), "
+                         "so that nothing written is replaced silently")
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

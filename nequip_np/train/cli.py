@@ -41,6 +41,10 @@ def _print_metrics(title, m):
     for key, unit in (("energy", "meV"), ("per_atom_energy", "meV/atom"), ("forces", "meV/Å"), ("stress", "meV/Å³")):
         if f"{key}_mae" in m:
             print(f"  {key:16s} MAE {1000 * m[key + '_mae']:10.3f} {unit:9s} RMSE {1000 * m[key + '_rmse']:10.3f} {unit}")
+        if key == "forces":  # per element, nequip's forces_mae_<type>
+            for k in [k for k in m if k.startswith("forces_mae_")]:
+                name = k[len("forces_mae_"):]
+                print(f"    {name:14s} MAE {1000 * m[k]:10.3f} {unit:9s} RMSE {1000 * m['forces_rmse_' + name]:10.3f} {unit}")
 
 
 def add_evaluate_parser(subparsers):
@@ -54,6 +58,8 @@ def add_evaluate_parser(subparsers):
     p.add_argument("--output", default="metrics.json", help="JSON metrics file")
     p.add_argument("--predictions", help="write predictions as extxyz")
     p.add_argument("--parity-plot", help="write a parity plot PNG (needs matplotlib)")
+    p.add_argument("--parity-per-element", help="write a per-element force parity plot PNG (needs matplotlib)")
+    p.add_argument("--key-mapping", default="", help="label keys in the file, e.g. REF_energy=energy,dft_forces=forces")
     return p
 
 
@@ -62,11 +68,14 @@ def run_evaluate(args) -> int:
     from nequip_np.model.io import load_any_model
     from nequip_np.train.metrics import MetricAccumulator
 
+    from nequip_np.data.cli import parse_key_mapping
+
     model = load_any_model(args.model)
-    frames = read_frames(args.data, index=args.index, units=args.units)
+    frames = read_frames(args.data, index=args.index, units=args.units,
+                         key_mapping=parse_key_mapping(getattr(args, "key_mapping", "")))
     c = model.config
     data = GraphDataset(frames, c.type_names, c.r_max, c.per_edge_type_cutoff)
-    acc, preds = MetricAccumulator(), []
+    acc, preds = MetricAccumulator(type_names=c.type_names), []
     for batch in iterate_batches(data, args.batch_size):
         out = model.compute(batch, stress=bool(np.all(batch.pbc)))
         acc.add(batch, out)
@@ -80,6 +89,11 @@ def run_evaluate(args) -> int:
         _write_predictions(frames, preds, args.predictions)
     if args.parity_plot:
         _parity_plot(preds, args.parity_plot)
+    if getattr(args, "parity_per_element", None):
+        from nequip_np.train.plot import parity_data, plot_parity_per_element
+
+        plot_parity_per_element(*parity_data(model, data, args.batch_size), args.parity_per_element)
+        print(f"per-element parity plot written to {args.parity_per_element}")
     return 0
 
 

@@ -335,6 +335,9 @@ def load_config(source: str | os.PathLike | Mapping | Config) -> Config:
     for section in ("model", "data"):
         if raw.get(section) is None:
             raise ConfigError(f"missing required section {section!r}")
+    data = raw["data"]
+    if isinstance(data, Mapping) and data.get("path") is None and isinstance(data.get("train"), (str, list)):
+        data = {"val": None, "test": None, **data}  # separate files: no val/test unless given
     training = raw.get("training") or {}
     if isinstance(training, Mapping) and training.get("lr_scheduler") is not None and "scheduler" not in training:
         training = {**training, "scheduler": None}  # an explicit schedule replaces the default plateau rule
@@ -344,7 +347,7 @@ def load_config(source: str | os.PathLike | Mapping | Config) -> Config:
     cfg = Config(
         run_name=run_name,
         model=_build(ModelConfig, raw["model"]),
-        data=_build(DataConfig, raw["data"]),
+        data=_build(DataConfig, data),
         training=_build(TrainingConfig, training),
     )
     _cross_checks(cfg)
