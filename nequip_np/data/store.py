@@ -192,6 +192,17 @@ def prepare_store(sources, out, format=None, units="eV", key_mapping=None, r_max
     sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not sources:
         raise ValueError("prepare-data needs at least one source file")
+    frames = (a for src in sources for a in iter_frames(src, format=format, units=units, key_mapping=key_mapping))
+    return write_store(frames, out, r_max=r_max, overwrite=overwrite, progress=progress,
+                       provenance={"sources": [os.path.abspath(s) for s in sources], "units": units,
+                                   "key_mapping": key_mapping})
+
+
+def write_store(frames, out, r_max=None, overwrite=False, progress=False, provenance=None) -> FrameStore:
+    """Write an iterable of labelled ``ase.Atoms`` (labels in ``atoms.calc``, eV/Å) to a frame store.
+
+    Frames are consumed one at a time, so a generator of any length needs O(1 frame) memory.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise ValueError(f"{out} exists; choose another output or pass overwrite=True (--overwrite), "
@@ -207,16 +218,15 @@ def prepare_store(sources, out, format=None, units="eV", key_mapping=None, r_max
     sizes = []
     bar = _progress(progress)
     try:
-        for src in sources:
-            for atoms in iter_frames(src, format=format, units=units, key_mapping=key_mapping):
-                _write_frame(w, atoms, r_max, has, missing, species, sizes)
-                bar(w.n_frames)
+        for atoms in frames:
+            _write_frame(w, atoms, r_max, has, missing, species, sizes)
+            bar(w.n_frames)
     finally:
         w.close()
     if w.n_frames == 0:
         shutil.rmtree(tmp)
-        raise ValueError(f"no frames in {sources}")
-    _write_meta(tmp, w, has, missing, species, sizes, sources, units, key_mapping, r_max)
+        raise ValueError("no frames to write")
+    _write_meta(tmp, w, has, missing, species, sizes, provenance or {}, r_max)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -256,7 +266,7 @@ def _write_frame(w, atoms, r_max, has, missing, species, sizes):
         w.put("edge_offsets", w.n_edges)
 
 
-def _write_meta(tmp, w, has, missing, species, sizes, sources, units, key_mapping, r_max):
+def _write_meta(tmp, w, has, missing, species, sizes, provenance, r_max):
     from ase.data import chemical_symbols
 
     lengths = {"frame": w.n_frames, "frame+1": w.n_frames + 1, "atom": w.n_atoms, "edge": w.n_edges}
@@ -266,8 +276,7 @@ def _write_meta(tmp, w, has, missing, species, sizes, sources, units, key_mappin
         "format": FORMAT, "version": VERSION, "n_frames": w.n_frames, "n_atoms": w.n_atoms,
         "labels": has, "labels_complete": {k: has[k] and not missing[k] for k in has}, "species": [chemical_symbols[z] for z in sorted(species)],
         "atoms_per_frame": {"min": int(min(sizes)), "max": int(max(sizes)), "mean": float(np.mean(sizes))},
-        "units": "eV (converted from " + units + ")" if units != "eV" else "eV",
-        "sources": [os.path.abspath(s) for s in sources], "key_mapping": key_mapping,
+        "units": "eV, Å", "provenance": provenance,
         "edges": None if r_max is None else {"r_max": float(r_max), "n_edges": w.n_edges},
         "arrays": arrays,
     }
