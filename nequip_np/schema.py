@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Bad", "is_number", "number", "integer", "boolean", "choice", "string", "unknown_key_message"]
+__all__ = ["Bad", "boolean", "choice", "integer", "is_number", "number", "string", "unknown_key_message"]
 
 
 class Bad(Exception):

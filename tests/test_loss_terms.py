@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
-from nequip_np.train.loss import LossCoefficients, loss_and_grad, loss_from_residuals, penalty
+from nequip_np.train.loss import (
+    LossCoefficients,
+    loss_and_grad,
+    loss_from_residuals,
+    penalty,
+)
 from tests.model_factory import molecule, periodic, small_model
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "loss_nequip.json").read_text())
@@ -84,7 +89,7 @@ def test_loss_gradient_matches_finite_differences(rng, coeffs):
     model = small_model(seed=11, num_layers=2, per_type_energy_shifts_trainable=True)
     graph = batch_graphs([_labelled(model, a, rng) for a in (periodic(rng, small=True), molecule(rng, 6))])
     # the residuals must straddle delta, or the Huber test would only check one branch
-    loss, comps, grads, pred = loss_and_grad(model, graph, coeffs)
+    loss, _, grads, pred = loss_and_grad(model, graph, coeffs)
     if coeffs.loss == "huber":
         r = np.abs(pred["forces"] - graph.forces)
         assert (r < 0.8).any() and (r > 0.8).any()

@@ -93,7 +93,9 @@ def build_datasets(data_cfg, type_names, r_max, per_edge_type_cutoff=None, requi
                 unknown = sorted(s.species - set(type_names))
                 if unknown:
                     raise ValueError(f"{s.path}: species {unknown} are not in model.type_names {list(type_names)}")
-    make = lambda s: s.dataset(type_names, r_max, per_edge_type_cutoff)  # noqa: E731
+    def make(src):
+        return src.dataset(type_names, r_max, per_edge_type_cutoff)
+
     if d.path is not None:
         whole = make(groups["train"][0])
         idx = split_indices(len(whole), d.train, d.val, d.test, seed=d.split_seed)

@@ -163,7 +163,7 @@ class StreamedDataset:
 class _Writer:
     def __init__(self, tmp: Path, with_edges: bool):
         names = [n for n in _ARRAYS if with_edges or not n.startswith("edge")]
-        self.fh = {n: open(tmp / n, "wb") for n in names}
+        self.fh = {n: open(tmp / n, "wb") for n in names}  # noqa: SIM115 -- closed by close(), in a finally
         self.n_frames = self.n_atoms = self.n_edges = 0
         self.fh["offsets"].write(np.zeros(1, np.int64).tobytes())
         if with_edges:

@@ -24,7 +24,15 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from nequip_np.conventions import ZBL_KE
-from nequip_np.schema import Bad, boolean, choice, integer, is_number, number, unknown_key_message
+from nequip_np.schema import (
+    Bad,
+    boolean,
+    choice,
+    integer,
+    is_number,
+    number,
+    unknown_key_message,
+)
 
 REQUIRED = object()  # sentinel default: the option must be given
 
@@ -253,7 +261,7 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_kwargs(cls, **kwargs) -> "ModelConfig":
+    def from_kwargs(cls, **kwargs) -> ModelConfig:
         unknown = sorted(set(kwargs) - set(MODEL_OPTIONS))
         if unknown:
             import difflib

@@ -83,7 +83,9 @@ def parity_data(model, dataset, batch_size=8):
         if batch.energy is not None:
             e_ref.append(batch.energy / batch.num_atoms)
             e_pred.append(out["total_energy"] / batch.num_atoms)
-    cat = lambda x: np.concatenate(x) if x else np.zeros(0)  # noqa: E731
+    def cat(x):
+        return np.concatenate(x) if x else np.zeros(0)
+
     return names, {n: (cat(r), cat(p)) for n, (r, p) in forces.items()}, (cat(e_ref), cat(e_pred))
 
 
