@@ -43,12 +43,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def random_rotation(rng):
+    """Uniform random rotation matrix (from a normalised Gaussian quaternion)."""
+    import numpy as np
+
+    w, x, y, z = rng.standard_normal(4)
+    n = np.sqrt(w * w + x * x + y * y + z * z)
+    w, x, y, z = w / n, x / n, y / n, z / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
 def synthetic_frames(n, seed=0):
     import numpy as np
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read
-    from scipy.spatial.transform import Rotation
 
     pool = read(SOURCE, ":")
     mols = [(a.numbers.copy(), a.positions - a.positions.mean(0), a.get_potential_energy(), a.get_forces())
@@ -58,7 +69,7 @@ def synthetic_frames(n, seed=0):
         numbers, pos, forces, energy = [], [], [], 0.0
         for m in range(int(rng.integers(1, 5))):
             z, p, e, f = mols[int(rng.integers(len(mols)))]
-            rot = Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
+            rot = random_rotation(rng)
             numbers.append(z)
             pos.append(p @ rot.T + rng.normal(0, 0.01, p.shape) + [12.0 * m, 0.0, 0.0])
             forces.append(f @ rot.T)
