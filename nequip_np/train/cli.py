@@ -51,7 +51,7 @@ def add_evaluate_parser(subparsers):
     p = subparsers.add_parser("evaluate", help="errors of a model on a labelled dataset",
                               description="Evaluate a model on labelled frames; prints and writes JSON metrics.")
     p.add_argument("model", help="nequip-np model file (or an official-nequip export .npz)")
-    p.add_argument("data", help="labelled frames in any ASE format, or MD17-style .npz")
+    p.add_argument("data", help="labelled frames in any ASE format, MD17-style .npz, or a frame store")
     p.add_argument("--units", default="eV", help="label units of the data (eV or kcal/mol)")
     p.add_argument("--index", default=":", help="frames to use (ASE index syntax)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -70,11 +70,19 @@ def run_evaluate(args) -> int:
 
     from nequip_np.data.cli import parse_key_mapping
 
+    from nequip_np.data.store import StreamedDataset, is_store
+
     model = load_any_model(args.model)
-    frames = read_frames(args.data, index=args.index, units=args.units,
-                         key_mapping=parse_key_mapping(getattr(args, "key_mapping", "")))
     c = model.config
-    data = GraphDataset(frames, c.type_names, c.r_max, c.per_edge_type_cutoff)
+    if is_store(args.data):  # a frame store from prepare-data: streamed, all frames
+        if args.predictions:
+            raise ValueError("--predictions needs a frame file, not a frame store")
+        data = StreamedDataset(args.data, c.type_names, c.r_max, c.per_edge_type_cutoff)
+        frames = range(len(data))
+    else:
+        frames = read_frames(args.data, index=args.index, units=args.units,
+                             key_mapping=parse_key_mapping(getattr(args, "key_mapping", "")))
+        data = GraphDataset(frames, c.type_names, c.r_max, c.per_edge_type_cutoff)
     acc, preds = MetricAccumulator(type_names=c.type_names), []
     for batch in iterate_batches(data, args.batch_size):
         out = model.compute(batch, stress=bool(np.all(batch.pbc)))
