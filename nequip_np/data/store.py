@@ -20,6 +20,9 @@ file               dtype, shape       content
 ``edge_shift``     int16 (E, 3)       integer cell shifts — exactly what the graph builder makes
 =================  =================  ===========================================================
 
+Mapped pages count in a process's RSS until unmapped, so :class:`FrameStore` re-opens its maps every
+``REMAP_EVERY`` frame reads; RSS then stays bounded however large the store.
+
 Labels are stored as read (after ``key_mapping``, virial → stress and unit conversion), so a
 graph built from the store is bit-for-bit the graph built from the original file. Writing streams
 frame by frame (``ase.io.iread``) into a temporary directory renamed at the end; an existing store
@@ -83,6 +86,7 @@ class FrameStore:
             raise ValueError(f"{self.path}: frame-store version {self.meta['version']} is newer than {VERSION}; "
                              "upgrade nequip-np")
         self._maps = {}
+        self._reads = 0
         self.labels = self.meta["labels"]
 
     def __len__(self) -> int:
@@ -108,8 +112,16 @@ class FrameStore:
     def species(self) -> list[str]:
         return list(self.meta["species"])
 
+    #: memory maps are dropped and re-opened after this many frame reads: pages of a mapped file count
+    #: in the process's RSS until unmapped, so a pass over a store larger than memory would otherwise
+    #: show (reclaimable, but counted) RSS growing with the store
+    REMAP_EVERY = 2048
+
     def graph(self, f: int, type_names, r_max, per_edge_type_cutoff=None):
-        """The labelled one-frame graph of frame ``f``."""
+        """The labelled one-frame graph of frame ``f`` (every array copied out of the maps)."""
+        self._reads += 1
+        if self._reads % self.REMAP_EVERY == 0:
+            self._maps.clear()
         o = self.array("offsets")
         a0, a1 = int(o[f]), int(o[f + 1])
         edges = None
