@@ -19,6 +19,10 @@ Throughput is steps per second after ``--warmup`` steps; the ratio streamed / in
 acceptance number (≥ 0.9), peak RSS of ``streamed`` the other (≤ 2 GB).
 
     nice -n 19 python benchmarks/memory_streamed_data.py --frames 100000 --workdir /tmp/streamed
+
+``--tile K`` generates ``frames / K`` distinct frames and repeats them K times in the store (for a
+machine too loaded to generate and neighbour-list every frame in reasonable time); training still
+reads shuffled batches from all ``frames`` positions of the store.
 """
 from __future__ import annotations
 
@@ -79,14 +83,42 @@ def synthetic_frames(n, seed=0):
         yield atoms
 
 
+def tile_store(path, k) -> None:
+    """Repeat a store's frames k times by concatenating its arrays (offsets shifted)."""
+    import numpy as np
+
+    meta_path = os.path.join(path, "meta.json")
+    with open(meta_path) as fh:
+        meta = json.load(fh)
+    for name, (dtype, shape) in meta["arrays"].items():
+        data = np.fromfile(os.path.join(path, name), dtype=dtype).reshape(shape)
+        if name in ("offsets", "edge_offsets"):
+            step = data[-1]
+            data = np.concatenate([data[:-1] + i * step for i in range(k)] + [data[-1:] * k])
+        else:
+            data = np.concatenate([data] * k)
+        data.tofile(os.path.join(path, name))
+        meta["arrays"][name][1][0] = int(data.shape[0])
+    meta["n_frames"] *= k
+    meta["n_atoms"] *= k
+    if meta["edges"]:
+        meta["edges"]["n_edges"] *= k
+    meta["provenance"] = {"benchmark": f"synthetic frames tiled {k} times"}
+    with open(meta_path, "w") as fh:
+        json.dump(meta, fh)
+
+
 def phase_make(a) -> dict:
-    from nequip_np.data.store import write_store
+    from nequip_np.data.store import FrameStore, write_store
 
     t0 = time.perf_counter()
-    store = write_store(synthetic_frames(a.frames), a.store, r_max=MODEL["r_max"] if a.cache_edges else None,
-                        overwrite=True, progress=False)
+    store = write_store(synthetic_frames(a.frames // a.tile), a.store,
+                        r_max=MODEL["r_max"] if a.cache_edges else None, overwrite=True, progress=False)
+    if a.tile > 1:
+        tile_store(a.store, a.tile)
+        store = FrameStore(a.store)
     size = sum(os.path.getsize(os.path.join(a.store, f)) for f in os.listdir(a.store))
-    return {"phase": "make", "frames": len(store), "atoms": store.n_atoms, "seconds": time.perf_counter() - t0,
+    return {"phase": "make", "frames": len(store), "distinct_frames": a.frames // a.tile, "atoms": store.n_atoms, "seconds": time.perf_counter() - t0,
             "store_mb": size / 2**20, "atoms_per_frame": store.meta["atoms_per_frame"],
             "cached_edges": store.meta["edges"], "peak_rss_mb": peak_rss_mb()}
 
@@ -192,6 +224,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="alternate memory/streamed runs; best of each")
     p.add_argument("--workdir", default=os.path.join(ROOT, "benchmarks", "_streamed_work"))
     p.add_argument("--cache-edges", action="store_true", help="cache neighbour lists in the store")
+    p.add_argument("--tile", type=int, default=1,
+                   help="generate frames/tile distinct frames and repeat them tile times (a machine too "
+                        "loaded to generate every frame; the streamed reads still span the whole store)")
     p.add_argument("--output", default=os.path.join(HERE, "results", "memory_streamed_data.json"))
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--store", help=argparse.SUPPRESS)
@@ -208,7 +243,7 @@ def main() -> None:
     best = {ph: max((r for r in rows if r["phase"] == ph), key=lambda r: r["steps_per_s"]) for ph in ("memory", "streamed")}
     summary = {"throughput_ratio_streamed_over_memory": best["streamed"]["steps_per_s"] / best["memory"]["steps_per_s"],
                "streamed_peak_rss_mb": max(r["peak_rss_mb"] for r in rows if r["phase"] == "streamed"),
-               "frames": a.frames, "cache_edges": a.cache_edges, "backend": a.backend, "batch_size": a.batch_size,
+               "frames": a.frames, "tile": a.tile, "cache_edges": a.cache_edges, "backend": a.backend, "batch_size": a.batch_size,
                "model": MODEL, "cpu_count": os.cpu_count()}
     print(json.dumps(summary, indent=1))
     os.makedirs(os.path.dirname(a.output), exist_ok=True)
