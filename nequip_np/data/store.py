@@ -1,7 +1,7 @@
 r"""Frames on disk, memory-mapped: the format ``nequip-np prepare-data`` writes, and datasets over it.
 
-A *frame store* is a directory of flat binary arrays (read with ``np.memmap``, so a training run
-touches only the pages of the frames in its current batch) and a ``meta.json`` that gives every
+A *frame store* is a directory of flat binary arrays (memory-mappable: ``np.memmap``; a training run
+reads only the bytes of the frames in its current batch) and a ``meta.json`` that gives every
 array's dtype and shape:
 
 =================  =================  ===========================================================
@@ -20,8 +20,12 @@ file               dtype, shape       content
 ``edge_shift``     int16 (E, 3)       integer cell shifts — exactly what the graph builder makes
 =================  =================  ===========================================================
 
-Mapped pages count in a process's RSS until unmapped, so :class:`FrameStore` re-opens its maps every
-``REMAP_EVERY`` frame reads; RSS then stays bounded however large the store.
+:meth:`FrameStore.array` returns the whole arrays as ``np.memmap``; :meth:`FrameStore.graph` (what
+training calls per frame) reads a frame's slices with positioned reads (``os.pread``) instead. Pages
+of a mapping count in the process's RSS until unmapped, and the kernel maps tens of kilobytes around
+every fault: shuffled reads through a memory map grew RSS to the whole 1 GB store after ~300 random
+frames. Positioned reads go through the page cache, which is not the process's memory, so RSS stays
+bounded whatever the store size and access order. Only the (F+1,) offset tables are held in memory.
 
 Labels are stored as read (after ``key_mapping``, virial → stress and unit conversion), so a
 graph built from the store is bit-for-bit the graph built from the original file. Writing streams
@@ -85,8 +89,7 @@ class FrameStore:
         if self.meta.get("version", 0) > VERSION:
             raise ValueError(f"{self.path}: frame-store version {self.meta['version']} is newer than {VERSION}; "
                              "upgrade nequip-np")
-        self._maps = {}
-        self._reads = 0
+        self._maps, self._fds, self._offsets = {}, {}, {}
         self.labels = self.meta["labels"]
 
     def __len__(self) -> int:
@@ -112,35 +115,59 @@ class FrameStore:
     def species(self) -> list[str]:
         return list(self.meta["species"])
 
-    #: memory maps are dropped and re-opened after this many frame reads: pages of a mapped file count
-    #: in the process's RSS until unmapped, so a pass over a store larger than memory would otherwise
-    #: show (reclaimable, but counted) RSS growing with the store
-    REMAP_EVERY = 2048
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of an array, by a positioned read (a fresh, writable array)."""
+        dtype, shape = self.meta["arrays"][name]
+        dt, row = np.dtype(dtype), int(np.prod(shape[1:], dtype=np.int64))
+        if name not in self._fds:
+            file = self.path / name
+            if not file.exists():
+                raise FileNotFoundError(f"{self.path}: array file {name!r} is missing; the store is incomplete")
+            self._fds[name] = os.open(file, os.O_RDONLY)
+        nbytes = (stop - start) * row * dt.itemsize
+        buf = bytearray(os.pread(self._fds[name], nbytes, start * row * dt.itemsize))
+        if len(buf) != nbytes:
+            raise ValueError(f"{self.path}: array file {name!r} is shorter than meta.json says")
+        return np.frombuffer(buf, dtype=dt).reshape((stop - start, *shape[1:]))
+
+    def _offset(self, name: str) -> np.ndarray:
+        if name not in self._offsets:
+            self._offsets[name] = self.read(name, 0, self.meta["arrays"][name][1][0])
+        return self._offsets[name]
 
     def graph(self, f: int, type_names, r_max, per_edge_type_cutoff=None):
-        """The labelled one-frame graph of frame ``f`` (every array copied out of the maps)."""
-        self._reads += 1
-        if self._reads % self.REMAP_EVERY == 0:
-            self._maps.clear()
-        o = self.array("offsets")
+        """The labelled one-frame graph of frame ``f`` (read with positioned reads, no mapping)."""
+        o = self._offset("offsets")
         a0, a1 = int(o[f]), int(o[f + 1])
         edges = None
         if self.edges_cached_for(r_max, per_edge_type_cutoff):
-            eo = self.array("edge_offsets")
+            eo = self._offset("edge_offsets")
             e0, e1 = int(eo[f]), int(eo[f + 1])
-            edges = (np.array(self.array("edge_index")[e0:e1].T, dtype=np.int64),
-                     np.array(self.array("edge_shift")[e0:e1], dtype=np.float64))
-        g = graph_from_arrays(self.array("numbers")[a0:a1], self.array("positions")[a0:a1], self.array("cell")[f],
-                              self.array("pbc")[f], type_names, r_max, per_edge_type_cutoff, edges=edges)
+            edges = (self.read("edge_index", e0, e1).T.astype(np.int64),
+                     self.read("edge_shift", e0, e1).astype(np.float64))
+        g = graph_from_arrays(self.read("numbers", a0, a1), self.read("positions", a0, a1), self.read("cell", f, f + 1)[0],
+                              self.read("pbc", f, f + 1)[0], type_names, r_max, per_edge_type_cutoff, edges=edges)
         if self.labels["energy"]:
-            e = float(self.array("energy")[f])
+            e = float(self.read("energy", f, f + 1)[0])
             g.energy = None if np.isnan(e) else np.array([e])
         if self.labels["forces"]:
-            forces = np.array(self.array("forces")[a0:a1])
+            forces = self.read("forces", a0, a1)
             g.forces = None if np.isnan(forces).all() else forces
         if self.labels["stress"]:
-            g.stress = np.array(self.array("stress")[f])[None]
+            g.stress = self.read("stress", f, f + 1)
         return g
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._maps.clear()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
 
 
 class StreamedDataset:
