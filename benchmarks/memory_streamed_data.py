@@ -135,18 +135,24 @@ def _train_steps(dataset, a) -> dict:
     opt = Adam(model.params, lr=1e-3)
     coeffs = LossCoefficients(1.0, 1.0, 0.0)
     batches = iterate_batches(dataset, a.batch_size, shuffle=True, rng=np.random.default_rng(5))
-    times, atoms = [], []
+    times, data_times, atoms = [], [], []
     for step in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         batch = next(batches)
+        t1 = time.perf_counter()
         _, _, grads, _ = loss_and_grad(model, batch, coeffs)
         opt.step(grads)
         times.append(time.perf_counter() - t0)
+        data_times.append(t1 - t0)
         atoms.append(batch.n_atoms)
-    run, n = times[a.warmup:], atoms[a.warmup:]
-    # batches hold 5-420 atoms: atoms per second compares the paths fairly, steps per second does not
+    run, n, dt = times[a.warmup:], atoms[a.warmup:], data_times[a.warmup:]
+    # batches hold 21-420 atoms: atoms per second compares the paths fairly, steps per second does not;
+    # data_fraction (batch assembly / step) is the part of the step the data path is responsible for,
+    # and is far less sensitive to other jobs on the machine than the step time itself
     return {"steps": a.steps, "seconds": float(np.sum(run)), "steps_per_s": a.steps / float(np.sum(run)),
-            "atoms_per_s": float(np.sum(n)) / float(np.sum(run)), "median_step_s": float(np.median(run))}
+            "atoms_per_s": float(np.sum(n)) / float(np.sum(run)), "median_step_s": float(np.median(run)),
+            "data_seconds_per_atom": float(np.sum(dt)) / float(np.sum(n)),
+            "data_fraction": float(np.sum(dt)) / float(np.sum(run))}
 
 
 def phase_streamed(a) -> dict:
@@ -222,6 +228,8 @@ def summarize(rows) -> dict:
     return {"throughput_ratio_streamed_over_memory": best["streamed"]["atoms_per_s"] / best["memory"]["atoms_per_s"],
             "best_atoms_per_s": {ph: r["atoms_per_s"] for ph, r in best.items()},
             "streamed_peak_rss_mb": max(r["peak_rss_mb"] for r in rows if r["phase"] == "streamed"),
+            "data_seconds_per_atom": {ph: min(r["data_seconds_per_atom"] for r in rows if r["phase"] == ph)
+                                      for ph in ("memory", "streamed")},
             "memory_rss_mb_per_1e5_frames_extrapolated": max(r["rss_mb_per_1e5_frames_extrapolated"]
                                                              for r in rows if r["phase"] == "memory")}
 
