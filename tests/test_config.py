@@ -171,7 +171,7 @@ def test_docs_example_config_loads(tmp_path):
     from pathlib import Path
 
     text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
-    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"```yaml\n(run_name:.*?)```", text, re.S).group(1)  # the full annotated config
     path = tmp_path / "example.yaml"
     path.write_text(block)
     cfg = load_config(path)
@@ -255,3 +255,20 @@ def test_separate_files_and_lr_scheduler():
         load_config({**raw, "data": {"path": "a.xyz", "val": "v.xyz"}})
     with pytest.raises(ConfigError, match="both set"):
         load_config({**raw, "training": {"lr_scheduler": {"name": "step", "step_size": 2}, "scheduler": {}}})
+
+
+def test_docs_lr_scheduler_example_loads():
+    """The warm-up + cosine example in docs/training.md is valid and gives a warm-up then a decay."""
+    import re
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from nequip_np.train.schedule import build_lr_scheduler
+
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    block = re.search(r"```yaml\n(training:\n  learning_rate.*?)```", text, re.S).group(1)
+    cfg = load_config({**MINIMAL, **yaml.safe_load(block)})
+    opt = SimpleNamespace(lr=cfg.training.learning_rate)
+    sched = build_lr_scheduler(cfg.training.lr_scheduler, opt)
+    lrs = [opt.lr] + [(sched.step(), opt.lr)[1] for _ in range(10)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[5] == pytest.approx(0.01) and lrs[10] < lrs[5]
