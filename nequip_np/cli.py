@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "phonons": "nequip_np.md.vib_cli:phonons_cmd",
     "info": "nequip_np.interop.cli:info",
     "export": "nequip_np.interop.cli:export",
+    "prepare-data": "nequip_np.data.cli",
+    "plot": "nequip_np.train.plot",
 }
 
 

@@ -83,7 +83,7 @@ def test_wrong_type_or_value(section, key, value, match):
 @pytest.mark.parametrize("drop, match", [
     (("model", "r_max"), "missing required key 'r_max' in section 'model'"),
     (("model", "type_names"), "missing required key 'type_names' in section 'model'"),
-    (("data", "path"), "missing required key 'path' in section 'data'"),
+    (("data", "path"), "data needs either 'path'"),
     (("data", None), "missing required section 'data'"),
 ])
 def test_missing_required(drop, match):
@@ -171,10 +171,106 @@ def test_docs_example_config_loads(tmp_path):
     from pathlib import Path
 
     text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
-    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"```yaml\n(run_name:.*?)```", text, re.S).group(1)  # the full annotated config
     path = tmp_path / "example.yaml"
     path.write_text(block)
     cfg = load_config(path)
     defaults = load_config({"run_name": "water", "model": {"type_names": ["H", "O"], "r_max": 4.5},
                             "data": {"path": "water.extxyz"}})
     assert config_to_dict(cfg) == config_to_dict(defaults)
+
+
+# -- one schema for the model options (model/config.py MODEL_OPTIONS) -------------------------------
+@pytest.mark.parametrize("key, value, match", [
+    ("l_max", 9, "model.l_max must be an integer between 0 and 8"),
+    ("polynomial_cutoff_p", 0.5, "model.polynomial_cutoff_p must be a number >= 2"),
+    ("readout_mlp_nonlinearity", "relu", "model.readout_mlp_nonlinearity must be one of"),
+    ("pair_potential", {"type": "ZBL", "polynomial_cutoff_p": 1}, "polynomial_cutoff_p must be a number >= 2"),
+    ("per_type_energy_scales", {"H": 1.0}, "keys must be exactly the type names"),
+])
+def test_yaml_and_model_reject_the_same_values(key, value, match):
+    from nequip_np.model.nequip import NequIPModel
+
+    with pytest.raises(ConfigError, match=match):
+        load_config(_with("model", **{key: value}))
+    kw = dict(type_names=["H", "O"], r_max=4.0, avg_num_neighbors=3.0, num_layers=1, num_features=4,
+              radial_mlp_width=4, **{key: value})
+    with pytest.raises(ValueError, match=match.replace("model.", "")):
+        NequIPModel(**kw)
+
+
+def test_model_section_is_the_model_schema():
+    import dataclasses
+
+    from nequip_np.model.config import MODEL_OPTIONS
+    from nequip_np.train.config import ModelConfig
+
+    # the model options, in their order, plus the one training-only key (fine-tuning's starting file)
+    assert [f.name for f in dataclasses.fields(ModelConfig)] == [*MODEL_OPTIONS, "initial_model"]
+
+
+def test_zbl_exponent_from_yaml_reaches_the_model():
+    from nequip_np.model.nequip import NequIPModel
+
+    cfg = resolve_defaults(_with("model", pair_potential={"type": "ZBL", "units": "metal", "polynomial_cutoff_p": 8},
+                                 avg_num_neighbors=3.0, per_type_energy_scales=None, per_type_energy_shifts=None,
+                                 num_layers=1, num_features=4, radial_mlp_width=4))
+    m = config_to_dict(cfg)["model"]
+    assert m.pop("initial_model") is None  # a training key (fine-tuning), not a model option
+    model = NequIPModel(**m)
+    assert model.buffers["zbl_p"] == 8.0
+
+
+def test_total_energy_and_per_atom_energy_are_distinct_loss_terms():
+    cfg = load_config(_with("training", loss_coeffs={"total_energy": 1.0, "forces": 1.0}))
+    assert cfg.training.loss_coeffs == {"total_energy": 1.0, "forces": 1.0}
+    from nequip_np.train.trainer import _loss_coefficients
+
+    c = _loss_coefficients(cfg.training, ["H", "O"])
+    assert (c.total_energy, c.per_atom_energy) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("section, key, value, match", [
+    ("data", "key_mapping", {"REF_energy": "energie"}, "did you mean 'energy'"),
+    ("training", "loss", "l2", "training.loss must be one of"),
+    ("training", "per_type_forces_coeffs", {"H": 1.0}, "missing \\['O'\\]"),
+    ("training", "per_type_forces_coeffs", {"H": 1.0, "O": 0.0}, "positive number"),
+    ("training", "lr_scheduler", {"name": "cosine"}, "needs 'T_max'"),
+    ("training", "huber_delta", -1.0, "positive number"),
+])
+def test_new_keys_are_checked(section, key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(_with(section, **{key: value}))
+
+
+def test_separate_files_and_lr_scheduler():
+    raw = {k: dict(v) for k, v in MINIMAL.items()}
+    raw["data"] = {"train": ["a.xyz", "b.xyz"], "val": ["v1.xyz", "v2.xyz"], "test": None,
+                   "key_mapping": {"REF_energy": "total_energy", "dft_forces": "forces"}}
+    raw["training"] = {"lr_scheduler": {"name": "cosine", "T_max": 10}}
+    cfg = load_config(raw)
+    assert cfg.data.val == ["v1.xyz", "v2.xyz"] and cfg.data.key_mapping["REF_energy"] == "energy"
+    assert cfg.training.scheduler is None and cfg.training.lr_scheduler["T_max"] == 10
+    with pytest.raises(ConfigError, match="data.val must be a file path"):
+        load_config({**raw, "data": {"train": "a.xyz", "val": 0.1}})
+    with pytest.raises(ConfigError, match="leave data.path out"):
+        load_config({**raw, "data": {"path": "a.xyz", "val": "v.xyz"}})
+    with pytest.raises(ConfigError, match="both set"):
+        load_config({**raw, "training": {"lr_scheduler": {"name": "step", "step_size": 2}, "scheduler": {}}})
+
+
+def test_docs_lr_scheduler_example_loads():
+    """The warm-up + cosine example in docs/training.md is valid and gives a warm-up then a decay."""
+    import re
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from nequip_np.train.schedule import build_lr_scheduler
+
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    block = re.search(r"```yaml\n(training:\n  learning_rate.*?)```", text, re.S).group(1)
+    cfg = load_config({**MINIMAL, **yaml.safe_load(block)})
+    opt = SimpleNamespace(lr=cfg.training.learning_rate)
+    sched = build_lr_scheduler(cfg.training.lr_scheduler, opt)
+    lrs = [opt.lr] + [(sched.step(), opt.lr)[1] for _ in range(10)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[5] == pytest.approx(0.01) and lrs[10] < lrs[5]

@@ -29,7 +29,7 @@ PACKAGE = "nequip_np"
 
 #: bottom-up; a name is a top-level package or module of nequip_np
 LAYERS = [
-    ("conventions", "_version"),     # units, conventions: NumPy only; the version string
+    ("conventions", "_version", "schema"),  # units, conventions; the version string; option checkers
     ("so3", "data"),                 # irreps algebra and tables; neighbour lists, graphs, datasets
     ("kernels",),                    # one folder per operation: reference, Numba, CUDA
     ("model",),                      # the NequIP model assembled from kernels; its file format

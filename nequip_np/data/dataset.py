@@ -2,7 +2,15 @@ r"""Datasets: reading frames (any ASE format, MD17-style .npz), splits, precompu
 
 Units: everything inside the package is eV and Å. ``units="kcal/mol"`` multiplies energies (kcal/mol)
 and forces (kcal/mol/Å) by :data:`~nequip_np.conventions.KCAL_MOL_TO_EV`, the factor nequip's
-rMD17/MD22 data modules apply; positions are always Å.
+rMD17/MD22 data modules apply (``meV``, ``kJ/mol``, ``Hartree`` likewise, with ASE's constants);
+positions are always Å.
+
+Labels come from ASE's standard places (calculator results, ``info['energy'|'stress']``,
+``arrays['forces']``) or, with ``key_mapping={key in the file: label}``, from any ``info`` /
+``arrays`` / calculator key (``{"REF_energy": "energy", "dft_forces": "forces"}``). A ``virial``
+label (``info['virial']``, or mapped) is converted to stress with nequip's convention
+:math:`\sigma = -W / |\det \mathrm{cell}|` (virial = −stress × volume; positive stress = tensile,
+ASE's sign) when the frame has no stress label.
 """
 from __future__ import annotations
 
@@ -10,12 +18,16 @@ import os
 
 import numpy as np
 from ase import Atoms
+from ase import units as _ase_units
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..conventions import KCAL_MOL_TO_EV
-from .graph import batch_graphs, graph_from_atoms, labels_from_atoms
+from ..conventions import voigt_to_stress
+from .graph import batch_graphs, graph_from_atoms
 
-_UNITS = {"eV": 1.0, "kcal/mol": KCAL_MOL_TO_EV}
+_UNITS = {"eV": 1.0, "meV": 1e-3, "kcal/mol": KCAL_MOL_TO_EV, "kJ/mol": _ase_units.kJ / _ase_units.mol,
+          "Hartree": _ase_units.Hartree}
+LABELS = ("energy", "forces", "stress", "virial")
 
 #: MD17 / rMD17 / sGDML key aliases, first match wins.
 NPZ_KEYS = {
@@ -75,6 +87,8 @@ def _read_npz(path, index):
 def _read_ase(path, index, format):
     import ase.io
 
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path} is empty (0 bytes, no frames)")
     try:
         frames = ase.io.read(path, index=index, format=format)
     except FileNotFoundError:
@@ -96,7 +110,81 @@ def _relabel(atoms, energy, forces, stress):
     atoms.calc = SinglePointCalculator(atoms, **results)
 
 
-def read_frames(path, index=":", format=None, units="eV", require=()):
+def _find_key(atoms, key):
+    results = getattr(atoms.calc, "results", None) or {}
+    for table in (results, atoms.info, atoms.arrays):
+        if key in table:
+            return table[key]
+    raise KeyError(key)
+
+
+def _keys_present(atoms) -> str:
+    results = sorted(getattr(atoms.calc, "results", None) or {})
+    arrays = sorted(k for k in atoms.arrays if k not in ("numbers", "positions"))
+    return f"info keys {sorted(atoms.info)}, arrays keys {arrays}, calculator results {results}"
+
+
+def _stress_from_virial(virial, atoms, where):
+    v = np.asarray(virial, dtype=np.float64)
+    if v.size not in (6, 9):
+        raise ValueError(f"{where}: the virial label has {v.size} values; expected 9 (3x3) or 6 (Voigt)")
+    v = voigt_to_stress(v) if v.size == 6 else v.reshape(3, 3)
+    volume = abs(np.linalg.det(atoms.cell.array))
+    if not (np.all(atoms.pbc) and volume > 0):
+        raise ValueError(f"{where}: a virial label needs a periodic cell with non-zero volume "
+                         f"(pbc={atoms.pbc.tolist()}, volume={volume})")
+    return -v / volume  # nequip: virial = -stress * volume
+
+
+def _frame_labels(atoms, key_mapping, where):
+    """(energy, forces, stress) of one frame, shapes checked, key_mapping and virial applied."""
+    energy, forces, stress = labels_from_atoms_raw(atoms)
+    virial = atoms.info.get("virial")
+    for key, label in (key_mapping or {}).items():
+        try:
+            value = _find_key(atoms, key)
+        except KeyError:
+            raise ValueError(f"{where} has no key {key!r} (data.key_mapping maps it to {label!r}); "
+                             f"{_keys_present(atoms)}") from None
+        if label == "energy":
+            energy = value
+        elif label == "forces":
+            forces = value
+        elif label == "stress":
+            stress = value
+        else:
+            virial = value
+    n = len(atoms)
+    if energy is not None:
+        e = np.asarray(energy, dtype=np.float64)
+        if e.size != 1:
+            raise ValueError(f"{where}: the energy label has shape {e.shape}; expected one number per frame")
+        energy = float(e.reshape(()))
+    if forces is not None:
+        f = np.asarray(forces, dtype=np.float64)
+        if f.shape != (n, 3):
+            raise ValueError(f"{where}: the forces label has shape {f.shape}; expected ({n}, 3) for its {n} atoms")
+        forces = f
+    if stress is not None:
+        st = np.asarray(stress, dtype=np.float64)
+        if st.size not in (6, 9):
+            raise ValueError(f"{where}: the stress label has {st.size} values; expected 9 (3x3) or 6 (Voigt)")
+        stress = voigt_to_stress(st) if st.size == 6 else st.reshape(3, 3)
+    elif virial is not None:
+        stress = _stress_from_virial(virial, atoms, where)
+    return energy, forces, stress
+
+
+def labels_from_atoms_raw(atoms):
+    """Standard-place labels without shape normalisation (checked by the caller)."""
+    results = dict(getattr(atoms.calc, "results", None) or {})
+    energy = results.get("energy", results.get("free_energy", atoms.info.get("energy")))
+    forces = results.get("forces", atoms.arrays.get("forces"))
+    stress = results.get("stress", atoms.info.get("stress"))
+    return energy, forces, stress
+
+
+def read_frames(path, index=":", format=None, units="eV", require=(), key_mapping=None):
     """Read labelled structures as a list of ``ase.Atoms`` with SinglePointCalculator labels.
 
     Args:
@@ -107,11 +195,14 @@ def read_frames(path, index=":", format=None, units="eV", require=()):
         format: ASE format name, or ``"npz"``; guessed from the file name when None.
         units: ``"eV"`` (labels already eV, eV/Å) or ``"kcal/mol"`` (converted to eV).
         require: label names that every frame must have, e.g. ``("energy", "forces")``.
+        key_mapping: ``{key in the file: label}`` with labels ``energy``, ``forces``, ``stress``,
+            ``virial`` (``total_energy`` is accepted for ``energy``).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file does not parse, unknown units, a required label is missing, or a label
-            is not finite (the frame index and label are named).
+        ValueError: the file is empty or does not parse, unknown units, a mapped key or a required
+            label is missing, a label has the wrong shape, or a label is not finite (the frame index
+            and label are named).
     """
     if units not in _UNITS:
         raise ValueError(f"units must be one of {list(_UNITS)}, got {units!r}")
@@ -125,21 +216,68 @@ def read_frames(path, index=":", format=None, units="eV", require=()):
             raise ValueError(f"could not read {path} as npz: {type(err).__name__}: {err}") from err
     else:
         frames = _read_ase(path, index, format)
-    factor = _UNITS[units]
+    if not frames:
+        raise ValueError(f"{path} holds no frames")
+    key_mapping = _check_key_mapping(key_mapping)
     for f, atoms in enumerate(frames):
-        energy, forces, stress = labels_from_atoms(atoms)
-        for name, value in (("energy", energy), ("forces", forces), ("stress", stress)):
-            if value is None and name in require:
-                raise ValueError(f"{path}: frame {f} has no {name!r} label (required: {list(require)})")
-            if value is not None and not np.all(np.isfinite(value)):
-                raise ValueError(f"{path}: frame {f} has a non-finite {name!r} label")
-        if factor != 1.0:
-            if stress is not None:
-                raise ValueError(f"{path}: unit conversion of stress labels is not supported")
-            energy = None if energy is None else energy * factor
-            forces = None if forces is None else forces * factor
-        _relabel(atoms, energy, forces, stress)
+        _label_frame(atoms, f"{path}: frame {f}", key_mapping, _UNITS[units], require)
     return frames
+
+
+def _check_key_mapping(key_mapping):
+    key_mapping = {k: ("energy" if v == "total_energy" else v) for k, v in (key_mapping or {}).items()}
+    bad = [v for v in key_mapping.values() if v not in LABELS]
+    if bad:
+        raise ValueError(f"key_mapping labels must be among {list(LABELS)}, got {bad}")
+    return key_mapping
+
+
+def _label_frame(atoms, where, key_mapping, factor, require):
+    """Attach checked, converted labels to ``atoms`` as a SinglePointCalculator."""
+    energy, forces, stress = _frame_labels(atoms, key_mapping, where)
+    for name, value in (("energy", energy), ("forces", forces), ("stress", stress)):
+        if value is None and name in require:
+            raise ValueError(f"{where} has no {name!r} label (required: {list(require)})")
+        if value is not None and not np.all(np.isfinite(value)):
+            raise ValueError(f"{where} has a non-finite {name!r} label")
+    if factor != 1.0:
+        if stress is not None:
+            raise ValueError(f"{where}: unit conversion of stress labels is not supported")
+        energy = None if energy is None else energy * factor
+        forces = None if forces is None else forces * factor
+    _relabel(atoms, energy, forces, stress)
+
+
+def iter_frames(path, format=None, units="eV", require=(), key_mapping=None):
+    """Like :func:`read_frames`, one frame at a time (``ase.io.iread``), for files larger than memory.
+
+    MD17-style ``.npz`` files are read whole (their arrays are compact already).
+    """
+    import ase.io
+
+    if units not in _UNITS:
+        raise ValueError(f"units must be one of {list(_UNITS)}, got {units!r}")
+    path = os.fspath(path)
+    if format == "npz" or (format is None and path.endswith(".npz")):
+        yield from read_frames(path, format="npz", units=units, require=require, key_mapping=key_mapping)
+        return
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such data file: {path}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path} is empty (0 bytes, no frames)")
+    key_mapping = _check_key_mapping(key_mapping)
+    n = 0
+    try:
+        for n, atoms in enumerate(ase.io.iread(path, index=":", format=format), start=1):
+            _label_frame(atoms, f"{path}: frame {n - 1}", key_mapping, _UNITS[units], require)
+            yield atoms
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as err:  # ASE parsers raise many types; report them uniformly
+        raise ValueError(f"could not read {path} (format={format or 'guessed'}) at frame {n}: "
+                         f"{type(err).__name__}: {err}") from err
+    if n == 0:
+        raise ValueError(f"{path} holds no frames")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,6 +347,11 @@ class GraphDataset:
                                                     per_edge_type_cutoff, with_labels=True))
             except ValueError as err:
                 raise ValueError(f"frame {f}: {err}") from err
+        with_stress = [g.stress is not None for g in self.graphs]
+        if any(with_stress) and not all(with_stress):  # nequip's ignore_nan: NaN marks "no stress label"
+            for g in self.graphs:
+                if g.stress is None:
+                    g.stress = np.full((1, 3, 3), np.nan)
 
     def __len__(self):
         return len(self.graphs)
@@ -226,6 +369,29 @@ class GraphDataset:
 
     def __repr__(self):
         return f"GraphDataset(n_frames={len(self)}, type_names={self.type_names}, r_max={self.r_max})"
+
+
+class ConcatDataset:
+    """Several datasets (in-memory or streamed) as one, in order; ``subset`` indexes the whole."""
+
+    def __init__(self, datasets, items=None):
+        self.datasets = list(datasets)
+        if items is None:
+            items = [(d, k) for d in range(len(self.datasets)) for k in range(len(self.datasets[d]))]
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        d, k = self.items[index]
+        return self.datasets[d][k]
+
+    def subset(self, indices):
+        return ConcatDataset(self.datasets, [self.items[int(i)] for i in indices])
+
+    def __repr__(self):
+        return f"ConcatDataset({len(self.datasets)} datasets, n_frames={len(self)})"
 
 
 def iterate_batches(dataset, batch_size, shuffle=False, rng=None):

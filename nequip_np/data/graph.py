@@ -153,28 +153,42 @@ def graph_from_atoms(atoms, type_names, r_max, per_edge_type_cutoff=None, with_l
         ValueError: empty structure, unknown element, non-finite positions, singular periodic cell,
             coincident atoms.
     """
-    if len(atoms) == 0:
-        raise ValueError("cannot build a graph of an empty structure (0 atoms)")
-    type_map = type_map_from_symbols(type_names, chemical_species_to_atom_type_map)
-    types = atom_types_from_numbers(atoms.numbers, type_map, type_names)
-    pos = np.array(atoms.positions, dtype=np.float64)
-    pbc = np.array(atoms.pbc, dtype=bool)
-    cell = np.array(atoms.cell.array, dtype=np.float64)  # kept whole: a slab's volume needs it
-    edge_index, shifts = neighbor_list(pos, cell, pbc, r_max)
-    if per_edge_type_cutoff is not None:
-        table = cutoff_table_from_config(per_edge_type_cutoff, type_names, r_max)
-        edge_index, shifts = prune_edges(edge_index, shifts, pos, cell, types, table)
-    graph = AtomicGraph(
-        pos=pos, atom_types=types, edge_index=edge_index, edge_shift=shifts.astype(np.float64),
-        cell=cell[None], pbc=pbc[None], batch=np.zeros(len(atoms), np.int64),
-        num_atoms=np.array([len(atoms)], np.int64),
-    )
+    graph = graph_from_arrays(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, type_names, r_max,
+                              per_edge_type_cutoff, chemical_species_to_atom_type_map=chemical_species_to_atom_type_map)
     if with_labels:
         energy, forces, stress = labels_from_atoms(atoms)
         graph.energy = None if energy is None else np.array([energy])
         graph.forces = forces
         graph.stress = None if stress is None else stress[None]
     return graph
+
+
+def graph_from_arrays(numbers, positions, cell, pbc, type_names, r_max, per_edge_type_cutoff=None, edges=None,
+                      chemical_species_to_atom_type_map=None):
+    """The unlabelled one-frame graph of atomic numbers (N,), positions (N, 3), cell (3, 3), pbc (3,).
+
+    ``edges``: a precomputed ``(edge_index (2, E), edge_shift (E, 3))`` for exactly this ``r_max`` and
+    cutoff table (e.g. cached on disk); otherwise the neighbour list is built here.
+    """
+    if len(numbers) == 0:
+        raise ValueError("cannot build a graph of an empty structure (0 atoms)")
+    type_map = type_map_from_symbols(type_names, chemical_species_to_atom_type_map)
+    types = atom_types_from_numbers(np.asarray(numbers), type_map, type_names)
+    pos = np.array(positions, dtype=np.float64)
+    pbc = np.array(pbc, dtype=bool)
+    cell = np.array(cell, dtype=np.float64)  # kept whole: a slab's volume needs it
+    if edges is None:
+        edge_index, shifts = neighbor_list(pos, cell, pbc, r_max)
+        if per_edge_type_cutoff is not None:
+            table = cutoff_table_from_config(per_edge_type_cutoff, type_names, r_max)
+            edge_index, shifts = prune_edges(edge_index, shifts, pos, cell, types, table)
+    else:
+        edge_index, shifts = (np.asarray(edges[0], dtype=np.int64), edges[1])
+    return AtomicGraph(
+        pos=pos, atom_types=types, edge_index=edge_index, edge_shift=np.asarray(shifts, dtype=np.float64),
+        cell=cell[None], pbc=pbc[None], batch=np.zeros(len(pos), np.int64),
+        num_atoms=np.array([len(pos)], np.int64),
+    )
 
 
 def _cat_label(graphs, name):

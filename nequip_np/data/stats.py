@@ -150,3 +150,54 @@ def compute_statistics(graphs, type_names) -> dict:
     if g.forces is not None:
         stats.update(forces_rms=forces_rms(g), per_type_forces_rms=per_type_forces_rms(g, type_names))
     return stats
+
+
+def streaming_statistics(dataset, type_names) -> dict:
+    r""":func:`compute_statistics` in one pass over ``dataset`` (graphs built one at a time).
+
+    Memory is O(F·T) (per-frame energies and type counts, for the standard deviations and the
+    least-squares shifts) instead of O(atoms + edges); edge, atom and squared-force sums are
+    accumulated per type in float64. A label is used only if every frame has it. This is what
+    training uses, for in-memory and streamed datasets alike, so both get the same numbers.
+    """
+    type_names = list(type_names)
+    nt = len(type_names)
+    edges_t, atoms_t, f2_t = np.zeros(nt), np.zeros(nt), np.zeros(nt)
+    energy, counts = [], []
+    has_e = has_f = True
+    for k in range(len(dataset)):
+        g = dataset[k]
+        c = np.bincount(g.atom_types, minlength=nt).astype(np.float64)
+        atoms_t += c
+        edges_t += np.bincount(g.atom_types[g.edge_index[0]], minlength=nt)
+        counts.append(c)
+        has_e = has_e and g.energy is not None
+        if has_e:
+            energy.append(float(g.energy[0]))
+        has_f = has_f and g.forces is not None
+        if has_f:
+            f2_t += np.bincount(g.atom_types, weights=np.sum(g.forces * g.forces, axis=1), minlength=nt)
+    if not counts:
+        raise ValueError("statistics need at least one graph")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_type_nn = edges_t / atoms_t
+        per_type_frms = np.sqrt(f2_t / (3.0 * atoms_t))
+    stats = {
+        "num_neighbors_mean": float(edges_t.sum() / atoms_t.sum()),
+        "per_type_num_neighbors_mean": {n: float(v) for n, v in zip(type_names, per_type_nn)},
+    }
+    counts = np.array(counts)
+    if has_e:
+        e = np.array(energy)
+        e_atom = e / counts.sum(axis=1)
+        shifts, *_ = np.linalg.lstsq(counts, e, rcond=None)
+        stats.update(
+            per_atom_energy_mean=float(e_atom.mean()),
+            per_atom_energy_std=float(e_atom.std(ddof=1)) if len(e) > 1 else float("nan"),
+            total_energy_std=float(e.std(ddof=1)) if len(e) > 1 else float("nan"),
+            per_type_energy_shifts={n: float(x) for n, x in zip(type_names, shifts)},
+        )
+    if has_f:
+        stats.update(forces_rms=float(np.sqrt(f2_t.sum() / (3.0 * atoms_t.sum()))),
+                     per_type_forces_rms={n: float(v) for n, v in zip(type_names, per_type_frms)})
+    return stats

@@ -41,19 +41,25 @@ def _print_metrics(title, m):
     for key, unit in (("energy", "meV"), ("per_atom_energy", "meV/atom"), ("forces", "meV/Å"), ("stress", "meV/Å³")):
         if f"{key}_mae" in m:
             print(f"  {key:16s} MAE {1000 * m[key + '_mae']:10.3f} {unit:9s} RMSE {1000 * m[key + '_rmse']:10.3f} {unit}")
+        if key == "forces":  # per element, nequip's forces_mae_<type>
+            for k in [k for k in m if k.startswith("forces_mae_")]:
+                name = k[len("forces_mae_"):]
+                print(f"    {name:14s} MAE {1000 * m[k]:10.3f} {unit:9s} RMSE {1000 * m['forces_rmse_' + name]:10.3f} {unit}")
 
 
 def add_evaluate_parser(subparsers):
     p = subparsers.add_parser("evaluate", help="errors of a model on a labelled dataset",
                               description="Evaluate a model on labelled frames; prints and writes JSON metrics.")
     p.add_argument("model", help="model file: nequip-np .npz, official nequip .ckpt or .nequip.zip, or an export .npz")
-    p.add_argument("data", help="labelled frames in any ASE format, or MD17-style .npz")
+    p.add_argument("data", help="labelled frames in any ASE format, MD17-style .npz, or a frame store")
     p.add_argument("--units", default="eV", help="label units of the data (eV or kcal/mol)")
     p.add_argument("--index", default=":", help="frames to use (ASE index syntax)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output", default="metrics.json", help="JSON metrics file")
     p.add_argument("--predictions", help="write predictions as extxyz")
     p.add_argument("--parity-plot", help="write a parity plot PNG (needs matplotlib)")
+    p.add_argument("--parity-per-element", help="write a per-element force parity plot PNG (needs matplotlib)")
+    p.add_argument("--key-mapping", default="", help="label keys in the file, e.g. REF_energy=energy,dft_forces=forces")
     return p
 
 
@@ -62,11 +68,22 @@ def run_evaluate(args) -> int:
     from nequip_np.interop import load_any_model
     from nequip_np.train.metrics import MetricAccumulator
 
+    from nequip_np.data.cli import parse_key_mapping
+
+    from nequip_np.data.store import StreamedDataset, is_store
+
     model = load_any_model(args.model)
-    frames = read_frames(args.data, index=args.index, units=args.units)
     c = model.config
-    data = GraphDataset(frames, c.type_names, c.r_max, c.per_edge_type_cutoff)
-    acc, preds = MetricAccumulator(), []
+    if is_store(args.data):  # a frame store from prepare-data: streamed, all frames
+        if args.predictions:
+            raise ValueError("--predictions needs a frame file, not a frame store")
+        data = StreamedDataset(args.data, c.type_names, c.r_max, c.per_edge_type_cutoff)
+        frames = range(len(data))
+    else:
+        frames = read_frames(args.data, index=args.index, units=args.units,
+                             key_mapping=parse_key_mapping(getattr(args, "key_mapping", "")))
+        data = GraphDataset(frames, c.type_names, c.r_max, c.per_edge_type_cutoff)
+    acc, preds = MetricAccumulator(type_names=c.type_names), []
     for batch in iterate_batches(data, args.batch_size):
         out = model.compute(batch, stress=bool(np.all(batch.pbc)))
         acc.add(batch, out)
@@ -80,6 +97,11 @@ def run_evaluate(args) -> int:
         _write_predictions(frames, preds, args.predictions)
     if args.parity_plot:
         _parity_plot(preds, args.parity_plot)
+    if getattr(args, "parity_per_element", None):
+        from nequip_np.train.plot import parity_data, plot_parity_per_element
+
+        plot_parity_per_element(*parity_data(model, data, args.batch_size), args.parity_per_element)
+        print(f"per-element parity plot written to {args.parity_per_element}")
     return 0
 
 

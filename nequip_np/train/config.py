@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,12 +36,13 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from nequip_np.model.config import MODEL_OPTIONS, REQUIRED, check_model_options
+from nequip_np.schema import Bad, boolean, choice, integer, is_number, number, string, unknown_key_message
+
 __all__ = [
     "ConfigError", "Config", "ModelConfig", "DataConfig", "TrainingConfig", "SchedulerConfig",
     "EarlyStoppingConfig", "load_config", "resolve_defaults", "config_to_dict", "dump_config",
 ]
-
-REQUIRED = object()  # sentinel default: the key must be given
 
 
 class ConfigError(ValueError):
@@ -50,153 +50,44 @@ class ConfigError(ValueError):
 
 
 # -- value checks: each returns the normalised value or raises _Bad("must be ...") ---------------
-class _Bad(Exception):
-    pass
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _number(lo: float | None = None, lo_open: bool = False, hi: float | None = None,
-            hi_open: bool = False, optional: bool = False, what: str = "a number") -> Callable:
-    def check(v):
-        if v is None and optional:
-            return None
-        if not _is_number(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or (
-                hi is not None and (v >= hi if hi_open else v > hi)):
-            raise _Bad(f"must be {what}" + (" or null" if optional else ""))
-        return float(v)
-    return check
-
-
-def _int(lo: int = 0, optional: bool = False) -> Callable:
-    what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
-
-    def check(v):
-        if v is None and optional:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise _Bad(f"must be {what}" + (" or null" if optional else ""))
-        return int(v)
-    return check
-
-
-def _bool(v):
-    if not isinstance(v, bool):
-        raise _Bad("must be true or false")
-    return v
-
-
-def _choice(*options, optional: bool = False) -> Callable:
-    def check(v):
-        if v is None and optional:
-            return None
-        if v not in options:
-            hint = difflib.get_close_matches(str(v), [str(o) for o in options], n=1)
-            raise _Bad(f"must be one of {list(options)}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-        return v
-    return check
-
-
-def _str(optional: bool = False) -> Callable:
-    def check(v):
-        if v is None and optional:
-            return None
-        if not isinstance(v, str) or not v:
-            raise _Bad("must be a non-empty string" + (" or null" if optional else ""))
-        return v
-    return check
-
-
-def _type_names(v):
-    if v == "auto":
-        return v
-    if (not isinstance(v, (list, tuple)) or not v or not all(isinstance(t, str) and t for t in v)
-            or len(set(v)) != len(v)):
-        raise _Bad("must be a non-empty list of distinct type names, or 'auto' (from the data)")
-    return list(v)
-
-
-def _pos_per_type(v, allow: tuple[str, ...], what: str, positive: bool = True):
-    """number, {type: number}, one of the strings in ``allow``, or None."""
-    if v is None or (isinstance(v, str) and v in allow):
-        return v
-    ok = (lambda x: _is_number(x) and x > 0) if positive else _is_number
-    if ok(v):
-        return float(v)
-    if isinstance(v, Mapping) and v and all(isinstance(k, str) and ok(x) for k, x in v.items()):
-        return {k: float(x) for k, x in v.items()}
-    raise _Bad(f"must be {what}")
-
-
-def _avg_num_neighbors(v):
-    if v is None:  # nequip asserts on None too; say what to write instead
-        raise _Bad("must be a positive number, a {type: number} dict, or 'auto' (not null)")
-    return _pos_per_type(v, ("auto", "num_neighbors_mean", "per_type_num_neighbors_mean"),
-                         "a positive number, a {type: number} dict, or 'auto'")
-
-
-def _scales(v):
-    return _pos_per_type(v, ("auto", "per_type_forces_rms", "forces_rms"),
-                         "a positive number, a {type: number} dict, 'auto' (= per_type_forces_rms), "
-                         "'forces_rms', or null")
-
-
-def _shifts(v):
-    return _pos_per_type(v, ("auto", "per_atom_energy_mean", "least_squares", "isolated_atom_energies"),
-                         "a number, a {type: number} dict, 'auto' (= per_atom_energy_mean), "
-                         "'least_squares', 'isolated_atom_energies', or null", positive=False)
-
-
-def _num_features(v):
-    if _is_number(v) and isinstance(v, int) and v > 0:
-        return int(v)
-    if isinstance(v, (list, tuple)) and v and all(
-            isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
-        return list(v)
-    raise _Bad("must be a positive integer or a list of positive integers (one per l)")
-
-
-def _per_edge_type_cutoff(v):
-    if v is None:
-        return None
-    if not isinstance(v, Mapping) or not v:
-        raise _Bad("must be null, {source_type: cutoff} or {source_type: {target_type: cutoff}}")
-    out = {}
-    for src, x in v.items():
-        if _is_number(x) and x > 0:
-            out[src] = float(x)
-        elif isinstance(x, Mapping) and all(_is_number(y) and y > 0 for y in x.values()):
-            out[src] = {t: float(y) for t, y in x.items()}
-        else:
-            raise _Bad(f"has an invalid entry for {src!r}: cutoffs must be positive numbers")
-    return out
-
-
-def _pair_potential(v):
-    if v is None:
-        return None
-    if not isinstance(v, Mapping):
-        raise _Bad("must be null or a mapping like {type: ZBL, units: metal}")
-    allowed = {"type", "units", "chemical_species"}
-    for k in v:
-        if k not in allowed:
-            raise _Bad(_unknown_key_message(k, sorted(allowed), "model.pair_potential"))
-    if v.get("type") != "ZBL":
-        raise _Bad("type must be 'ZBL' (the only pair potential implemented)")
-    if v.get("units", "metal") not in ("metal", "real"):
-        raise _Bad("units must be 'metal' or 'real'")
-    out = {"type": "ZBL", "units": v.get("units", "metal")}
-    if v.get("chemical_species") is not None:
-        out["chemical_species"] = list(v["chemical_species"])
-    return out
+_Bad, _is_number, _number, _int, _bool, _choice, _str = Bad, is_number, number, integer, boolean, choice, string
+_unknown_key_message = unknown_key_message
 
 
 def _split(v):
+    """A count or fraction of ``data.path``'s frames, or file path(s) of its own (null: none)."""
+    if v is None:
+        return None
+    if isinstance(v, str) and v:
+        return v
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) and x for x in v):
+        return list(v)
     if isinstance(v, bool) or not _is_number(v) or v < 0 or (isinstance(v, float) and v > 1):
-        raise _Bad("must be a count (integer >= 0) or a fraction (float in [0, 1])")
+        raise _Bad("must be a count (integer >= 0), a fraction (float in [0, 1]), "
+                   "or a file path / list of file paths")
     return v
+
+
+_LABELS = ("energy", "forces", "stress", "virial")
+
+
+def _key_mapping(v):
+    """{key in the file: label}; labels energy (or total_energy), forces, stress, virial."""
+    if v is None:
+        return None
+    if not isinstance(v, Mapping) or not v:
+        raise _Bad(f"must be null or a mapping {{key in the file: label}} with labels among {list(_LABELS)}")
+    out = {}
+    for k, x in v.items():
+        x = "energy" if x == "total_energy" else x
+        if not isinstance(k, str) or x not in _LABELS:
+            hint = difflib.get_close_matches(str(x), _LABELS, n=1)
+            raise _Bad(f"[{k!r}] must map to one of {list(_LABELS)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                       + f", not {x!r}")
+        out[k] = x
+    if len(set(out.values())) != len(out):
+        raise _Bad(f"maps two file keys to the same label: {dict(v)}")
+    return out
 
 
 def _energy_dict(v):
@@ -220,9 +111,35 @@ def _loss_coeffs(v):
             raise _Bad(f"[{k!r}] must be a number >= 0")
     if sum(v.values()) <= 0:
         raise _Bad("must have at least one positive coefficient")
-    if "per_atom_energy" in v and "total_energy" in v:
-        raise _Bad("may weight per_atom_energy or total_energy, not both")
     return {k: float(x) for k, x in v.items()}
+
+
+def _huber_delta(v):
+    if _is_number(v) and v > 0:
+        return float(v)
+    if isinstance(v, Mapping) and v and all(k in _LOSS_KEYS and _is_number(x) and x > 0 for k, x in v.items()):
+        return {k: float(x) for k, x in v.items()}
+    raise _Bad(f"must be a positive number or a {{term: positive number}} mapping with terms among {list(_LOSS_KEYS)}")
+
+
+def _per_type_forces_coeffs(v):
+    if v is None:
+        return None
+    if isinstance(v, Mapping) and v and all(isinstance(k, str) and _is_number(x) and x > 0 for k, x in v.items()):
+        return {k: float(x) for k, x in v.items()}
+    raise _Bad("must be null or a {type_name: positive number} mapping with every type name "
+               "(nequip's per_type_forces_coeffs)")
+
+
+def _lr_scheduler(v):
+    if v is None:
+        return None
+    from nequip_np.train.schedule import check_lr_scheduler_spec
+
+    try:
+        return check_lr_scheduler_spec(v, "")
+    except ValueError as err:
+        raise _Bad(f"is invalid: {str(err).lstrip(': ')}") from None
 
 
 def _f(default: Any = REQUIRED, check: Callable = lambda v: v, factory: Callable | None = None):
@@ -253,36 +170,19 @@ class _Section:
         return getattr(self, key) if key in self.keys() else default
 
 
-@dataclass
-class ModelConfig(_Section):
-    """nequip ``NequIPGNNModel`` keywords (reference dossier §1.1)."""
+def _model_field(opt):
+    default = opt.default if opt.config_default is REQUIRED else opt.config_default
+    return _f(default, opt.check_config)
 
-    _name = "model"
-    type_names: Any = _f(REQUIRED, _type_names)
-    r_max: float = _f(REQUIRED, _number(0, lo_open=True, what="a positive number"))
-    num_layers: int = _f(4, _int(1))
-    l_max: int = _f(1, _int(0))
-    parity: bool = _f(True, _bool)
-    num_features: Any = _f(32, _num_features)
-    type_embed_num_features: int | None = _f(None, _int(1, optional=True))
-    radial_mlp_depth: int = _f(1, _int(0))
-    radial_mlp_width: int = _f(128, _int(1))
-    readout_mlp_hidden_layers_depth: int = _f(0, _int(0))
-    readout_mlp_hidden_layers_width: int | None = _f(None, _int(1, optional=True))
-    readout_mlp_nonlinearity: str | None = _f("silu", _choice("silu", "tanh", "mish", "gelu", "ssp", "softplus", "sigmoid", optional=True))
-    num_bessels: int = _f(8, _int(1))
-    bessel_trainable: bool = _f(False, _bool)
-    polynomial_cutoff_p: float = _f(6, _number(0, lo_open=True, what="a positive number"))
-    avg_num_neighbors: Any = _f("auto", _avg_num_neighbors)
-    per_type_energy_scales: Any = _f("auto", _scales)
-    per_type_energy_shifts: Any = _f("auto", _shifts)
-    per_type_energy_scales_trainable: bool = _f(False, _bool)
-    per_type_energy_shifts_trainable: bool = _f(False, _bool)
-    per_edge_type_cutoff: Any = _f(None, _per_edge_type_cutoff)
-    pair_potential: Any = _f(None, _pair_potential)
-    model_dtype: str = _f("float64", _choice("float64", "float32"))
-    seed: int = _f(0, _int(0))
-    initial_model: str | None = _f(None, _str(optional=True))  # fine-tuning: nequip_np/train/finetune.py
+
+#: the ``model`` section: nequip ``NequIPGNNModel`` keywords, THE schema of
+#: :data:`nequip_np.model.config.MODEL_OPTIONS` (reference dossier §1.1)
+#: plus ``initial_model`` (fine-tuning: the starting model file, nequip_np/train/finetune.py), which is
+#: a training option, not a model option
+ModelConfig = dataclasses.make_dataclass(
+    "ModelConfig", [(name, Any, _model_field(opt)) for name, opt in MODEL_OPTIONS.items()]
+    + [("initial_model", Any, _f(None, _str(optional=True)))],
+    bases=(_Section,), namespace={"_name": "model", "__doc__": "nequip ``NequIPGNNModel`` keywords."})
 
 
 @dataclass
@@ -290,12 +190,13 @@ class DataConfig(_Section):
     """Where the frames come from and how they are split (counts or fractions)."""
 
     _name = "data"
-    path: str = _f(REQUIRED, _str())
+    path: str | None = _f(None, _str(optional=True))  # one file to split; or train/val/test as paths
     format: str | None = _f(None, _str(optional=True))  # ase.io format; None = from the suffix
     units: str = _f("eV", _choice("eV", "meV", "kcal/mol", "kJ/mol", "Hartree"))
     train: Any = _f(0.8, _split)
     val: Any = _f(0.1, _split)
     test: Any = _f(0.1, _split)
+    key_mapping: dict | None = _f(None, _key_mapping)
     split_seed: int = _f(456, _int(0))
     isolated_atom_energies: Any = _f(None, _energy_dict)
     r_max: float | None = _f(None, _number(0, lo_open=True, optional=True, what="a positive number"))
@@ -337,11 +238,16 @@ class TrainingConfig(_Section):
     max_epochs: int = _f(100, _int(1))
     ema_decay: float | None = _f(0.999, _number(0, hi=1, optional=True, what="a number in [0, 1]"))
     scheduler: SchedulerConfig | None = _f(check=None, factory=SchedulerConfig)
+    lr_scheduler: dict | None = _f(None, _lr_scheduler)
+    lr_scheduler_interval: str = _f("epoch", _choice("epoch", "step"))
     early_stopping: EarlyStoppingConfig | None = _f(check=None, factory=EarlyStoppingConfig)
     stop_below_lr: float | None = _f(None, _number(0, lo_open=True, optional=True,
                                                    what="a positive number"))
     loss_coeffs: dict = _f(check=_loss_coeffs,
                            factory=lambda: {"per_atom_energy": 1.0, "forces": 1.0, "stress": 0.0})
+    loss: str = _f("mse", _choice("mse", "huber", "mae"))
+    huber_delta: Any = _f(0.01, _huber_delta)
+    per_type_forces_coeffs: dict | None = _f(None, _per_type_forces_coeffs)
     grad_clip: float | None = _f(None, _number(0, lo_open=True, optional=True, what="a positive number"))
     seed: int = _f(0, _int(0))
     backend: str = _f("numpy", _choice("numpy", "numba", "cuda"))
@@ -412,7 +318,8 @@ def load_config(source: str | os.PathLike | Mapping | Config) -> Config:
     """Read a YAML file (or take a mapping) and return the validated :class:`Config`.
 
     Missing keys take their defaults; unknown keys, wrong types and missing required keys
-    (``model.type_names``, ``model.r_max``, ``data.path``) raise :class:`ConfigError`.
+    (``model.type_names``, ``model.r_max``; ``data.path`` or ``data.train`` as paths) raise
+    :class:`ConfigError`.
     """
     if isinstance(source, Config):
         source = config_to_dict(source)
@@ -430,40 +337,72 @@ def load_config(source: str | os.PathLike | Mapping | Config) -> Config:
     for section in ("model", "data"):
         if raw.get(section) is None:
             raise ConfigError(f"missing required section {section!r}")
+    data = raw["data"]
+    if isinstance(data, Mapping) and data.get("path") is None and isinstance(data.get("train"), (str, list)):
+        data = {"val": None, "test": None, **data}  # separate files: no val/test unless given
+    training = raw.get("training") or {}
+    if isinstance(training, Mapping) and training.get("lr_scheduler") is not None and "scheduler" not in training:
+        training = {**training, "scheduler": None}  # an explicit schedule replaces the default plateau rule
     run_name = raw.get("run_name", "nequip_np_run")
     if not (isinstance(run_name, str) and run_name):
         raise ConfigError(f"run_name must be a non-empty string, got {run_name!r}")
     cfg = Config(
         run_name=run_name,
         model=_build(ModelConfig, raw["model"]),
-        data=_build(DataConfig, raw["data"]),
-        training=_build(TrainingConfig, raw.get("training")),
+        data=_build(DataConfig, data),
+        training=_build(TrainingConfig, training),
     )
     _cross_checks(cfg)
     return cfg
 
 
+def _is_paths(v) -> bool:
+    return isinstance(v, (str, list))
+
+
 def _cross_checks(cfg: Config) -> None:
-    m, d = cfg.model, cfg.data
-    if isinstance(m.num_features, list) and len(m.num_features) != m.l_max + 1:
-        raise ConfigError(
-            f"model.num_features has {len(m.num_features)} entries; it needs l_max + 1 = {m.l_max + 1}")
+    m, d, t = cfg.model, cfg.data, cfg.training
+    try:
+        check_model_options(config_to_dict(m), prefix="model.")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if d.r_max is not None and d.r_max != m.r_max:
         raise ConfigError(f"data.r_max ({d.r_max}) differs from model.r_max ({m.r_max}); "
                           "data.r_max is taken from the model, leave it out")
     splits = (d.train, d.val, d.test)
-    if all(isinstance(s, float) for s in splits) and sum(splits) > 1 + 1e-9:
-        raise ConfigError(f"data.train + data.val + data.test fractions sum to {sum(splits)} > 1")
-    if len({isinstance(s, float) for s in splits if s}) > 1:
-        raise ConfigError("data.train/val/test must be all counts (integers) or all fractions (floats)")
-    if m.per_edge_type_cutoff:
-        for src, x in m.per_edge_type_cutoff.items():
-            for c in (x.values() if isinstance(x, dict) else [x]):
-                if c > m.r_max:
-                    raise ConfigError(f"model.per_edge_type_cutoff[{src!r}] = {c} exceeds model.r_max = {m.r_max}")
+    if d.path is not None:
+        if any(_is_paths(s) for s in splits):
+            raise ConfigError("data.path is split by data.train/val/test counts or fractions; to give "
+                              "separate files, leave data.path out and set data.train/val/test to paths")
+        if all(isinstance(s, float) for s in splits) and sum(splits) > 1 + 1e-9:
+            raise ConfigError(f"data.train + data.val + data.test fractions sum to {sum(splits)} > 1")
+        if len({isinstance(s, float) for s in splits if s}) > 1:
+            raise ConfigError("data.train/val/test must be all counts (integers) or all fractions (floats)")
+    else:
+        if not _is_paths(d.train):
+            raise ConfigError("data needs either 'path' (one file, split by data.train/val/test sizes) or "
+                              f"data.train given as a file path or list of paths; got data.train = {d.train!r}")
+        for name in ("val", "test"):
+            v = getattr(d, name)
+            if not (v is None or v == 0 or _is_paths(v)):
+                raise ConfigError(f"data.{name} must be a file path, a list of paths or null when data.train "
+                                  f"is a path (there is no data.path to split); got {v!r}")
     if m.per_type_energy_shifts == "isolated_atom_energies" and not d.isolated_atom_energies:
         raise ConfigError("model.per_type_energy_shifts is 'isolated_atom_energies' but "
                           "data.isolated_atom_energies is not given")
+    if t.per_type_forces_coeffs is not None and isinstance(m.type_names, list):
+        missing = [n for n in m.type_names if n not in t.per_type_forces_coeffs]
+        extra = [n for n in t.per_type_forces_coeffs if n not in m.type_names]
+        if missing or extra:
+            raise ConfigError(f"training.per_type_forces_coeffs needs a positive coefficient for every type in "
+                              f"model.type_names {m.type_names} (nequip's rule); missing {missing}, unknown {extra}")
+    if t.lr_scheduler is not None and t.scheduler is not None:
+        raise ConfigError("training.lr_scheduler and training.scheduler (ReduceLROnPlateau) are both set; "
+                          "set training.scheduler: null to use training.lr_scheduler")
+    if isinstance(t.huber_delta, dict) and t.loss == "huber":
+        missing = [k for k, c in t.loss_coeffs.items() if c > 0 and k not in t.huber_delta]
+        if missing:
+            raise ConfigError(f"training.huber_delta gives no delta for the loss term(s) {missing}")
 
 
 _STAT_FOR = {
