@@ -208,9 +208,9 @@ def test_stale_tables_and_training_are_refused():
     model.use_radial_tables(None)
     assert model.radial_tables is None and abs(model.compute(g)["total_energy"] - e) < 1e-4
     model.use_radial_tables(32)
-    atomic, cache = model._forward(g, g.edge_vectors(), model.params)
+    atomic, cache = model.forward(g, g.edge_vectors(), model.params)
     with pytest.raises(RuntimeError, match="no gradients of the radial MLP"):
-        model._backward(np.ones_like(atomic), cache, g, model.params)
+        model.backward(np.ones_like(atomic), cache, g, model.params)
     with pytest.raises(ValueError, match="n_points"):
         model.use_radial_tables(3)
 

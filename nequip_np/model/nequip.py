@@ -30,7 +30,6 @@ the device from the edge vectors to the forces.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -345,16 +344,6 @@ class NequIPModel:
         if not to_host:
             return d_vec, grads
         return xp.to_host(d_vec), {k: xp.to_host(g) for k, g in grads.items()}
-
-    def _forward(self, graph, edge_vec, params, low_memory: bool = False):
-        """Deprecated alias of :meth:`forward`."""
-        warnings.warn("NequIPModel._forward is deprecated; use forward", DeprecationWarning, stacklevel=2)
-        return self.forward(graph, edge_vec, params, low_memory)
-
-    def _backward(self, d_atomic, cache, graph, params, param_grads: bool = True):
-        """Deprecated alias of :meth:`backward`."""
-        warnings.warn("NequIPModel._backward is deprecated; use backward", DeprecationWarning, stacklevel=2)
-        return self.backward(d_atomic, cache, graph, params, param_grads)
 
     # ------------------------------------------------------------------ small helpers
     def _readout_weights(self, params):
