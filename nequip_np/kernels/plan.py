@@ -23,6 +23,7 @@ sections of the nequip dossier the project was specified from):
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -64,6 +65,17 @@ def _frozen(a, dtype=np.int64, width: int | None = None) -> np.ndarray:
     out = np.ascontiguousarray(out)
     out.flags.writeable = False
     return out
+
+
+def _freeze(record):
+    """Make every array field of a table record contiguous and read-only (in place); returns it."""
+    for f in dataclasses.fields(record):
+        a = getattr(record, f.name)
+        if isinstance(a, np.ndarray):
+            a = np.ascontiguousarray(a)
+            a.flags.writeable = False
+            object.__setattr__(record, f.name, a)
+    return record
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,13 +302,13 @@ def conv_tables(irreps_in: Irreps, irreps_sh: Irreps, irreps_mid: Irreps, paths:
         k_idx, k_val, k_ptr = by[key]
         nz[f"nz_{key}"], nz[f"nz_{key}_val"] = _i64(k_idx, 3), np.array(k_val, np.float64).reshape(-1)
         nz[f"nz_{key}_ptr"] = _i64(k_ptr, kmax + 1)
-    return ConvTables(
+    return _freeze(ConvTables(
         paths=_i64(rows, 10), cg_idx=_i64(idx, 3), cg_val=np.array(val, np.float64).reshape(-1),
         max_yc=int(max([r[D1] * r[D3] for r in rows] or [1])), max_xu=int(max([r[D1] * r[MUL] for r in rows] or [1])),
         in_cols=in_cols, in_inv=in_inv, mid_cols=mid_cols, mid_inv=mid_inv,
         mid_owner=_i64([row[1:] for row in sorted(mid_owner)], 3), w_owner=_i64(w_owner, 2), in_owner=_i64(in_owner, 4),
         in_paths=np.array(in_paths + [0], np.int64), sh_owner=_i64(sh_owner, 3),
-        sh_paths=np.array(sh_paths + [0], np.int64), **nz)
+        sh_paths=np.array(sh_paths + [0], np.int64), **nz))
 
 
 def conv_plan(irreps_in: Irreps, irreps_sh: Irreps, irreps_out: Irreps) -> ConvPlan:
@@ -351,7 +363,7 @@ def sh_table(l_max: int) -> SHTable:
                 js.append(j), ks.append(k), cs.append(float(eval(coef, {"sqrt": math.sqrt})))  # noqa: S307
             ls.append(l), ms.append(m), ptr.append(len(cs))
     i64 = lambda a: np.array(a, np.int64)  # noqa: E731
-    return SHTable(i64(ls), i64(ms), i64(ptr), i64(js), i64(ks), np.array(cs, np.float64))
+    return _freeze(SHTable(i64(ls), i64(ms), i64(ptr), i64(js), i64(ks), np.array(cs, np.float64)))
 
 
 @dataclass(frozen=True, eq=False)
