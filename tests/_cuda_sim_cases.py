@@ -280,3 +280,35 @@ def test_zbl_model_matches_reference():
     a, b = ref.compute(graph, stress=False), gpu.compute(graph, stress=False)
     for key in ("total_energy", "forces"):
         np.testing.assert_allclose(b[key], a[key], rtol=1e-10, atol=1e-10, err_msg=key)
+
+
+def test_plan_tables_are_uploaded_once_per_record_and_read_by_the_kernels(plan):
+    """``device_record`` uploads a plan's tables once (no bytes the second time), drops them with the
+    record, and the gate / linear / self-connection kernels follow the plan's tables."""
+    import dataclasses
+    import gc
+
+    from tests.test_plan_tables import flip_gate_tables
+
+    layer = plan.layers[1]
+    for rec in (layer.linear_1.tables, layer.self_connection.tables, layer.gate.tables, layer.conv.tables):
+        first = cu.device_record(rec)
+        h2d = cu.transfer_bytes()[0]
+        assert cu.device_record(rec) is first and cu.transfer_bytes()[0] == h2d
+    g = layer.gate
+    by_tables, by_lists = flip_gate_tables(g)
+    z = np.random.default_rng(2).normal(size=(3, g.irreps_in.dim))
+    ref, gpu = _ops("gate")
+    np.testing.assert_allclose(gpu.forward(z, by_tables)[0], ref.forward(z, by_lists)[0], rtol=1e-12, atol=1e-12)
+    n = len(cu._DEVICE_RECORDS)
+    del by_tables
+    gc.collect()
+    assert len(cu._DEVICE_RECORDS) == n - 1
+    # linear: tables whose norm is doubled double the output
+    lin = layer.linear_1
+    t2 = dataclasses.replace(lin.tables, norm=2 * lin.tables.norm)
+    x = np.random.default_rng(3).normal(size=(3, lin.irreps_in.dim))
+    w = np.random.default_rng(4).normal(size=lin.n_weights)
+    lref, lgpu = _ops("linear")
+    np.testing.assert_allclose(lgpu.forward(x, w, dataclasses.replace(lin, tables=t2))[0],
+                               2 * lref.forward(x, w, lin)[0], rtol=1e-12, atol=1e-12)

@@ -321,47 +321,39 @@ def index_array(a):
 
 
 # ---------------------------------------------------------------------------- plan tables
-#: (id(plan), builder) -> (weak reference to the plan, device tables); an entry goes when its plan goes
-_TABLES: dict = {}
-
-
-def plan_tables(plan, build):
-    """Device copies of the static index tables ``build(plan)`` (a tuple of host arrays and ints),
-    built and uploaded once per plan object and freed with it."""
-    key = (id(plan), build.__qualname__, build.__module__)
-    hit = _TABLES.get(key)
-    if hit is not None and hit[0]() is plan:
-        return hit[1]
-    dev = tuple(to_device(t) if isinstance(t, np.ndarray) else t for t in build(plan))
-    _TABLES[key] = (weakref.ref(plan), dev)
-    weakref.finalize(plan, _TABLES.pop, key, None)
-    return dev
-
-
-def _device_copy(record) -> tuple:
-    values = (getattr(record, f.name) for f in dataclasses.fields(record))
-    return (type(record)(*(to_device(v) if isinstance(v, np.ndarray) else v for v in values)),)
+#: plan table record -> the same record holding device copies; an entry goes when its record goes.
+#: Only uploads live here: every table is built by the plan (``kernels/plan.py``), none by a kernel.
+_DEVICE_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def device_record(record):
-    """A record (frozen dataclass) of host arrays → the same record type holding device copies,
-    uploaded once per record object and freed with it (e.g. a plan's ``ConvTables``)."""
-    return plan_tables(record, _device_copy)[0]
+    """A plan's table record (frozen dataclass of host arrays and ints, e.g. ``ConvTables``,
+    ``LinearTables``, ``GateTables``) → the same record type holding device copies of its arrays,
+    uploaded once per record object and freed with it."""
+    hit = _DEVICE_RECORDS.get(record)
+    if hit is None:
+        values = (getattr(record, f.name) for f in dataclasses.fields(record))
+        hit = type(record)(*(to_device(v) if isinstance(v, np.ndarray) else v for v in values))
+        _DEVICE_RECORDS[record] = hit
+    return hit
+
+
+#: edge-index content -> (host copy, (ptr, perm) on the device); graph structure, not plan tables
+_CSR: dict = {}
 
 
 def csr_device(idx, n: int):
     """``(ptr (n+1,), perm (E,))`` on the device for the edges grouped by ``idx`` (stable order)."""
     idx = np.asarray(host_copy(idx), dtype=np.int64)
     key = ("csr", n, idx.shape, hash(idx.tobytes()))
-    hit = _TABLES.get(key)
+    hit = _CSR.get(key)
     if hit is not None and np.array_equal(hit[0], idx):
         return hit[1]
     perm = np.argsort(idx, kind="stable").astype(np.int64)
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(idx, minlength=n), out=ptr[1:])
     dev = (to_device(ptr), to_device(perm))
-    _TABLES[key] = (idx.copy(), dev)
-    if len(_TABLES) > 64:  # plans stay; old CSRs go
-        for k in [k for k in _TABLES if isinstance(k, tuple) and k and k[0] == "csr"][:-8]:
-            del _TABLES[k]
+    _CSR[key] = (idx.copy(), dev)
+    for k in list(_CSR)[:-8]:  # the 8 most recent edge lists stay
+        del _CSR[k]
     return dev

@@ -1,8 +1,10 @@
 r"""The "plan": every static structure of a NequIP model, built once in pure Python.
 
-A plan holds irreps, paths, Clebsch–Gordan blocks, weight offsets, normalisation constants and the
-flattened index tables the compiled kernels walk (:class:`ConvTables`). All backends and the tests
-consume it; nothing re-derives paths or tables elsewhere. It lives next to the kernels (which import it
+A plan holds irreps, paths, Clebsch–Gordan blocks, weight offsets, normalisation constants and ALL the
+flattened index tables the compiled kernels walk (:class:`ConvTables`, :class:`LinearTables`,
+:class:`SelfConnectionTables`, :class:`GateTables`, :class:`SHTable`: contiguous, read-only arrays built
+once with the plan). All backends and the tests consume it; kernels receive the tables with the plan
+and build none of their own; nothing re-derives paths or tables elsewhere. It lives next to the kernels (which import it
 without reaching up into ``model/``); ``nequip_np.model.plan`` re-exports it. Construction follows
 nequip 0.19.1 / e3nn 0.6 (``docs/model.md`` explains each rule; reference numbers in brackets are
 sections of the nequip dossier the project was specified from):
@@ -21,7 +23,8 @@ sections of the nequip dossier the project was specified from):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -55,11 +58,93 @@ def blocks(irreps: Irreps) -> tuple[Block, ...]:
     return tuple(out)
 
 
+def _frozen(a, dtype=np.int64, width: int | None = None) -> np.ndarray:
+    """A contiguous, read-only copy of ``a`` (plan tables never change after construction)."""
+    out = np.array(a, dtype=dtype)
+    out = out.reshape(-1, width) if width is not None else out.reshape(-1)
+    out = np.ascontiguousarray(out)
+    out.flags.writeable = False
+    return out
+
+
+def _freeze(record):
+    """Make every array field of a table record contiguous and read-only (in place); returns it."""
+    for f in dataclasses.fields(record):
+        a = getattr(record, f.name)
+        if isinstance(a, np.ndarray):
+            a = np.ascontiguousarray(a)
+            a.flags.writeable = False
+            object.__setattr__(record, f.name, a)
+    return record
+
+
+@dataclass(frozen=True, eq=False)
+class LinearTables:
+    r"""A block-diagonal linear map flattened into int64 / float64 arrays, built once with its plan.
+
+    Read by the numba.cuda kernels of ``linear/cuda.py`` (and, with :class:`SelfConnectionTables`,
+    ``self_connection/cuda.py``), which upload them once per plan (``_cuda_util.device_record``).
+    Path p maps input block ``in`` to output block ``out``; weight (u, w) of path p is column
+    ``w_offset + u·mul_out + w`` of the linear weight vector.
+
+    ==================  ============  ===================================================================
+    field               shape         meaning
+    ==================  ============  ===================================================================
+    ``paths``           (P, 6)        in_start, mul_in, dim, out_start, mul_out, w_offset
+    ``norm``            (P,)          1/√fan of path p's output block
+    ``out_cols``        (dim O, 3)    output column → (first, last) into ``out_paths``, w·dim + m
+    ``out_paths``       (·,)          paths writing each output block, block after block (+ one pad)
+    ``in_cols``         (dim I, 3)    input column → (first, last) into ``in_paths``, u·dim + m
+    ``in_paths``        (·,)          paths reading each input block, block after block (+ one pad)
+    ``w_owner``         (n_w, 3)      linear weight column → (path, u, w)
+    ==================  ============  ===================================================================
+
+    Example:
+        >>> from nequip_np.so3 import Irreps
+        >>> t = linear_plan(Irreps("2x0e + 1x1o"), Irreps("3x0e + 1x1o")).tables
+        >>> t.paths.tolist()
+        [[0, 2, 1, 0, 3, 0], [2, 1, 3, 3, 1, 6]]
+        >>> t.w_owner.shape, t.paths.flags.writeable
+        ((7, 3), False)
+    """
+
+    paths: np.ndarray
+    norm: np.ndarray
+    out_cols: np.ndarray
+    out_paths: np.ndarray
+    in_cols: np.ndarray
+    in_paths: np.ndarray
+    w_owner: np.ndarray
+
+
+def _linear_fields(bin_, bout, paths_io, norms) -> dict:
+    """The :class:`LinearTables` fields of paths ``(in block, out block)`` (weights packed mul_in·mul_out)."""
+    rows, off = [], 0
+    for i, o in paths_io:
+        bi, bo = bin_[i], bout[o]
+        rows.append((bi.start, bi.mul, bi.dim, bo.start, bo.mul, off))
+        off += bi.mul * bo.mul
+
+    def columns(blks, side):
+        lists, cols = [], []
+        for b_idx, b in enumerate(blks):
+            p0 = len(lists)
+            lists.extend(p for p, io in enumerate(paths_io) if io[side] == b_idx)
+            cols.extend((p0, len(lists), k) for k in range(b.mul * b.dim))
+        return _frozen(cols, width=3), _frozen(lists + [0])
+
+    (out_cols, out_paths), (in_cols, in_paths) = columns(bout, 1), columns(bin_, 0)
+    w_owner = [(p, u, w) for p, r in enumerate(rows) for u in range(r[1]) for w in range(r[4])]
+    return dict(paths=_frozen(rows, width=6), norm=_frozen(norms, np.float64), out_cols=out_cols,
+                out_paths=out_paths, in_cols=in_cols, in_paths=in_paths, w_owner=_frozen(w_owner, width=3))
+
+
 @dataclass(frozen=True)
 class LinearPlan:
     """e3nn ``Linear`` between two irreps: ``out[w] = Σ_u W[u, w] x[u] / √fan``.
 
-    ``paths`` rows: (in block, out block, weight offset); ``norm[k]`` = 1/√fan of path k's output.
+    ``paths`` rows: (in block, out block, weight offset); ``norm[k]`` = 1/√fan of path k's output;
+    ``bin``/``bout``: the :class:`Block` s of both sides; ``tables``: the flattened :class:`LinearTables`.
     """
 
     irreps_in: Irreps
@@ -67,14 +152,9 @@ class LinearPlan:
     paths: tuple[tuple[int, int, int], ...]
     norm: tuple[float, ...]
     n_weights: int
-
-    @property
-    def bin(self) -> tuple[Block, ...]:
-        return blocks(self.irreps_in)
-
-    @property
-    def bout(self) -> tuple[Block, ...]:
-        return blocks(self.irreps_out)
+    bin: tuple[Block, ...]
+    bout: tuple[Block, ...]
+    tables: LinearTables = field(compare=False)  # derived from the fields above
 
 
 def linear_plan(irreps_in: Irreps, irreps_out: Irreps) -> LinearPlan:
@@ -88,7 +168,9 @@ def linear_plan(irreps_in: Irreps, irreps_out: Irreps) -> LinearPlan:
     for i, o, _ in paths:
         fan[o] += irreps_in[i].mul
     norm = tuple(float(1.0 / np.sqrt(fan[o])) for _, o, _ in paths)  # Python floats: never upcast float32
-    return LinearPlan(irreps_in, irreps_out, tuple(paths), norm, off)
+    bin_, bout = blocks(irreps_in), blocks(irreps_out)
+    tables = LinearTables(**_linear_fields(bin_, bout, [(i, o) for i, o, _ in paths], norm))
+    return LinearPlan(irreps_in, irreps_out, tuple(paths), norm, off, bin_, bout, tables)
 
 
 @dataclass(frozen=True)
@@ -106,7 +188,7 @@ class TPPath:
 IN0, D1, SH0, D2, MID0, D3, WOFF, MUL, NZ0, NZ1 = range(10)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConvTables:
     r"""The convolution's paths flattened into contiguous int64 / float64 arrays, built once per plan.
 
@@ -220,13 +302,13 @@ def conv_tables(irreps_in: Irreps, irreps_sh: Irreps, irreps_mid: Irreps, paths:
         k_idx, k_val, k_ptr = by[key]
         nz[f"nz_{key}"], nz[f"nz_{key}_val"] = _i64(k_idx, 3), np.array(k_val, np.float64).reshape(-1)
         nz[f"nz_{key}_ptr"] = _i64(k_ptr, kmax + 1)
-    return ConvTables(
+    return _freeze(ConvTables(
         paths=_i64(rows, 10), cg_idx=_i64(idx, 3), cg_val=np.array(val, np.float64).reshape(-1),
         max_yc=int(max([r[D1] * r[D3] for r in rows] or [1])), max_xu=int(max([r[D1] * r[MUL] for r in rows] or [1])),
         in_cols=in_cols, in_inv=in_inv, mid_cols=mid_cols, mid_inv=mid_inv,
         mid_owner=_i64([row[1:] for row in sorted(mid_owner)], 3), w_owner=_i64(w_owner, 2), in_owner=_i64(in_owner, 4),
         in_paths=np.array(in_paths + [0], np.int64), sh_owner=_i64(sh_owner, 3),
-        sh_paths=np.array(sh_paths + [0], np.int64), **nz)
+        sh_paths=np.array(sh_paths + [0], np.int64), **nz))
 
 
 def conv_plan(irreps_in: Irreps, irreps_sh: Irreps, irreps_out: Irreps) -> ConvPlan:
@@ -248,7 +330,7 @@ def conv_plan(irreps_in: Irreps, irreps_sh: Irreps, irreps_out: Irreps) -> ConvP
     return ConvPlan(irreps_in, irreps_sh, mid_sorted, paths, off, conv_tables(irreps_in, irreps_sh, mid_sorted, paths))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SHTable:
     r"""Spherical harmonics up to ``l_max`` as coefficient tables, for the compiled kernels.
 
@@ -281,7 +363,19 @@ def sh_table(l_max: int) -> SHTable:
                 js.append(j), ks.append(k), cs.append(float(eval(coef, {"sqrt": math.sqrt})))  # noqa: S307
             ls.append(l), ms.append(m), ptr.append(len(cs))
     i64 = lambda a: np.array(a, np.int64)  # noqa: E731
-    return SHTable(i64(ls), i64(ms), i64(ptr), i64(js), i64(ks), np.array(cs, np.float64))
+    return _freeze(SHTable(i64(ls), i64(ms), i64(ptr), i64(js), i64(ks), np.array(cs, np.float64)))
+
+
+@dataclass(frozen=True, eq=False)
+class SelfConnectionTables(LinearTables):
+    r""":class:`LinearTables` of the self-connection's per-species linear maps :math:`V_t`, plus
+    ``sc_off`` (P,): the offset of path p's (mul_in, n_attr, mul_out) block in the FCTP weight vector.
+
+    ``self_connection/cuda.py`` forms :math:`V_t` (laid out as a linear weight vector, ``w_offset``
+    packing mul_in·mul_out) and then runs the linear kernels on these tables.
+    """
+
+    sc_off: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -294,6 +388,9 @@ class SelfConnectionPlan:
     paths: tuple[tuple[int, int, int], ...]  # (in block, out block, weight offset)
     norm: tuple[float, ...]
     n_weights: int
+    bin: tuple[Block, ...]
+    bout: tuple[Block, ...]
+    tables: SelfConnectionTables = field(compare=False)  # derived from the fields above
 
 
 def self_connection_plan(irreps_in: Irreps, n_attr: int, irreps_out: Irreps) -> SelfConnectionPlan:
@@ -307,7 +404,59 @@ def self_connection_plan(irreps_in: Irreps, n_attr: int, irreps_out: Irreps) -> 
     for i, o, _ in paths:
         fan[o] += irreps_in[i].mul * n_attr
     norm = tuple(float(1.0 / np.sqrt(fan[o])) for _, o, _ in paths)  # Python floats: never upcast float32
-    return SelfConnectionPlan(irreps_in, irreps_out, n_attr, tuple(paths), norm, off)
+    bin_, bout = blocks(irreps_in), blocks(irreps_out)
+    tables = SelfConnectionTables(**_linear_fields(bin_, bout, [(i, o) for i, o, _ in paths], norm),
+                                  sc_off=_frozen([w for _, _, w in paths]))
+    return SelfConnectionPlan(irreps_in, irreps_out, n_attr, tuple(paths), norm, off, bin_, bout, tables)
+
+
+#: ``GateTables.role[c, 0]``: what column c of z is (``role[c, 1]`` is its index within that role)
+ROLE_SCALAR, ROLE_GATE, ROLE_GATED, ROLE_UNUSED = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, eq=False)
+class GateTables:
+    r"""The gate's column tables as contiguous read-only int64 arrays, built once with its plan.
+
+    Read by ``gate/cpu.py`` and ``gate/cuda.py`` (uploaded once per plan).
+
+    ==================  ============  ===================================================================
+    field               shape         meaning
+    ==================  ============  ===================================================================
+    ``scalar_cols``     (S,)          columns of z holding the scalars, in output order
+    ``scalar_parity``   (S,)          +1 → normalised SiLU, −1 → normalised tanh
+    ``gate_cols``       (G,)          columns of z holding the gate scalars
+    ``gated_cols``      (V,)          columns of z holding the gated features, in output order
+    ``gated_copy``      (V,)          gate index multiplying each gated column
+    ``role``            (dim z, 2)    column of z → (``ROLE_*``, index within that role)
+    ``gate_ptr``        (G + 1,)      gated columns of gate q: ``gate_perm[gate_ptr[q]:gate_ptr[q+1]]``
+    ``gate_perm``       (V,)          gated column indices grouped by gate (stable)
+    ==================  ============  ===================================================================
+    """
+
+    scalar_cols: np.ndarray
+    scalar_parity: np.ndarray
+    gate_cols: np.ndarray
+    gated_cols: np.ndarray
+    gated_copy: np.ndarray
+    role: np.ndarray
+    gate_ptr: np.ndarray
+    gate_perm: np.ndarray
+
+
+def gate_tables(dim_z: int, scalar_cols, scalar_parity, gate_cols, gated_cols, gated_copy) -> GateTables:
+    """Build :class:`GateTables` from the gate's column lists."""
+    role = np.full((dim_z, 2), (ROLE_UNUSED, 0), np.int64)
+    for r, cols in ((ROLE_SCALAR, scalar_cols), (ROLE_GATE, gate_cols), (ROLE_GATED, gated_cols)):
+        for k, c in enumerate(cols):
+            role[c] = (r, k)
+    copy = np.asarray(gated_copy, np.int64).reshape(-1)
+    ptr = np.zeros(len(gate_cols) + 1, np.int64)
+    np.cumsum(np.bincount(copy, minlength=len(gate_cols)), out=ptr[1:])
+    return GateTables(scalar_cols=_frozen(scalar_cols), scalar_parity=_frozen(scalar_parity),
+                      gate_cols=_frozen(gate_cols), gated_cols=_frozen(gated_cols), gated_copy=_frozen(copy),
+                      role=_frozen(role, width=2), gate_ptr=_frozen(ptr),
+                      gate_perm=_frozen(np.argsort(copy, kind="stable")))
 
 
 @dataclass(frozen=True)
@@ -318,6 +467,7 @@ class GatePlan:
     gates and gated features in the gate's own (unsorted) order. Output = [φ(scalars), φ_g(gates)·gated].
     ``scalar_parity`` / ``gate_parity``: per column, +1 → normalised SiLU, −1 → normalised tanh.
     ``gated_copy``: for each gated column, the index of the gate scalar multiplying it.
+    ``tables``: the same columns (and the inverse tables of the backward pass) as :class:`GateTables`.
     """
 
     irreps_in: Irreps
@@ -328,6 +478,7 @@ class GatePlan:
     gate_parity: int
     gated_cols: np.ndarray
     gated_copy: np.ndarray
+    tables: GateTables
 
 
 def _reachable(irreps_in: Irreps, irreps_sh: Irreps, ir: Irrep) -> bool:
@@ -359,15 +510,17 @@ def gate_plan(irreps_in: Irreps, irreps_sh: Irreps, hidden: Irreps) -> GatePlan:
         [np.repeat(np.arange(m), ir.dim) + offsets[b] for b, (m, ir) in enumerate(parts[2])]
         or [np.zeros(0, np.int64)]
     ).astype(np.int64)
+    scalar_parity = scalar_parity.astype(np.int64)
     return GatePlan(
         irreps_in=sorted_irreps.simplify(),
         irreps_out=parts[0] + parts[2],
         scalar_cols=cols[0],
-        scalar_parity=scalar_parity.astype(np.int64),
+        scalar_parity=scalar_parity,
         gate_cols=cols[1],
         gate_parity=gate_ir.p,
         gated_cols=cols[2],
         gated_copy=gated_copy,
+        tables=gate_tables(sorted_irreps.dim, cols[0], scalar_parity, cols[1], cols[2], gated_copy),
     )
 
 

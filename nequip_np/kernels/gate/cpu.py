@@ -12,7 +12,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from nequip_np.kernels._numba_util import PARALLEL, SCALAR, as_index, cast, common_dtype
+from nequip_np.kernels._numba_util import PARALLEL, SCALAR, cast, common_dtype
 
 act, act_grad = SCALAR.act, SCALAR.act_grad  # the formulas of scalar_math, shared with gate/cuda.py
 
@@ -46,8 +46,8 @@ def _backward(d_out, z, s_cols, s_par, g_cols, g_par, v_cols, v_copy, d_z):
 
 
 def _plan_arrays(plan):
-    return (as_index(plan.scalar_cols), as_index(plan.scalar_parity), as_index(plan.gate_cols),
-            int(plan.gate_parity), as_index(plan.gated_cols), as_index(plan.gated_copy))
+    t = plan.tables  # GateTables: built once with the plan (kernels/plan.py)
+    return t.scalar_cols, t.scalar_parity, t.gate_cols, int(plan.gate_parity), t.gated_cols, t.gated_copy
 
 
 def forward(z, plan):

@@ -2,37 +2,17 @@ r"""Gate nonlinearity — numba.cuda kernels (same signatures as ``reference.py`
 
 What differs from the reference: forward is one thread per (node, output column) reading ``z``
 through the plan's column tables (no gathers, no ``concatenate``); backward is one thread per (node,
-input column of z) using an inverse table (column → scalar / gate / gated role). A gate column sums
+input column of z) using the inverse table ``role`` (column → scalar / gate / gated role). All tables are
+the plan's ``GateTables`` (``kernels/plan.py``), uploaded once per plan. A gate column sums
 :math:`v_c\bar o_c` over its gated columns through a CSR of ``gated_copy`` (fixed order: deterministic,
 no atomics, unlike the reference's ``np.add.at``). The cache keeps ``z``; activations are recomputed.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
 from nequip_np.kernels.scalar_math import act, act_grad
-
-SCALAR, GATE, GATED, UNUSED = 0, 1, 2, 3
-
-
-def _gate_tables(plan):
-    nz = plan.irreps_in.dim
-    role = np.full((nz, 2), (UNUSED, 0), np.int64)
-    for k, c in enumerate(plan.scalar_cols):
-        role[c] = (SCALAR, k)
-    for q, c in enumerate(plan.gate_cols):
-        role[c] = (GATE, q)
-    for k, c in enumerate(plan.gated_cols):
-        role[c] = (GATED, k)
-    copy = np.asarray(plan.gated_copy, np.int64)
-    perm = np.argsort(copy, kind="stable").astype(np.int64)
-    ptr = np.zeros(len(plan.gate_cols) + 1, np.int64)
-    np.cumsum(np.bincount(copy, minlength=len(plan.gate_cols)), out=ptr[1:])
-    ints = lambda a: np.ascontiguousarray(a, np.int64).reshape(-1)  # noqa: E731
-    return (ints(plan.scalar_cols), ints(plan.scalar_parity), ints(plan.gate_cols), ints(plan.gated_cols),
-            ints(copy), role, ptr, ints(perm), int(plan.gate_parity))
 
 
 def _k_forward(z, s_cols, s_par, g_cols, g_par, v_cols, v_copy, out):
@@ -58,15 +38,15 @@ def _k_backward(d_out, z, s_cols, s_par, g_cols, g_par, v_cols, v_copy, role, pt
         c = t - n * nc
         kind = role[c, 0]
         k = role[c, 1]
-        if kind == 0:  # scalar
+        if kind == 0:  # ROLE_SCALAR
             d_z[n, c] = d_out[n, k] * act_grad(z[n, c], s_par[k])
-        elif kind == 1:  # gate k: Σ over its gated columns
+        elif kind == 1:  # ROLE_GATE k: Σ over its gated columns
             acc = ZERO  # noqa: F821 - bound per dtype by _cuda_util.compile_kernel
             for q in range(ptr[k], ptr[k + 1]):
                 j = perm[q]
                 acc += z[n, v_cols[j]] * d_out[n, ns + j]
             d_z[n, c] = acc * act_grad(z[n, c], g_par)
-        elif kind == 2:  # gated
+        elif kind == 2:  # ROLE_GATED
             d_z[n, c] = d_out[n, ns + k] * act(z[n, g_cols[v_copy[k]]], g_par)
         else:
             d_z[n, c] = 0
@@ -76,9 +56,10 @@ def forward(z, plan):
     cu.require_cuda()
     dt = cu.common_dtype(z)
     zd = cu.to_device(z, dt)
-    s_cols, s_par, g_cols, v_cols, copy, _, _, _, g_par = cu.plan_tables(plan, _gate_tables)
+    t = cu.device_record(plan.tables)
     out = cu.device_empty((zd.shape[0], plan.irreps_out.dim), dt)
-    cu.launch(_k_forward, dt, out.size, zd, s_cols, s_par, g_cols, g_par, v_cols, copy, out)
+    cu.launch(_k_forward, dt, out.size, zd, t.scalar_cols, t.scalar_parity, t.gate_cols, int(plan.gate_parity),
+              t.gated_cols, t.gated_copy, out)
     return cu.finish(out, z), (zd, plan, z)
 
 
@@ -87,7 +68,8 @@ def backward(d_out, cache):
     zd, plan, like = cache
     dt = cu.common_dtype(zd, d_out)
     zd, do = cu.to_device(zd, dt), cu.to_device(d_out, dt)
-    s_cols, s_par, g_cols, v_cols, copy, role, ptr, perm, g_par = cu.plan_tables(plan, _gate_tables)
+    t = cu.device_record(plan.tables)
     d_z = cu.device_empty(zd.shape, dt)
-    cu.launch(_k_backward, dt, d_z.size, do, zd, s_cols, s_par, g_cols, g_par, v_cols, copy, role, ptr, perm, d_z)
+    cu.launch(_k_backward, dt, d_z.size, do, zd, t.scalar_cols, t.scalar_parity, t.gate_cols, int(plan.gate_parity),
+              t.gated_cols, t.gated_copy, t.role, t.gate_ptr, t.gate_perm, d_z)
     return (cu.finish(d_z, like, d_out),)

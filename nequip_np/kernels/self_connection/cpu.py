@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from nequip_np.kernels.linear.cpu import add_rows, to_rows
-from nequip_np.kernels.plan import blocks
 
 
 def _species_rows(types, n_types):
@@ -26,7 +25,7 @@ def _select(a, idx):
 
 def forward(h, attr, types, weight, plan):
     n, n_types = h.shape[0], attr.shape[0]
-    bin_, bout = blocks(plan.irreps_in), blocks(plan.irreps_out)
+    bin_, bout = plan.bin, plan.bout
     dtype = np.result_type(h, attr, weight)
     out = np.zeros((n, plan.irreps_out.dim), dtype=dtype)
     rows = _species_rows(types, n_types)
@@ -52,7 +51,7 @@ def backward(d_out, cache):
     h, attr, types, weight, plan = cache
     n, n_types = h.shape[0], attr.shape[0]
     dtype = np.result_type(h, attr, weight, d_out)
-    bin_, bout = blocks(plan.irreps_in), blocks(plan.irreps_out)
+    bin_, bout = plan.bin, plan.bout
     d_h = np.zeros(h.shape, dtype=dtype)
     d_attr = np.zeros(attr.shape, dtype=dtype)
     d_w = np.zeros(weight.shape, dtype=dtype)

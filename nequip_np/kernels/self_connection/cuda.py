@@ -6,21 +6,15 @@ linear layer's weights, and the operation then *is* the linear layer with a per-
 (``linear/cuda.py``: one thread per output element, no per-species row gathers). Backward: the
 linear kernels give :math:`\bar h` and :math:`\bar V_t` (per-species node sums in node order,
 deterministic); two small kernels contract :math:`\bar V` back to :math:`\bar W` (one thread per weight)
-and :math:`\bar A` (one thread per (t, v)).
+and :math:`\bar A` (one thread per (t, v)). All tables are the plan's ``SelfConnectionTables``
+(``kernels/plan.py``: the linear tables of :math:`V_t` plus the FCTP weight offsets), uploaded once per plan.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import cuda
 
 from nequip_np.kernels import _cuda_util as cu
-from nequip_np.kernels.linear.cuda import linear_tables, species_linear_backward, species_linear_forward
-
-
-def _sc_tables(plan):
-    lin = linear_tables(plan.irreps_in, plan.irreps_out, [(i, k) for i, k, _ in plan.paths], plan.norm)
-    sc_off = np.array([off for _, _, off in plan.paths], np.int64).reshape(-1)
-    return lin + (sc_off,)
+from nequip_np.kernels.linear.cuda import species_linear_backward, species_linear_forward
 
 
 def _k_form_v(W, attr, table, wtab, sc_off, V):
@@ -69,10 +63,9 @@ def _k_grad_attr(dV, W, table, wtab, sc_off, na, d_attr):
         d_attr[t, v] = acc
 
 
-def _form_v(Wd, ad, tabs):
-    table, wtab, sc_off = tabs[0], tabs[6], tabs[7]
-    V = cu.device_empty((ad.shape[0], wtab.shape[0]), Wd.dtype)
-    cu.launch(_k_form_v, Wd.dtype, V.size, Wd, ad, table, wtab, sc_off, V)
+def _form_v(Wd, ad, t):
+    V = cu.device_empty((ad.shape[0], t.w_owner.shape[0]), Wd.dtype)
+    cu.launch(_k_form_v, Wd.dtype, V.size, Wd, ad, t.paths, t.w_owner, t.sc_off, V)
     return V
 
 
@@ -80,8 +73,8 @@ def forward(h, attr, types, weight, plan):
     cu.require_cuda()
     dt = cu.common_dtype(h, attr, weight)
     hd, ad, Wd, td = cu.to_device(h, dt), cu.to_device(attr, dt), cu.to_device(weight, dt), cu.index_array(types)
-    tabs = cu.plan_tables(plan, _sc_tables)
-    out = species_linear_forward(hd, _form_v(Wd, ad, tabs), td, 1, tabs, plan.irreps_out.dim)
+    t = cu.device_record(plan.tables)
+    out = species_linear_forward(hd, _form_v(Wd, ad, t), td, 1, t, plan.irreps_out.dim)
     return cu.finish(out, h, attr, weight), (hd, ad, td, Wd, plan, h)
 
 
@@ -90,11 +83,10 @@ def backward(d_out, cache):
     hd, ad, td, Wd, plan, like = cache
     dt = cu.common_dtype(hd, d_out)
     ds, hd, ad, Wd = cu.to_device(d_out, dt), cu.to_device(hd, dt), cu.to_device(ad, dt), cu.to_device(Wd, dt)
-    tabs = cu.plan_tables(plan, _sc_tables)
-    table, wtab, sc_off = tabs[0], tabs[6], tabs[7]
-    d_h, dV = species_linear_backward(ds, hd, _form_v(Wd, ad, tabs), td, 1, tabs)
+    t = cu.device_record(plan.tables)
+    d_h, dV = species_linear_backward(ds, hd, _form_v(Wd, ad, t), td, 1, t)
     d_w = cu.device_empty(Wd.shape, dt)
-    cu.launch(_k_grad_w, dt, wtab.shape[0] * ad.shape[1], dV, ad, table, wtab, sc_off, d_w)
+    cu.launch(_k_grad_w, dt, t.w_owner.shape[0] * ad.shape[1], dV, ad, t.paths, t.w_owner, t.sc_off, d_w)
     d_attr = cu.device_empty(ad.shape, dt)
-    cu.launch(_k_grad_attr, dt, d_attr.size, dV, Wd, table, wtab, sc_off, ad.shape[1], d_attr)
+    cu.launch(_k_grad_attr, dt, d_attr.size, dV, Wd, t.paths, t.w_owner, t.sc_off, ad.shape[1], d_attr)
     return cu.finish((d_h, d_attr, d_w), like, d_out)

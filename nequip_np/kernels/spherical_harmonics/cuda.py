@@ -17,7 +17,7 @@ from nequip_np.kernels.plan import sh_table
 from nequip_np.kernels.scalar_math import sh_value, sh_vjp, sqrt
 
 
-def _tables(l_max: int):
+def _sh_device(l_max: int):
     """Device copies of the plan's :class:`~nequip_np.kernels.plan.SHTable` (uploaded once per l_max)."""
     t = cu.device_record(sh_table(l_max))
     return t.m, t.ptr, t.j, t.k, t.c
@@ -63,7 +63,7 @@ def forward(edge_vec, l_max: int):
     cu.require_cuda()
     dt = cu.common_dtype(edge_vec, min_float64=True)
     vec = cu.to_device(edge_vec, dt)
-    tabs = _tables(int(l_max))
+    tabs = _sh_device(int(l_max))
     Y = cu.device_empty((vec.shape[0], (int(l_max) + 1) ** 2), dt)
     cu.launch(_k_forward, dt, Y.size, vec, *tabs, Y)
     return cu.finish(Y, edge_vec), (vec, int(l_max), edge_vec)
@@ -75,5 +75,5 @@ def backward(d_Y, cache):
     dt = cu.common_dtype(vec, d_Y)
     vec, dY = cu.to_device(vec, dt), cu.to_device(d_Y, dt)
     d_vec = cu.device_empty(vec.shape, dt)
-    cu.launch(_k_backward, dt, vec.shape[0], dY, vec, *_tables(l_max), d_vec)
+    cu.launch(_k_backward, dt, vec.shape[0], dY, vec, *_sh_device(l_max), d_vec)
     return (cu.finish(d_vec, like, d_Y),)
