@@ -37,18 +37,19 @@ def forward(x, weight, plan):
     return out, (x, weight, plan)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_x, d_weight)``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_x, d_weight)``; ``d_weight`` is None when ``weight_grads=False`` (forces only)."""
     x, weight, plan = cache
     bin_, bout = plan.bin, plan.bout
     dtype = np.result_type(x, weight, d_out)
     d_x = np.zeros(x.shape, dtype=dtype)
-    d_w = np.zeros(weight.shape, dtype=dtype)
+    d_w = np.zeros(weight.shape, dtype=dtype) if weight_grads else None
     for (i, o, off), norm in zip(plan.paths, plan.norm):
         bi, bo = bin_[i], bout[o]
-        xr = to_rows(x, bi.start, bi.mul, bi.dim)
         dyr = to_rows(d_out, bo.start, bo.mul, bo.dim)
         w = weight[off : off + bi.mul * bo.mul].reshape(bi.mul, bo.mul)
         add_rows(d_x, dyr @ w.T, bi.start, bi.mul, bi.dim, norm)
-        d_w[off : off + bi.mul * bo.mul] += norm * (dyr.T @ xr).T.ravel()
+        if weight_grads:
+            xr = to_rows(x, bi.start, bi.mul, bi.dim)
+            d_w[off : off + bi.mul * bo.mul] += norm * (dyr.T @ xr).T.ravel()
     return d_x, d_w

@@ -85,14 +85,16 @@ def forward(h, attr, types, weight, plan):
     return cu.finish(out, h, attr, weight), (hd, ad, td, Wd, plan, h)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_h, d_attr, d_weight)``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_h, d_attr, d_weight)``; ``d_attr``, ``d_weight`` are None when ``weight_grads=False``."""
     hd, ad, td, Wd, plan, like = cache
     dt = cu.common_dtype(hd, d_out)
     ds, hd, ad, Wd = cu.to_device(d_out, dt), cu.to_device(hd, dt), cu.to_device(ad, dt), cu.to_device(Wd, dt)
     tabs = cu.plan_tables(plan, _sc_tables)
     table, wtab, sc_off = tabs[0], tabs[6], tabs[7]
     d_h, dV = species_linear_backward(ds, hd, _form_v(Wd, ad, tabs), td, 1, tabs)
+    if not weight_grads:
+        return cu.finish(d_h, like, d_out), None, None
     d_w = cu.device_empty(Wd.shape, dt)
     cu.launch(_k_grad_w, dt, wtab.shape[0] * ad.shape[1], dV, ad, table, wtab, sc_off, d_w)
     d_attr = cu.device_empty(ad.shape, dt)
