@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-
 #: float64 arrays with at most this many columns are summed with ``np.bincount`` per column: the
 #: same sequential sum in edge order as the sparse product, without building the matrix (the
 #: per-call cost that dominates for small systems: ~60 µs against ~5 µs at 300 edges)

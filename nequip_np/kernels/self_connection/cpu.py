@@ -8,10 +8,15 @@ so there is no Numba kernel (same measurement as ``linear/cpu.py``). Reductions 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from nequip_np.kernels.linear.cpu import add_rows, to_rows
-from nequip_np.kernels.plan import blocks
+from nequip_np.kernels.plan import blocks as _plan_blocks
+
+#: the plan's blocks of an irreps (built once per irreps, not per call: ~25 µs each)
+blocks = functools.lru_cache(maxsize=None)(_plan_blocks)
 
 
 def _species_rows(types, n_types):
