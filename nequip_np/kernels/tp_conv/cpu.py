@@ -48,18 +48,26 @@ def _yc(Ye, pt, cg_idx, cg_val, yc):
         yc[cg_idx[z, 0] * d3 + cg_idx[z, 2]] += cg_val[z] * Ye[pt[SH0] + cg_idx[z, 1]]
 
 
+# Every inner loop indexes a slice view (``we[wo:wo + mul]``, …) with its own induction variable u: an
+# index ``wo + u`` built from a table entry could be negative as far as the compiler knows, so Numba
+# would emit the negative-index wrap-around per access and the loop would not vectorise (measured on
+# the aspirin layer 2 forward: 442 → 161 µs, the same bits).
 @numba.njit(**INLINE)
 def _message_acc(yj, we, pt, yc, wy, Mi):
     """Mi[mid0 + c*mul + u] += Σ_a (w_e[woff+u] y_j[in0 + a*mul + u]) yc[a*d3 + c]."""
     d1, d3, mul, x0, m0, wo = pt[D1], pt[D3], pt[MUL], pt[IN0], pt[MID0], pt[WOFF]
+    wv = we[wo : wo + mul]
     for a in range(d1):
+        ya, wya = yj[x0 + a * mul : x0 + (a + 1) * mul], wy[a * mul : (a + 1) * mul]
         for u in range(mul):
-            wy[a * mul + u] = we[wo + u] * yj[x0 + a * mul + u]
+            wya[u] = wv[u] * ya[u]
     for c in range(d3):
+        mc = Mi[m0 + c * mul : m0 + (c + 1) * mul]
         for a in range(d1):
             coef = yc[a * d3 + c]
+            wya = wy[a * mul : (a + 1) * mul]
             for u in range(mul):
-                Mi[m0 + c * mul + u] += coef * wy[a * mul + u]
+                mc[u] += coef * wya[u]
 
 
 @numba.njit(**INLINE)
@@ -67,12 +75,14 @@ def _q(dMi, pt, yc, q):
     """q[a*mul + u] = Σ_c dM_i[mid0 + c*mul + u] yc[a*d3 + c]."""
     d1, d3, mul, m0 = pt[D1], pt[D3], pt[MUL], pt[MID0]
     for a in range(d1):
+        qa = q[a * mul : (a + 1) * mul]
         for u in range(mul):
-            q[a * mul + u] = 0.0
+            qa[u] = 0.0
         for c in range(d3):
             coef = yc[a * d3 + c]
+            dmc = dMi[m0 + c * mul : m0 + (c + 1) * mul]
             for u in range(mul):
-                q[a * mul + u] += coef * dMi[m0 + c * mul + u]
+                qa[u] += coef * dmc[u]
 
 
 @numba.njit(**INLINE)
@@ -80,16 +90,21 @@ def _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dYe):
     """Edge-owned gradients of one path: dwe[woff+u] = Σ_a y[a,u] q[a,u]; dYe[sh0+b] += Σ C̃ dyc."""
     d1, d3, mul, x0, m0, wo = pt[D1], pt[D3], pt[MUL], pt[IN0], pt[MID0], pt[WOFF]
     _q(dMi, pt, yc, q)
+    dwv, wv = dwe[wo : wo + mul], we[wo : wo + mul]
+    y0 = yj[x0 : x0 + mul]
     for u in range(mul):
-        dwe[wo + u] = yj[x0 + u] * q[u]
+        dwv[u] = y0[u] * q[u]
     for a in range(1, d1):
+        ya, qa = yj[x0 + a * mul : x0 + (a + 1) * mul], q[a * mul : (a + 1) * mul]
         for u in range(mul):
-            dwe[wo + u] += yj[x0 + a * mul + u] * q[a * mul + u]
+            dwv[u] += ya[u] * qa[u]
     for a in range(d1):
+        ya = yj[x0 + a * mul : x0 + (a + 1) * mul]
         for c in range(d3):
+            dmc = dMi[m0 + c * mul : m0 + (c + 1) * mul]
             s = dMi[m0] * 0.0
             for u in range(mul):
-                s += we[wo + u] * yj[x0 + a * mul + u] * dMi[m0 + c * mul + u]
+                s += wv[u] * ya[u] * dmc[u]
             dyc[a * d3 + c] = s
     for z in range(pt[NZ0], pt[NZ1]):
         dYe[pt[SH0] + cg_idx[z, 1]] += cg_val[z] * dyc[cg_idx[z, 0] * d3 + cg_idx[z, 2]]
@@ -98,11 +113,19 @@ def _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dYe):
 @numba.njit(**INLINE)
 def _input_grad_acc(we, dMi, pt, yc, q, dyj):
     """dyj[in0 + a*mul + u] += w_e[woff+u] Σ_c dM_i[mid0 + c*mul + u] yc[a*d3 + c]."""
-    d1, mul, x0, wo = pt[D1], pt[MUL], pt[IN0], pt[WOFF]
     _q(dMi, pt, yc, q)
+    _dy_acc(we, pt, q, dyj)
+
+
+@numba.njit(**INLINE)
+def _dy_acc(we, pt, q, dyj):
+    """dyj[in0 + a*mul + u] += w_e[woff+u] q[a*mul + u] (q from :func:`_q`)."""
+    d1, mul, x0, wo = pt[D1], pt[MUL], pt[IN0], pt[WOFF]
+    wv = we[wo : wo + mul]
     for a in range(d1):
+        dya, qa = dyj[x0 + a * mul : x0 + (a + 1) * mul], q[a * mul : (a + 1) * mul]
         for u in range(mul):
-            dyj[x0 + a * mul + u] += we[wo + u] * q[a * mul + u]
+            dya[u] += wv[u] * qa[u]
 
 
 # ---------------------------------------------------------------- drivers
@@ -181,10 +204,7 @@ def _backward_serial(y, Y, w, dM, src, dst, table, cg_idx, cg_val, max_yc, max_x
             pt = table[p]
             _yc(Ye, pt, cg_idx, cg_val, yc)
             _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e])  # fills q
-            d1, mul, x0, wo = pt[D1], pt[MUL], pt[IN0], pt[WOFF]
-            for a in range(d1):
-                for u in range(mul):
-                    dyj[x0 + a * mul + u] += we[wo + u] * q[a * mul + u]
+            _dy_acc(we, pt, q, dyj)
 
 
 #: edges up to which the serial drivers run (also used whenever Numba has one thread): below it a
