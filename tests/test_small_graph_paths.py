@@ -1,7 +1,8 @@
 """The numba backend's two code paths per operation (small-graph / large-graph) against the reference.
 
 ``tp_conv``: serial edge-order drivers (small graphs, one thread) and CSR-parallel drivers; ``self_connection``:
-all-species products (few atoms × species) and the per-species loop; ``linear`` / ``self_connection``
+all-species products (few atoms × species) and the per-species loop; ``linear``: one Numba pass (few
+rows, real) and BLAS per path; ``linear`` / ``self_connection``
 with ``weight_grads=False`` (forces only). Each path is forced in turn, float64 and complex128, and must
 equal the reference to 1e-12; the model's energies and forces too, on a molecule and a periodic cell.
 """
@@ -25,11 +26,12 @@ def path(request, monkeypatch):
     small = request.param == "small"
     monkeypatch.setattr(NUMBA.tp_conv, "_serial", lambda n_edges: small)
     monkeypatch.setattr(NUMBA.self_connection, "_all_species", lambda n, n_types: small)
+    monkeypatch.setattr(NUMBA.linear, "_small", lambda *arrays: small and all(a.dtype.kind == "f" for a in arrays))
     return request.param
 
 
-@pytest.mark.parametrize("dtype", ["float64", "complex128"])
-@pytest.mark.parametrize("name", ["tp_conv", "self_connection"])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "complex128"])
+@pytest.mark.parametrize("name", ["tp_conv", "self_connection", "linear"])
 def test_kernel_paths_match_reference(path, name, dtype):
     compare(name, dtype, getattr(NUMBA, name), getattr(REF, name))
 
