@@ -88,6 +88,10 @@ class NequIPCalculator(Calculator):
             stay the exact derivative of the energy; the error against the MLP is in
             ``docs/kernels.md``. The tables go on a copy of a model object that does not have them
             (the original is untouched).
+        retain_freed_memory: keep freed large arrays in the process heap for the next call
+            (:func:`nequip_np.kernels.memory.retain_freed_memory`, glibc; process-wide): on large
+            cells it removes the page faults that otherwise cost a third of the CPU time of a call.
+            Default True; ``NEQUIP_NP_RETAIN_MEMORY=0`` disables it everywhere.
         **kwargs: passed on to :class:`ase.calculators.calculator.Calculator` (e.g. ``directory``).
 
     Attributes:
@@ -108,8 +112,13 @@ class NequIPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model, backend: str | None = None, chemical_species_to_atom_type_map=None, *,
-                 skin: float = 0.5, dtype: str | None = None, radial_table: bool | int = False, **kwargs):
+                 skin: float = 0.5, dtype: str | None = None, radial_table: bool | int = False,
+                 retain_freed_memory: bool = True, **kwargs):
         super().__init__(**kwargs)
+        if retain_freed_memory:  # repeated calls reuse freed per-edge arrays without page faults
+            from nequip_np.kernels.memory import retain_freed_memory as _retain
+
+            _retain()
         self.model = _with_radial_tables(_as_model(model, backend, dtype), radial_table)
         self.species_map = chemical_species_to_atom_type_map
         c = self.model.config

@@ -9,11 +9,21 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
+#: float64 arrays with at most this many columns are summed with ``np.bincount`` per column: the
+#: same sequential sum in edge order as the sparse product, without building the matrix (the
+#: per-call cost that dominates for small systems: ~60 µs against ~5 µs at 300 edges)
+_BINCOUNT_COLUMNS = 16
+
 
 def scatter_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     r"""``out[i] = Σ_{e: index[e] = i} values[e]`` for ``values`` of shape (E, …)."""
     e = values.shape[0]
     flat = values.reshape(e, int(np.prod(values.shape[1:], dtype=np.int64)))
+    if flat.dtype == np.float64 and flat.shape[1] <= _BINCOUNT_COLUMNS:  # per-atom scalars, forces, strain
+        out = np.empty((n, flat.shape[1]))
+        for k in range(flat.shape[1]):
+            out[:, k] = np.bincount(index, weights=flat[:, k], minlength=n)
+        return out.reshape((n,) + values.shape[1:])
     incidence = scipy.sparse.csr_matrix(
         (np.ones(e, dtype=flat.dtype), (index, np.arange(e))), shape=(n, e)
     )

@@ -133,7 +133,7 @@ def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, p
     """
     xp, grads = ops.glue, {}
     (dz,) = ops.gate.backward(dh, lc.gate)  # (N, dim O)
-    dM, grads["linear_2"] = ops.linear.backward(dz, lc.linear_2)  # (N, dim MID)
+    dM, grads["linear_2"] = ops.linear.backward(dz, lc.linear_2, param_grads)  # (N, dim MID)
     if lc.radial is None:  # low-memory mode: recompute w (one more radial MLP forward)
         w, lc.radial = ops.mlp.forward(emb, lc.weights.radial, _alphas(layer.radial_dims), "silu")
         lc.tp = lc.tp._replace(w=w)
@@ -143,10 +143,11 @@ def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, p
     else:
         d_emb, grads["radial"] = ops.mlp.backward(dw, lc.radial, param_grads)  # (E, n_bessel)
     lc.radial = lc.tp = None  # this layer's per-edge caches are done: free them now
-    dh_in, grads["linear_1"] = ops.linear.backward(xp.mul(dy, norm), lc.linear_1)  # (N, dim I)
+    dh_in, grads["linear_1"] = ops.linear.backward(xp.mul(dy, norm), lc.linear_1, param_grads)  # (N, dim I)
     d_attr = None
     if lc.self_connection is not None:
-        dh_sc, d_attr, grads["self_connection"] = ops.self_connection.backward(dz, lc.self_connection)
+        dh_sc, d_attr, grads["self_connection"] = ops.self_connection.backward(dz, lc.self_connection,
+                                                                               param_grads)
         dh_in = xp.add(dh_in, dh_sc)
     return dh_in, d_attr, d_emb, d_Y, grads
 
@@ -299,7 +300,8 @@ class NequIPModel:
         r"""Reverse pass: ``d_atomic`` (N,) → (:math:`\partial E/\partial\vec r_e` (E, 3), parameter gradients).
 
         Results are NumPy arrays, or backend arrays with ``to_host=False``. ``param_grads=False`` (forces
-        only) skips the MLP weight gradients, a third of the radial MLP's flops. ``cache`` is consumed.
+        only) skips every parameter gradient (the returned dict may then be partial or empty): a third of
+        the radial MLP's flops and most of the self-connection's. ``cache`` is consumed.
         """
         ops, xp, plan = self.ops, self.ops.glue, self.plan
         params = self.params if params is None else params  # read for names and shapes only
@@ -327,8 +329,10 @@ class NequIPModel:
                     grads[f"layer{k}.sc"] = g["self_connection"]
                     d_attr = xp.add(d_attr, d_attr_k)
                 d_emb, d_Y = xp.add(d_emb, d_emb_k), xp.add(d_Y, d_Y_k)
-            n_types = params["type_embed"].shape[0]
-            grads["type_embed"] = xp.add(d_attr, xp.scatter_sum(dh, types, n_types))  # h⁰ = A[t]
+            if param_grads:
+                n_types = params["type_embed"].shape[0]
+                grads["type_embed"] = xp.add(d_attr, xp.scatter_sum(dh, types, n_types))  # h⁰ = A[t]
+            grads = {k: g for k, g in grads.items() if g is not None}  # forces only: no parameter gradients
             geo = cache.edge_vec.dtype  # geometry precision
             if cache.emb is None:  # radial tables: the layers' spline derivatives already are ∂E/∂r_e
                 d_vec, d_bessel_w = d_emb, None

@@ -114,10 +114,12 @@ def forward(x, weight, plan):
     return cu.finish(out, x, weight), (xd, W2, plan, x)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_x, d_weight)``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_x, d_weight)``; ``d_weight`` is None when ``weight_grads=False``."""
     xd, W2, plan, like = cache
     dt = cu.common_dtype(xd, d_out)
     dy, xd, W2 = cu.to_device(d_out, dt), cu.to_device(xd, dt), cu.to_device(W2, dt)
     dx, dW = species_linear_backward(dy, xd, W2, _no_types(), 0, cu.device_record(plan.tables))
+    if not weight_grads:
+        return cu.finish(dx, like, d_out), None
     return cu.finish((dx, dW.reshape(dW.size)), like, d_out)

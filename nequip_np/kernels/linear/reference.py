@@ -26,8 +26,8 @@ def forward(x, weight, plan):
     return out, (x, weight, plan)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_x, d_weight)``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_x, d_weight)``; ``d_weight`` is None when ``weight_grads=False`` (forces only)."""
     x, weight, plan = cache
     n = x.shape[0]
     bin_, bout = plan.bin, plan.bout
@@ -40,5 +40,6 @@ def backward(d_out, cache):
         dy = d_out[:, bo.start : bo.stop].reshape(n, bo.mul, bo.dim)
         w = weight[off : off + bi.mul * bo.mul].reshape(bi.mul, bo.mul)
         d_x[:, bi.start : bi.stop] += norm * np.einsum("nwm,uw->num", dy, w).reshape(n, -1)
-        d_w[off : off + bi.mul * bo.mul] += norm * np.einsum("num,nwm->uw", xi, dy).ravel()
-    return d_x, d_w
+        if weight_grads:
+            d_w[off : off + bi.mul * bo.mul] += norm * np.einsum("num,nwm->uw", xi, dy).ravel()
+    return d_x, (d_w if weight_grads else None)

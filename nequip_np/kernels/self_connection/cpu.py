@@ -8,6 +8,7 @@ so there is no Numba kernel (same measurement as ``linear/cpu.py``). Reductions 
 """
 from __future__ import annotations
 
+
 import numpy as np
 
 from nequip_np.kernels.linear.cpu import add_rows, to_rows
@@ -23,10 +24,40 @@ def _select(a, idx):
     return a if idx.size == a.shape[0] else a[idx]  # one species: no gather
 
 
+#: atoms up to which all species' maps are applied to every atom in one product per path, and each
+#: atom's own species block is then selected (T× the flops of the per-species products, far fewer
+#: Python steps; above it, and with more species, the per-species loop below)
+ALL_SPECIES_ROWS = 512
+
+
+def _all_species(n, n_types) -> bool:
+    return n_types == 1 or n * n_types <= ALL_SPECIES_ROWS
+
+
+def _v_all(weight, attr, off, mul_in, n_attr, mul_out):
+    r""":math:`V_t[u, w] = \sum_v a_{tv} W[u, v, w]` for all species at once, as (u, T, w)."""
+    return attr @ weight[off : off + mul_in * n_attr * mul_out].reshape(mul_in, n_attr, mul_out)
+
+
+def _apply_all(rows, v_cat, types, d, width):
+    """rows (n·d, k) times every species' (k, width) map in ``v_cat`` (k, T·width); keep atom n's species."""
+    n = types.shape[0]
+    prod = (rows @ v_cat).reshape(n, d, -1, width)
+    return prod[np.arange(n), :, types, :].reshape(n * d, width)
+
+
 def forward(h, attr, types, weight, plan):
     n, n_types = h.shape[0], attr.shape[0]
     bin_, bout = plan.bin, plan.bout
     dtype = np.result_type(h, attr, weight)
+    if _all_species(n, n_types):
+        out = np.zeros((n, plan.irreps_out.dim), dtype=dtype)
+        for (i, k, off), norm in zip(plan.paths, plan.norm):
+            bi, bk = bin_[i], bout[k]
+            V = _v_all(weight, attr, off, bi.mul, plan.n_attr, bk.mul)  # (u, T, w)
+            prod = _apply_all(to_rows(h, bi.start, bi.mul, bi.dim), V.reshape(bi.mul, -1), types, bi.dim, bk.mul)
+            add_rows(out, prod, bk.start, bk.mul, bk.dim, norm)
+        return out, (h, attr, types, weight, plan)
     out = np.zeros((n, plan.irreps_out.dim), dtype=dtype)
     rows = _species_rows(types, n_types)
     for t, idx in enumerate(rows):
@@ -46,13 +77,37 @@ def forward(h, attr, types, weight, plan):
     return out, (h, attr, types, weight, plan)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_h, d_attr, d_weight)``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_h, d_attr, d_weight)``; ``d_attr``, ``d_weight`` are None when ``weight_grads=False``."""
     h, attr, types, weight, plan = cache
     n, n_types = h.shape[0], attr.shape[0]
     dtype = np.result_type(h, attr, weight, d_out)
     bin_, bout = plan.bin, plan.bout
     d_h = np.zeros(h.shape, dtype=dtype)
+    if not weight_grads and _all_species(n, n_types):
+        for (i, k, off), norm in zip(plan.paths, plan.norm):
+            bi, bk = bin_[i], bout[k]
+            V = _v_all(weight, attr, off, bi.mul, plan.n_attr, bk.mul)  # (u, T, w)
+            vt = np.ascontiguousarray(V.transpose(2, 1, 0)).reshape(bk.mul, -1)  # (w, T·u)
+            prod = _apply_all(to_rows(d_out, bk.start, bk.mul, bk.dim), vt, types, bk.dim, bi.mul)
+            add_rows(d_h, prod, bi.start, bi.mul, bi.dim, norm)
+        return d_h, None, None
+    if not weight_grads:  # forces only: d_h = Σ_paths (d_out rows) V_tᵀ, no weight or attribute gradient
+        for t, idx in enumerate(_species_rows(types, n_types)):
+            if not idx.size:
+                continue
+            dst = _select(d_out, idx)
+            dht = np.zeros((idx.size, h.shape[1]), dtype=dtype)
+            for (i, k, off), norm in zip(plan.paths, plan.norm):
+                bi, bk = bin_[i], bout[k]
+                W = weight[off : off + bi.mul * plan.n_attr * bk.mul].reshape(bi.mul, plan.n_attr, bk.mul)
+                V = attr[t] @ W  # (u, w)
+                add_rows(dht, to_rows(dst, bk.start, bk.mul, bk.dim) @ V.T, bi.start, bi.mul, bi.dim, norm)
+            if idx.size == n:
+                d_h = dht
+            else:
+                d_h[idx] = dht
+        return d_h, None, None
     d_attr = np.zeros(attr.shape, dtype=dtype)
     d_w = np.zeros(weight.shape, dtype=dtype)
     rows = _species_rows(types, n_types)

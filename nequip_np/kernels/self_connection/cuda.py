@@ -78,13 +78,15 @@ def forward(h, attr, types, weight, plan):
     return cu.finish(out, h, attr, weight), (hd, ad, td, Wd, plan, h)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_h, d_attr, d_weight)``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_h, d_attr, d_weight)``; ``d_attr``, ``d_weight`` are None when ``weight_grads=False``."""
     hd, ad, td, Wd, plan, like = cache
     dt = cu.common_dtype(hd, d_out)
     ds, hd, ad, Wd = cu.to_device(d_out, dt), cu.to_device(hd, dt), cu.to_device(ad, dt), cu.to_device(Wd, dt)
     t = cu.device_record(plan.tables)
     d_h, dV = species_linear_backward(ds, hd, _form_v(Wd, ad, t), td, 1, t)
+    if not weight_grads:
+        return cu.finish(d_h, like, d_out), None, None
     d_w = cu.device_empty(Wd.shape, dt)
     cu.launch(_k_grad_w, dt, t.w_owner.shape[0] * ad.shape[1], dV, ad, t.paths, t.w_owner, t.sc_off, d_w)
     d_attr = cu.device_empty(ad.shape, dt)

@@ -40,8 +40,8 @@ def forward(h, attr, types, weight, plan):
     return out, (h, attr, types, weight, plan)
 
 
-def backward(d_out, cache):
-    """Returns ``(d_h, d_attr, d_weight)``."""
+def backward(d_out, cache, weight_grads: bool = True):
+    """Returns ``(d_h, d_attr, d_weight)``; ``d_attr``, ``d_weight`` are None when ``weight_grads=False``."""
     h, attr, types, weight, plan = cache
     n, n_types = h.shape[0], attr.shape[0]
     dtype = np.result_type(h, attr, weight, d_out)
@@ -64,4 +64,4 @@ def backward(d_out, cache):
                 dV[t] = norm * np.einsum("num,nwm->uw", hi[idx], ds[idx])
         d_w[off : off + size] += np.einsum("tuw,tv->uvw", dV, attr).ravel()
         d_attr += np.einsum("tuw,uvw->tv", dV, W)
-    return d_h, d_attr, d_w
+    return (d_h, d_attr, d_w) if weight_grads else (d_h, None, None)
