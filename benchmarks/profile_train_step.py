@@ -170,7 +170,10 @@ def run(args) -> dict:
     from nequip_np.train.ema import EMA
     from nequip_np.train.optim import Adam
 
+    from threadpoolctl import threadpool_limits
+
     numba.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # BLAS on the same thread count (its idle threads spin otherwise)
     frames = read(ASPIRIN, index=f":{args.frames + args.val_frames}")
     types = ["H", "C", "O"]
     graphs = [graph_from_atoms(a, types, 5.0, with_labels=True) for a in frames]
