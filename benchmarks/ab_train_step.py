@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+r"""A/B of training-loop variants, alternated in one process (medians, spread, thread count recorded).
+
+Not a test. Variants, each timed round-robin (A, B, A, B, …) after a warm-up so that load from other
+processes hits both sides alike:
+
+* ``low_memory``   — the complex pass recomputing the radial MLP in the reverse pass (True) or keeping
+  its caches (False); ``loss_and_grad(low_memory=...)``;
+* ``val_batch``    — forces-only validation of ``--val-frames`` frames in batches of 5 or of all of them;
+* ``batching``     — ``batch_graphs`` of one training batch (the work a precomputed batch would save),
+  reported next to the step it belongs to.
+
+Usage::
+
+    python benchmarks/ab_train_step.py --threads 1 --out benchmarks/results/ab_train_step_1t.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from profile_train_step import ASPIRIN  # noqa: E402
+
+
+def _stats(v):
+    return {"median_ms": 1e3 * statistics.median(v), "min_ms": 1e3 * min(v), "max_ms": 1e3 * max(v), "n": len(v)}
+
+
+def alternate(variants: dict, repeats: int) -> dict:
+    """Time each callable ``repeats`` times, round-robin, after one warm-up call each."""
+    for f in variants.values():
+        f()
+    times = {k: [] for k in variants}
+    for _ in range(repeats):
+        for k, f in variants.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: _stats(v) for k, v in times.items()}
+
+
+def run(args) -> dict:
+    import numba
+    from ase.io import read
+    from threadpoolctl import threadpool_limits
+
+    from nequip_np.data.graph import batch_graphs, graph_from_atoms
+    from nequip_np.model.nequip import NequIPModel
+    from nequip_np.train.loss import LossCoefficients, loss_and_grad
+
+    numba.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    types = ["H", "C", "O"]
+    frames = read(ASPIRIN, index=f":{args.frames + args.val_frames}")
+    graphs = [graph_from_atoms(a, types, 5.0, with_labels=True) for a in frames]
+    train_g, val_g = graphs[:args.frames], graphs[args.frames:]
+    model = NequIPModel(backend="numba", type_names=types, r_max=5.0, num_layers=args.layers, l_max=args.lmax,
+                        num_features=args.features, avg_num_neighbors=20.0, seed=0)
+    coeffs = LossCoefficients(1.0, 1.0, 0.0)
+    batch = batch_graphs(train_g)
+    ref = loss_and_grad(model, batch, coeffs, low_memory=True)[2]
+    other = loss_and_grad(model, batch, coeffs, low_memory=False)[2]
+    same = max(float(np.max(np.abs(ref[k] - other[k])) / (np.max(np.abs(ref[k])) + 1e-300)) for k in ref)
+    out = {"threads": args.threads, "l_max": args.lmax, "features": args.features, "layers": args.layers,
+           "frames": args.frames, "n_atoms": batch.n_atoms, "n_edges": batch.n_edges,
+           "low_memory_max_rel_grad_diff": same}
+    out["low_memory"] = alternate({
+        "low_memory=True (recompute)": lambda: loss_and_grad(model, batch, coeffs, low_memory=True),
+        "low_memory=False (keep)": lambda: loss_and_grad(model, batch, coeffs, low_memory=False),
+    }, args.repeats)
+    out["batching"] = alternate({"batch_graphs of one training batch": lambda: batch_graphs(train_g)},
+                                args.repeats)
+
+    def validate(bs):
+        def f():
+            for s in range(0, len(val_g), bs):
+                model.compute(batch_graphs(val_g[s:s + bs]))
+        return f
+
+    out["val_batch"] = alternate({f"{len(val_g)} frames, batch {bs}": validate(bs)
+                                  for bs in (args.frames, len(val_g))}, max(3, args.repeats // 2))
+    out["load_average"] = list(os.getloadavg())
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lmax", type=int, default=2)
+    p.add_argument("--features", type=int, default=32)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--val-frames", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    res = run(args)
+    print(json.dumps(res, indent=1))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
