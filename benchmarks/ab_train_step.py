@@ -8,7 +8,10 @@ processes hits both sides alike:
   its caches (False); ``loss_and_grad(low_memory=...)``;
 * ``val_batch``    — forces-only validation of ``--val-frames`` frames in batches of 5 or of all of them;
 * ``batching``     — ``batch_graphs`` of one training batch (the work a precomputed batch would save),
-  reported next to the step it belongs to.
+  reported next to the step it belongs to;
+* ``--scaling``     — the force-trained step (``loss_and_grad`` + Adam) at 1 and at 2 threads, alternated
+  in one process (``numba.set_num_threads`` and the BLAS limit switched between calls), on 5 aspirin
+  frames or on Cu 108 (fcc 3×3×3, rattled, r_max 5 Å).
 
 Usage::
 
@@ -45,6 +48,55 @@ def alternate(variants: dict, repeats: int) -> dict:
             f()
             times[k].append(time.perf_counter() - t)
     return {k: _stats(v) for k, v in times.items()}
+
+
+def cu_graph(r_max=5.0):
+    """Cu 108 (fcc 3×3×3, rattled) with zero labels: a periodic timing input."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from nequip_np.data.graph import graph_from_atoms
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(atoms), 3)))
+    return graph_from_atoms(atoms, ["Cu"], r_max, with_labels=True)
+
+
+def scaling(args) -> dict:
+    """Step time at 1 and 2 threads, alternated in one process."""
+    import numba
+    from ase.io import read
+    from threadpoolctl import threadpool_limits
+
+    from nequip_np.data.graph import batch_graphs, graph_from_atoms
+    from nequip_np.model.nequip import NequIPModel
+    from nequip_np.train.loss import LossCoefficients, loss_and_grad
+    from nequip_np.train.optim import Adam
+
+    if args.system == "cu108":
+        types, batch = ["Cu"], cu_graph()
+    else:
+        types = ["H", "C", "O"]
+        batch = batch_graphs([graph_from_atoms(a, types, 5.0, with_labels=True)
+                              for a in read(ASPIRIN, index=f":{args.frames}")])
+    model = NequIPModel(backend="numba", type_names=types, r_max=5.0, num_layers=args.layers, l_max=args.lmax,
+                        num_features=args.features, avg_num_neighbors=20.0, seed=0)
+    opt = Adam(model.params, lr=1e-6)
+    coeffs = LossCoefficients(1.0, 1.0, 0.0)
+
+    def step(n):
+        def f():
+            numba.set_num_threads(n)
+            with threadpool_limits(n):
+                opt.step(loss_and_grad(model, batch, coeffs)[2])
+        return f
+
+    res = alternate({f"{n} thread(s)": step(n) for n in (1, 2)}, args.repeats)
+    return {"system": args.system, "n_atoms": batch.n_atoms, "n_edges": batch.n_edges, "l_max": args.lmax,
+            "features": args.features, "layers": args.layers, "steps": res,
+            "speedup_2_over_1": res["1 thread(s)"]["median_ms"] / res["2 thread(s)"]["median_ms"],
+            "load_average": list(os.getloadavg())}
 
 
 def run(args) -> dict:
@@ -100,9 +152,11 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=5)
     p.add_argument("--val-frames", type=int, default=50)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--scaling", action="store_true", help="1 vs 2 threads for the step")
+    p.add_argument("--system", choices=("aspirin", "cu108"), default="aspirin")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    res = run(args)
+    res = scaling(args) if args.scaling else run(args)
     print(json.dumps(res, indent=1))
     if args.out:
         with open(args.out, "w") as fh:
