@@ -214,7 +214,8 @@ def run(args) -> dict:
         t = mark("loss", t)
         rec.phase = "c_forward"
         h = L.COMPLEX_STEP
-        _, cache_c = model.forward(g, vec + 1j * h * tangent, low_memory=True)
+        low = args.low_memory or L.radial_cache_bytes(model, g.n_edges) > L.LOW_MEMORY_BYTES
+        _, cache_c = model.forward(g, vec + 1j * h * tangent, low_memory=low)
         t = mark("c_forward", t)
         rec.phase = "c_reverse"
         _, grads = model.backward((a - 1j / h)[g.batch], cache_c, g)
@@ -266,7 +267,7 @@ def run(args) -> dict:
     step_ms = sum(phase_ms.values())
     flops_total = sum(r["mflop"] for r in ops_rows) * 1e6
     bytes_total = sum(r["mbyte"] for r in ops_rows) * 1e6
-    out = dict(benchmark="profile_train_step", threads=args.threads, l_max=args.lmax, features=args.features,
+    out = dict(benchmark="profile_train_step", threads=args.threads, low_memory_forced=args.low_memory, l_max=args.lmax, features=args.features,
                layers=args.layers, frames=args.frames, n_atoms=g.n_atoms, n_edges=g.n_edges,
                gemm_gflops=gemm / 1e9, bandwidth_gbs=bw / 1e9, phase_median_ms=phase_ms, step_ms=step_ms,
                step_gflop=flops_total / 1e9, step_floor_ms=1e3 * max(flops_total / gemm, bytes_total / bw),
@@ -306,6 +307,8 @@ def main(argv=None):
     p.add_argument("--val-batch", type=int, default=50)
     p.add_argument("--batch-size-small", type=int, default=5, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--low-memory", action="store_true",
+                   help="recompute the radial MLP in the complex reverse pass (what every step did before the size rule)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     res = run(args)
