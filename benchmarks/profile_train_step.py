@@ -152,7 +152,9 @@ def flop_counts(model, n_atoms: int, n_edges: int) -> dict:
         if sc is not None:
             for (i, o, _w) in sc.paths:
                 bi, bo = blocks(sc.irreps_in)[i], blocks(sc.irreps_out)[o]
-                fw["self_connection"] += 2.0 * n_atoms * bi.mul * bo.mul * sc.n_attr * bi.dim
+                # the kernel first contracts the one-hot species row with the weights (per species),
+                # then applies one (mul_in × mul_out) map per atom
+                fw["self_connection"] += 2.0 * n_atoms * bi.mul * bo.mul * bi.dim
     rd = model.plan.readout_dims
     fw["mlp"] += 2.0 * n_atoms * sum(a * b for a, b in zip(rd[:-1], rd[1:]))
     return dict(fw)
