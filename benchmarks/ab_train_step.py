@@ -30,7 +30,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from profile_train_step import ASPIRIN  # noqa: E402
+from profile_train_step import ASPIRIN, _machine  # noqa: E402
 
 
 def _stats(v):
@@ -157,6 +157,7 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     res = scaling(args) if args.scaling else run(args)
+    res["machine"] = _machine()
     print(json.dumps(res, indent=1))
     if args.out:
         with open(args.out, "w") as fh:

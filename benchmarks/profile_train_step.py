@@ -41,6 +41,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 ASPIRIN = os.path.join(ROOT, "..", "shared", "data", "aspirin_xtb_500K.extxyz")
 if not os.path.exists(ASPIRIN):
     ASPIRIN = os.path.join(ROOT, "examples", "data", "aspirin_slice.extxyz")
@@ -280,6 +281,12 @@ def run(args) -> dict:
     return out
 
 
+def _machine() -> dict:
+    from bench_cpu import machine
+
+    return machine(argparse.Namespace(nequip_python=None))
+
+
 def table(res: dict, top: int = 25) -> str:
     lines = [f"threads {res['threads']}, l_max {res['l_max']}, {res['features']} features, {res['layers']} layers, "
              f"{res['frames']} frames ({res['n_atoms']} atoms, {res['n_edges']} edges); GEMM "
@@ -314,6 +321,7 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     res = run(args)
+    res["machine"] = _machine()
     print(table(res))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
