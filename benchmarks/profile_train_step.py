@@ -165,15 +165,14 @@ def flop_counts(model, n_atoms: int, n_edges: int) -> dict:
 def run(args) -> dict:
     import numba
     from ase.io import read
+    from threadpoolctl import threadpool_limits
 
     from nequip_np.data.graph import batch_graphs, graph_from_atoms
-    from nequip_np.model.nequip import NequIPModel, forces_and_stress
     from nequip_np.kernels.common import scatter_sum
+    from nequip_np.model.nequip import NequIPModel, forces_and_stress
     from nequip_np.train import loss as L
     from nequip_np.train.ema import EMA
     from nequip_np.train.optim import Adam
-
-    from threadpoolctl import threadpool_limits
 
     numba.set_num_threads(args.threads)
     threadpool_limits(args.threads)  # BLAS on the same thread count (its idle threads spin otherwise)
@@ -270,7 +269,8 @@ def run(args) -> dict:
     step_ms = sum(phase_ms.values())
     flops_total = sum(r["mflop"] for r in ops_rows) * 1e6
     bytes_total = sum(r["mbyte"] for r in ops_rows) * 1e6
-    out = dict(benchmark="profile_train_step", threads=args.threads, low_memory_forced=args.low_memory, l_max=args.lmax, features=args.features,
+    out = dict(benchmark="profile_train_step", threads=args.threads, low_memory_forced=args.low_memory,
+               l_max=args.lmax, features=args.features,
                layers=args.layers, frames=args.frames, n_atoms=g.n_atoms, n_edges=g.n_edges,
                gemm_gflops=gemm / 1e9, bandwidth_gbs=bw / 1e9, phase_median_ms=phase_ms, step_ms=step_ms,
                step_gflop=flops_total / 1e9, step_floor_ms=1e3 * max(flops_total / gemm, bytes_total / bw),
@@ -317,7 +317,7 @@ def main(argv=None):
     p.add_argument("--batch-size-small", type=int, default=5, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--low-memory", action="store_true",
-                   help="recompute the radial MLP in the complex reverse pass (what every step did before the size rule)")
+                   help="recompute the radial MLP in the complex reverse pass (every step did, before the size rule)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     res = run(args)
