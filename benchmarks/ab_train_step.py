@@ -9,6 +9,8 @@ processes hits both sides alike:
 * ``val_batch``    — forces-only validation of ``--val-frames`` frames in batches of 5 or of all of them;
 * ``batching``     — ``batch_graphs`` of one training batch (the work a precomputed batch would save),
   reported next to the step it belongs to;
+* ``--silu``        — the step with the complex-step SiLU taking exp from NumPy (now) against the
+  earlier Numba-scalar-exp loops (defined here, swapped in for the B side);
 * ``--scaling``     — the force-trained step (``loss_and_grad`` + Adam) at 1 and at 2 threads, alternated
   in one process (``numba.set_num_threads`` and the BLAS limit switched between calls), on 5 aspirin
   frames or on Cu 108 (fcc 3×3×3, rattled, r_max 5 Å).
@@ -61,6 +63,73 @@ def cu_graph(r_max=5.0):
     atoms.rattle(0.05, seed=0)
     atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(atoms), 3)))
     return graph_from_atoms(atoms, ["Cu"], r_max, with_labels=True)
+
+
+def _scalar_exp_silu():
+    """The complex-step SiLU loops as they were before NumPy's exp was used (for the A/B)."""
+    import numba
+    from numba import prange
+
+    from nequip_np.kernels.mlp import cpu as mlp
+
+    silu, silu_grad, silu_grad2 = mlp.SCALAR.silu, mlp.SCALAR.silu_grad, mlp.SCALAR.silu_grad2
+
+    @numba.njit(parallel=True, nogil=True)
+    def silu_dual(z, e):
+        out = np.empty_like(z)
+        for i in prange(z.size):
+            re, im = z[i].real, z[i].imag
+            out[i] = complex(silu(re), im * silu_grad(re))
+        return out
+
+    @numba.njit(parallel=True, nogil=True)
+    def dh_silu_grad_dual(dh, z, e):
+        out = np.empty_like(dh)
+        for i in prange(z.size):
+            re, im = z[i].real, z[i].imag
+            out[i] = dh[i] * complex(silu_grad(re), im * silu_grad2(re))
+        return out
+
+    return silu_dual, dh_silu_grad_dual, (lambda z: z.real)
+
+
+def silu_ab(args) -> dict:
+    """Force-trained step with the NumPy-exp complex SiLU (current) vs the scalar-exp loops."""
+    import numba
+    from ase.io import read
+    from threadpoolctl import threadpool_limits
+
+    from nequip_np.data.graph import batch_graphs, graph_from_atoms
+    from nequip_np.kernels.mlp import cpu as mlp
+    from nequip_np.model.nequip import NequIPModel
+    from nequip_np.train.loss import LossCoefficients, loss_and_grad
+
+    numba.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    types = ["H", "C", "O"]
+    batch = batch_graphs([graph_from_atoms(a, types, 5.0, with_labels=True)
+                          for a in read(ASPIRIN, index=f":{args.frames}")])
+    model = NequIPModel(backend="numba", type_names=types, r_max=5.0, num_layers=args.layers, l_max=args.lmax,
+                        num_features=args.features, avg_num_neighbors=20.0, seed=0)
+    coeffs = LossCoefficients(1.0, 1.0, 0.0)
+    now = (mlp._silu_dual_e, mlp._dh_silu_grad_dual_e, mlp._exp_neg_real)
+    before = _scalar_exp_silu()
+
+    def with_kernels(k):
+        def f():
+            mlp._silu_dual_e, mlp._dh_silu_grad_dual_e, mlp._exp_neg_real = k
+            try:
+                return loss_and_grad(model, batch, coeffs)
+            finally:
+                mlp._silu_dual_e, mlp._dh_silu_grad_dual_e, mlp._exp_neg_real = now
+        return f
+
+    ga, gb = with_kernels(now)()[2], with_kernels(before)()[2]
+    diff = max(float(np.max(np.abs(ga[k] - gb[k])) / (np.max(np.abs(ga[k])) + 1e-300)) for k in ga)
+    res = alternate({"SiLU exp from NumPy (now)": with_kernels(now),
+                     "SiLU scalar exp in Numba (before)": with_kernels(before)}, args.repeats)
+    return {"threads": args.threads, "l_max": args.lmax, "features": args.features, "layers": args.layers,
+            "n_edges": batch.n_edges, "steps": res, "max_rel_grad_diff": diff, "load_average": list(os.getloadavg())}
 
 
 def scaling(args) -> dict:
@@ -153,10 +222,11 @@ def main(argv=None):
     p.add_argument("--val-frames", type=int, default=50)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--scaling", action="store_true", help="1 vs 2 threads for the step")
+    p.add_argument("--silu", action="store_true", help="complex SiLU: NumPy exp vs scalar exp")
     p.add_argument("--system", choices=("aspirin", "cu108"), default="aspirin")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    res = scaling(args) if args.scaling else run(args)
+    res = scaling(args) if args.scaling else silu_ab(args) if args.silu else run(args)
     res["machine"] = _machine()
     print(json.dumps(res, indent=1))
     if args.out:
