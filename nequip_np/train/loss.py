@@ -61,7 +61,8 @@ COMPLEX_STEP = 1e-20
 #: the complex pass keeps the radial MLP's activations and weights ``w`` (E × n_w per layer) when they
 #: take at most this many bytes, and recomputes them in the reverse pass above it (``low_memory``).
 #: Keeping them saves one radial-MLP forward per layer: 7% of a 5-frame aspirin step
-#: (``docs/benchmarks.md``, training step); 256 MB is reached near 10⁵ edges at l_max 2, 32 features.
+#: (``docs/benchmarks.md``, training step). 256 MB is 4096 edges at l_max 2, 32 features, 4 layers (13 aspirin
+#: frames; 64 KB per edge) and 15 900 edges at l_max 1, 16 features, 3 layers.
 LOW_MEMORY_BYTES = 256 * 2**20
 
 #: loss terms, in the order of LossCoefficients' positional fields
