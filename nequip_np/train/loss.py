@@ -95,7 +95,7 @@ class LossCoefficients:
         """Weight of all energy terms together (per-atom and total)."""
         return self.per_atom_energy + self.total_energy
 
-    def normalized(self) -> "LossCoefficients":
+    def normalized(self) -> LossCoefficients:
         w = [getattr(self, t) for t in TERMS]
         if sum(w) <= 0 or min(w) < 0:
             raise ValueError(f"loss coefficients must be non-negative with a positive sum, got {self}")
