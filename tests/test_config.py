@@ -35,7 +35,7 @@ def test_defaults():
     assert (t.scheduler.factor, t.scheduler.patience, t.scheduler.threshold, t.scheduler.min_lr) == (0.6, 5, 0.2, 1e-6)
     assert (t.early_stopping.patience, t.early_stopping.min_delta) == (20, 1e-3)
     assert t.loss_coeffs == {"per_atom_energy": 1.0, "forces": 1.0, "stress": 0.0}
-    assert t.backend == "numpy" and t.dtype == "float64" and t.grad_clip is None
+    assert t.backend == "numba" and t.dtype == "float64" and t.grad_clip is None
     # attribute and item access agree
     assert cfg["training"]["scheduler"]["factor"] == 0.6 == cfg.training.scheduler.factor
     # defaults are per instance (no shared mutable default)

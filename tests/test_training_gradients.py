@@ -52,3 +52,33 @@ def test_energy_only_and_force_only_losses(rng, coeffs):
     model = small_model(seed=6, num_layers=2)
     graph = batch_graphs([_labelled(model, periodic(rng), rng, stress=False)])
     _fd_check(model, graph, coeffs, rng)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_complex_pass_keeps_or_recomputes_radial_caches_with_the_same_gradient(rng, backend, monkeypatch):
+    from nequip_np.train import loss as loss_mod
+
+    model = small_model(seed=7, num_layers=2, backend=backend)
+    graph = batch_graphs([_labelled(model, periodic(rng), rng), _labelled(model, molecule(rng), rng)])
+    coeffs = LossCoefficients(1.0, 1.0, 1.0)
+    seen = []
+    forward = model.forward
+
+    def spy(*a, **k):
+        seen.append(k.get("low_memory", False))
+        return forward(*a, **k)
+
+    monkeypatch.setattr(model, "forward", spy)
+    kept = loss_and_grad(model, graph, coeffs, low_memory=False)
+    recomputed = loss_and_grad(model, graph, coeffs, low_memory=True)
+    assert seen == [False, False, False, True]  # the real pass, then the complex pass as asked
+    assert kept[0] == recomputed[0]
+    for k in kept[2]:
+        np.testing.assert_allclose(kept[2][k], recomputed[2][k], rtol=1e-13, atol=1e-15, err_msg=k)
+    # None decides by the size of the caches against LOW_MEMORY_BYTES
+    assert loss_mod.radial_cache_bytes(model, graph.n_edges) > 0
+    seen.clear()
+    loss_and_grad(model, graph, coeffs)
+    monkeypatch.setattr(loss_mod, "LOW_MEMORY_BYTES", 0)
+    loss_and_grad(model, graph, coeffs)
+    assert seen == [False, False, False, True]

@@ -9,25 +9,37 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-#: float64 arrays with at most this many columns are summed with ``np.bincount`` per column: the
-#: same sequential sum in edge order as the sparse product, without building the matrix (the
-#: per-call cost that dominates for small systems: ~60 µs against ~5 µs at 300 edges)
-_BINCOUNT_COLUMNS = 16
+#: up to this many columns, float64/complex128 scatters use one ``np.bincount`` per column (real and
+#: imaginary part): no sparse matrix to build (0.08-0.1 ms per small call, against 0.01-0.03 ms;
+#: docs/benchmarks.md, training); the same additions in the same order, so bitwise the same sums.
+BINCOUNT_COLUMNS = 16
 
 
 def scatter_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     r"""``out[i] = Σ_{e: index[e] = i} values[e]`` for ``values`` of shape (E, …)."""
     e = values.shape[0]
     flat = values.reshape(e, int(np.prod(values.shape[1:], dtype=np.int64)))
-    if flat.dtype == np.float64 and flat.shape[1] <= _BINCOUNT_COLUMNS:  # per-atom scalars, forces, strain
-        out = np.empty((n, flat.shape[1]))
-        for k in range(flat.shape[1]):
-            out[:, k] = np.bincount(index, weights=flat[:, k], minlength=n)
-        return out.reshape((n,) + values.shape[1:])
+    if flat.shape[1] <= BINCOUNT_COLUMNS and flat.dtype in (np.float64, np.complex128):
+        return _scatter_bincount(flat, np.asarray(index), n).reshape((n,) + values.shape[1:])
     incidence = scipy.sparse.csr_matrix(
         (np.ones(e, dtype=flat.dtype), (index, np.arange(e))), shape=(n, e)
     )
     return np.asarray(incidence @ flat).reshape((n,) + values.shape[1:])
+
+
+def _scatter_bincount(flat, index, n):
+    """``scatter_sum`` of (E, k) float64/complex128 rows by bincount, in edge order within each row."""
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise ValueError(f"scatter_sum: index values must lie in [0, {n}), got [{index.min()}, {index.max()}]")
+    out = np.empty((n, flat.shape[1]), dtype=flat.dtype)
+    for j in range(flat.shape[1]):
+        col = flat[:, j]
+        if flat.dtype == np.complex128:
+            out[:, j].real = np.bincount(index, weights=col.real, minlength=n)
+            out[:, j].imag = np.bincount(index, weights=col.imag, minlength=n)
+        else:
+            out[:, j] = np.bincount(index, weights=col, minlength=n)
+    return out
 
 
 def _dual_parts(x):

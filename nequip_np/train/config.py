@@ -250,7 +250,7 @@ class TrainingConfig(_Section):
     per_type_forces_coeffs: dict | None = _f(None, _per_type_forces_coeffs)
     grad_clip: float | None = _f(None, _number(0, lo_open=True, optional=True, what="a positive number"))
     seed: int = _f(0, _int(0))
-    backend: str = _f("numpy", _choice("numpy", "numba", "cuda"))
+    backend: str = _f("numba", _choice("numpy", "numba", "cuda"))  # numpy: the reference
     dtype: str = _f("float64", _choice("float64", "float32"))
     output_dir: str | None = _f(None, _str(optional=True))
 

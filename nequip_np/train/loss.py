@@ -58,6 +58,13 @@ from nequip_np.model.nequip import forces_and_stress
 #: complex-step size; the truncation error is O(h²) relative, no subtractive cancellation occurs.
 COMPLEX_STEP = 1e-20
 
+#: the complex pass keeps the radial MLP's activations and weights ``w`` (E × n_w per layer) when they
+#: take at most this many bytes, and recomputes them in the reverse pass above it (``low_memory``).
+#: Keeping them saves one radial-MLP forward per layer: 7% of a 5-frame aspirin step
+#: (``docs/benchmarks.md``, training step). 256 MB is 4096 edges at l_max 2, 32 features, 4 layers (13 aspirin
+#: frames; 64 KB per edge) and 15 900 edges at l_max 1, 16 features, 3 layers.
+LOW_MEMORY_BYTES = 256 * 2**20
+
 #: loss terms, in the order of LossCoefficients' positional fields
 TERMS = ("per_atom_energy", "forces", "stress", "total_energy")
 PENALTIES = ("mse", "huber", "mae")
@@ -88,7 +95,7 @@ class LossCoefficients:
         """Weight of all energy terms together (per-atom and total)."""
         return self.per_atom_energy + self.total_energy
 
-    def normalized(self) -> "LossCoefficients":
+    def normalized(self) -> LossCoefficients:
         w = [getattr(self, t) for t in TERMS]
         if sum(w) <= 0 or min(w) < 0:
             raise ValueError(f"loss coefficients must be non-negative with a positive sum, got {self}")
@@ -212,11 +219,20 @@ def loss_terms(graph, pred: dict, coeffs: LossCoefficients):
     return loss, comps, a, W, S
 
 
-def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: dict | None = None):
+def radial_cache_bytes(model, n_edges: int) -> int:
+    """Bytes of the complex pass's radial-MLP caches (activations and ``w``, all layers) for ``n_edges``."""
+    itemsize = 2 * np.dtype(model.dtype).itemsize  # complex
+    return int(n_edges * itemsize * sum(2 * sum(layer.radial_dims[1:]) for layer in model.plan.layers))
+
+
+def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: dict | None = None,
+                  low_memory: bool | None = None):
     r"""Loss of a labelled batch and its gradient with respect to every trainable parameter.
 
     Returns ``(loss, components, grads, pred)``; ``grads`` is a dict of float64 arrays keyed like
-    ``model.params``; ``pred`` holds the predictions of this pass (for metrics).
+    ``model.params``; ``pred`` holds the predictions of this pass (for metrics). ``low_memory``:
+    recompute the radial MLP in the complex reverse pass instead of keeping its caches; ``None``
+    decides by size (:data:`LOW_MEMORY_BYTES`). The result is the same either way.
     """
     coeffs = coeffs or LossCoefficients()
     params = model.params if params is None else params
@@ -243,7 +259,9 @@ def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: 
     Q[has_s] = 0.5 * (S[has_s] + np.swapaxes(S[has_s], 1, 2)) / volume[has_s, None, None]
     tangent = W[dst] - W[src] + np.einsum("ea,eab->eb", vec, Q[graph.batch[dst]])
     h = COMPLEX_STEP
-    atomic_c, cache_c = model.forward(graph, vec + 1j * h * tangent, params, low_memory=True)
+    if low_memory is None:
+        low_memory = radial_cache_bytes(model, graph.n_edges) > LOW_MEMORY_BYTES
+    atomic_c, cache_c = model.forward(graph, vec + 1j * h * tangent, params, low_memory=low_memory)
     seed = (a - 1j / h)[graph.batch]
     _, grads = model.backward(seed, cache_c, graph, params)
     return loss, comps, _real(grads), pred
