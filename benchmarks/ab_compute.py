@@ -16,6 +16,7 @@ Usage::
 ``median_cpu_ms``: process CPU time per call (user + system, all threads): on a shared machine it is
 less inflated by other people's work than the wall time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,19 +55,40 @@ def worker(lmax: int, features: int, backend: str, system: str = "aspirin", tabl
     from nequip_np.model.nequip import NequIPModel
 
     atoms, types, avg = structure(system)
-    model = NequIPModel(backend=backend, seed=123, type_names=types, r_max=5.0, l_max=lmax, num_layers=4,
-                        num_features=features, radial_mlp_depth=1, radial_mlp_width=128, num_bessels=8,
-                        avg_num_neighbors=avg, per_type_energy_scales={t: 1.0 for t in types},
-                        per_type_energy_shifts={t: 0.0 for t in types})
+    model = NequIPModel(
+        backend=backend,
+        seed=123,
+        type_names=types,
+        r_max=5.0,
+        l_max=lmax,
+        num_layers=4,
+        num_features=features,
+        radial_mlp_depth=1,
+        radial_mlp_width=128,
+        num_bessels=8,
+        avg_num_neighbors=avg,
+        per_type_energy_scales={t: 1.0 for t in types},
+        per_type_energy_shifts={t: 0.0 for t in types},
+    )
     if tables:
         model.use_radial_tables("auto")
     graph = graph_from_atoms(atoms, types, 5.0)
     first = model.compute(graph, stress=False)  # compiles
     for _ in range(2):
         model.compute(graph, stress=False)
-    print(json.dumps({"ready": True, "threads": numba.get_num_threads(), "energy": float(first["total_energy"][0]),
-                      "fmax": float(np.abs(first["forces"]).max()), "edges": int(graph.edge_index.shape[1]),
-                      "atoms": int(graph.n_atoms)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "ready": True,
+                "threads": numba.get_num_threads(),
+                "energy": float(first["total_energy"][0]),
+                "fmax": float(np.abs(first["forces"]).max()),
+                "edges": int(graph.edge_index.shape[1]),
+                "atoms": int(graph.n_atoms),
+            }
+        ),
+        flush=True,
+    )
     for line in sys.stdin:
         times = []
         for _ in range(int(line)):
@@ -76,14 +98,28 @@ def worker(lmax: int, features: int, backend: str, system: str = "aspirin", tabl
         print(json.dumps(times), flush=True)
 
 
-def start(path: str, lmax: int, features: int, threads: int, backend: str, system: str = "aspirin",
-          tables: bool = False):
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(path), NUMBA_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    code = (f"import sys; sys.path.insert(0, {os.path.abspath(path)!r}); sys.path.insert(0, {HERE!r}); "
-            f"import ab_compute; ab_compute.worker({lmax}, {features}, {backend!r}, {system!r}, {tables!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.abspath(path), env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def start(
+    path: str, lmax: int, features: int, threads: int, backend: str, system: str = "aspirin", tables: bool = False
+):
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.path.abspath(path),
+        NUMBA_NUM_THREADS=str(threads),
+        OPENBLAS_NUM_THREADS=str(threads),
+        OMP_NUM_THREADS=str(threads),
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {os.path.abspath(path)!r}); sys.path.insert(0, {HERE!r}); "
+        f"import ab_compute; ab_compute.worker({lmax}, {features}, {backend!r}, {system!r}, {tables!r})"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=os.path.abspath(path),
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     return proc
 
 
@@ -104,8 +140,10 @@ def main() -> None:
     rows = []
     for system in args.systems:
         for lmax in args.lmax:
-            procs = {k: start(path, lmax, args.features, args.threads, args.backend, system, args.tables)
-                     for k, path in (("A", args.a), ("B", args.b))}
+            procs = {
+                k: start(path, lmax, args.features, args.threads, args.backend, system, args.tables)
+                for k, path in (("A", args.a), ("B", args.b))
+            }
             info = {k: json.loads(proc.stdout.readline()) for k, proc in procs.items()}
             times = {"A": [], "B": []}
             for _ in range(args.rounds):
@@ -119,21 +157,42 @@ def main() -> None:
             wall = {k: [t[0] for t in v] for k, v in times.items()}
             cpu = {k: [t[1] for t in v] for k, v in times.items()}
             med = {k: statistics.median(v) for k, v in wall.items()}
-            row = {"system": system, "atoms": info["A"]["atoms"], "edges": info["A"]["edges"], "l_max": lmax,
-                   "features": args.features, "tables": args.tables, "threads": info["A"]["threads"],
-                   "calls_each": len(wall["A"]),
-                   "median_ms_A": 1e3 * med["A"], "median_ms_B": 1e3 * med["B"], "ratio_B_over_A": med["B"] / med["A"],
-                   "min_ms_A": 1e3 * min(wall["A"]), "min_ms_B": 1e3 * min(wall["B"]),
-                   "median_cpu_ms_A": 1e3 * statistics.median(cpu["A"]),
-                   "median_cpu_ms_B": 1e3 * statistics.median(cpu["B"]),
-                   "energy_A": info["A"]["energy"], "energy_B": info["B"]["energy"],
-                   "load_average": os.getloadavg()}
+            row = {
+                "system": system,
+                "atoms": info["A"]["atoms"],
+                "edges": info["A"]["edges"],
+                "l_max": lmax,
+                "features": args.features,
+                "tables": args.tables,
+                "threads": info["A"]["threads"],
+                "calls_each": len(wall["A"]),
+                "median_ms_A": 1e3 * med["A"],
+                "median_ms_B": 1e3 * med["B"],
+                "ratio_B_over_A": med["B"] / med["A"],
+                "min_ms_A": 1e3 * min(wall["A"]),
+                "min_ms_B": 1e3 * min(wall["B"]),
+                "median_cpu_ms_A": 1e3 * statistics.median(cpu["A"]),
+                "median_cpu_ms_B": 1e3 * statistics.median(cpu["B"]),
+                "energy_A": info["A"]["energy"],
+                "energy_B": info["B"]["energy"],
+                "load_average": os.getloadavg(),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"machine": platform.platform(), "cpus": os.cpu_count(),
-                       "load_average": os.getloadavg(), "a": args.a, "b": args.b, "rows": rows}, f, indent=1)
+            json.dump(
+                {
+                    "machine": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "load_average": os.getloadavg(),
+                    "a": args.a,
+                    "b": args.b,
+                    "rows": rows,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

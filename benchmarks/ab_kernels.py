@@ -11,6 +11,7 @@ Usage::
     git archive <old commit> | tar -x -C /tmp/old
     python benchmarks/ab_kernels.py --old /tmp/old --edges 20000 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def cases(edges: int, rng):
         "edge_embedding": (lambda m: m.forward(v, np.full(edges, 1 / 5.0), np.arange(1.0, 9.0), 6.0, 0.25), "emb"),
         "spherical_harmonics": (lambda m: m.forward(v, 2), "Y"),
         "gate": (lambda m: m.forward(z, gp), "h"),
-        "mlp": (lambda m: m.forward(x, w, [8 ** -0.5, 2 ** 0.5 / 8], "silu"), "w"),
+        "mlp": (lambda m: m.forward(x, w, [8**-0.5, 2**0.5 / 8], "silu"), "w"),
     }
 
 
@@ -80,8 +81,15 @@ def main() -> None:
                 m.backward(np.ones_like(out), cache)
                 times[tag].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) for k, v in times.items()}
-        row = {"op": op, "edges": args.edges, "threads": numba.get_num_threads(), "old_ms": 1e3 * med["old"],
-               "new_ms": 1e3 * med["new"], "new_over_old": med["new"] / med["old"], "forward_rel_diff": err}
+        row = {
+            "op": op,
+            "edges": args.edges,
+            "threads": numba.get_num_threads(),
+            "old_ms": 1e3 * med["old"],
+            "new_ms": 1e3 * med["new"],
+            "new_over_old": med["new"] / med["old"],
+            "forward_rel_diff": err,
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps({"load_average": os.getloadavg()}))

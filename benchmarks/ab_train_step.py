@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/ab_train_step.py --threads 1 --out benchmarks/results/ab_train_step_1t.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,10 +108,19 @@ def silu_ab(args) -> dict:
     numba.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     types = ["H", "C", "O"]
-    batch = batch_graphs([graph_from_atoms(a, types, 5.0, with_labels=True)
-                          for a in read(ASPIRIN, index=f":{args.frames}")])
-    model = NequIPModel(backend="numba", type_names=types, r_max=5.0, num_layers=args.layers, l_max=args.lmax,
-                        num_features=args.features, avg_num_neighbors=20.0, seed=0)
+    batch = batch_graphs(
+        [graph_from_atoms(a, types, 5.0, with_labels=True) for a in read(ASPIRIN, index=f":{args.frames}")]
+    )
+    model = NequIPModel(
+        backend="numba",
+        type_names=types,
+        r_max=5.0,
+        num_layers=args.layers,
+        l_max=args.lmax,
+        num_features=args.features,
+        avg_num_neighbors=20.0,
+        seed=0,
+    )
     coeffs = LossCoefficients(1.0, 1.0, 0.0)
     now = (mlp._silu_dual_e, mlp._dh_silu_grad_dual_e, mlp._exp_neg_real)
     before = _scalar_exp_silu()
@@ -122,14 +132,25 @@ def silu_ab(args) -> dict:
                 return loss_and_grad(model, batch, coeffs)
             finally:
                 mlp._silu_dual_e, mlp._dh_silu_grad_dual_e, mlp._exp_neg_real = now
+
         return f
 
     ga, gb = with_kernels(now)()[2], with_kernels(before)()[2]
     diff = max(float(np.max(np.abs(ga[k] - gb[k])) / (np.max(np.abs(ga[k])) + 1e-300)) for k in ga)
-    res = alternate({"SiLU exp from NumPy (now)": with_kernels(now),
-                     "SiLU scalar exp in Numba (before)": with_kernels(before)}, args.repeats)
-    return {"threads": args.threads, "l_max": args.lmax, "features": args.features, "layers": args.layers,
-            "n_edges": batch.n_edges, "steps": res, "max_rel_grad_diff": diff, "load_average": list(os.getloadavg())}
+    res = alternate(
+        {"SiLU exp from NumPy (now)": with_kernels(now), "SiLU scalar exp in Numba (before)": with_kernels(before)},
+        args.repeats,
+    )
+    return {
+        "threads": args.threads,
+        "l_max": args.lmax,
+        "features": args.features,
+        "layers": args.layers,
+        "n_edges": batch.n_edges,
+        "steps": res,
+        "max_rel_grad_diff": diff,
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def scaling(args) -> dict:
@@ -147,10 +168,19 @@ def scaling(args) -> dict:
         types, batch = ["Cu"], cu_graph()
     else:
         types = ["H", "C", "O"]
-        batch = batch_graphs([graph_from_atoms(a, types, 5.0, with_labels=True)
-                              for a in read(ASPIRIN, index=f":{args.frames}")])
-    model = NequIPModel(backend="numba", type_names=types, r_max=5.0, num_layers=args.layers, l_max=args.lmax,
-                        num_features=args.features, avg_num_neighbors=20.0, seed=0)
+        batch = batch_graphs(
+            [graph_from_atoms(a, types, 5.0, with_labels=True) for a in read(ASPIRIN, index=f":{args.frames}")]
+        )
+    model = NequIPModel(
+        backend="numba",
+        type_names=types,
+        r_max=5.0,
+        num_layers=args.layers,
+        l_max=args.lmax,
+        num_features=args.features,
+        avg_num_neighbors=20.0,
+        seed=0,
+    )
     opt = Adam(model.params, lr=1e-6)
     coeffs = LossCoefficients(1.0, 1.0, 0.0)
 
@@ -159,13 +189,21 @@ def scaling(args) -> dict:
             numba.set_num_threads(n)
             with threadpool_limits(n):
                 opt.step(loss_and_grad(model, batch, coeffs)[2])
+
         return f
 
     res = alternate({f"{n} thread(s)": step(n) for n in (1, 2)}, args.repeats)
-    return {"system": args.system, "n_atoms": batch.n_atoms, "n_edges": batch.n_edges, "l_max": args.lmax,
-            "features": args.features, "layers": args.layers, "steps": res,
-            "speedup_2_over_1": res["1 thread(s)"]["median_ms"] / res["2 thread(s)"]["median_ms"],
-            "load_average": list(os.getloadavg())}
+    return {
+        "system": args.system,
+        "n_atoms": batch.n_atoms,
+        "n_edges": batch.n_edges,
+        "l_max": args.lmax,
+        "features": args.features,
+        "layers": args.layers,
+        "steps": res,
+        "speedup_2_over_1": res["1 thread(s)"]["median_ms"] / res["2 thread(s)"]["median_ms"],
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def run(args) -> dict:
@@ -182,32 +220,52 @@ def run(args) -> dict:
     types = ["H", "C", "O"]
     frames = read(ASPIRIN, index=f":{args.frames + args.val_frames}")
     graphs = [graph_from_atoms(a, types, 5.0, with_labels=True) for a in frames]
-    train_g, val_g = graphs[:args.frames], graphs[args.frames:]
-    model = NequIPModel(backend="numba", type_names=types, r_max=5.0, num_layers=args.layers, l_max=args.lmax,
-                        num_features=args.features, avg_num_neighbors=20.0, seed=0)
+    train_g, val_g = graphs[: args.frames], graphs[args.frames :]
+    model = NequIPModel(
+        backend="numba",
+        type_names=types,
+        r_max=5.0,
+        num_layers=args.layers,
+        l_max=args.lmax,
+        num_features=args.features,
+        avg_num_neighbors=20.0,
+        seed=0,
+    )
     coeffs = LossCoefficients(1.0, 1.0, 0.0)
     batch = batch_graphs(train_g)
     ref = loss_and_grad(model, batch, coeffs, low_memory=True)[2]
     other = loss_and_grad(model, batch, coeffs, low_memory=False)[2]
     same = max(float(np.max(np.abs(ref[k] - other[k])) / (np.max(np.abs(ref[k])) + 1e-300)) for k in ref)
-    out = {"threads": args.threads, "l_max": args.lmax, "features": args.features, "layers": args.layers,
-           "frames": args.frames, "n_atoms": batch.n_atoms, "n_edges": batch.n_edges,
-           "low_memory_max_rel_grad_diff": same}
-    out["low_memory"] = alternate({
-        "low_memory=True (recompute)": lambda: loss_and_grad(model, batch, coeffs, low_memory=True),
-        "low_memory=False (keep)": lambda: loss_and_grad(model, batch, coeffs, low_memory=False),
-    }, args.repeats)
-    out["batching"] = alternate({"batch_graphs of one training batch": lambda: batch_graphs(train_g)},
-                                args.repeats)
+    out = {
+        "threads": args.threads,
+        "l_max": args.lmax,
+        "features": args.features,
+        "layers": args.layers,
+        "frames": args.frames,
+        "n_atoms": batch.n_atoms,
+        "n_edges": batch.n_edges,
+        "low_memory_max_rel_grad_diff": same,
+    }
+    out["low_memory"] = alternate(
+        {
+            "low_memory=True (recompute)": lambda: loss_and_grad(model, batch, coeffs, low_memory=True),
+            "low_memory=False (keep)": lambda: loss_and_grad(model, batch, coeffs, low_memory=False),
+        },
+        args.repeats,
+    )
+    out["batching"] = alternate({"batch_graphs of one training batch": lambda: batch_graphs(train_g)}, args.repeats)
 
     def validate(bs):
         def f():
             for s in range(0, len(val_g), bs):
-                model.compute(batch_graphs(val_g[s:s + bs]))
+                model.compute(batch_graphs(val_g[s : s + bs]))
+
         return f
 
-    out["val_batch"] = alternate({f"{len(val_g)} frames, batch {bs}": validate(bs)
-                                  for bs in (args.frames, len(val_g))}, max(3, args.repeats // 2))
+    out["val_batch"] = alternate(
+        {f"{len(val_g)} frames, batch {bs}": validate(bs) for bs in (args.frames, len(val_g))},
+        max(3, args.repeats // 2),
+    )
     out["load_average"] = list(os.getloadavg())
     return out
 

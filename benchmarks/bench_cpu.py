@@ -23,6 +23,7 @@ Usage (see docs/benchmarks.md for what was run)::
 
     python benchmarks/bench_cpu.py --nequip-python /path/to/venv/bin/python --out benchmarks/results/cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,16 @@ def worker() -> None:
             models[req["key"]] = model
         elif cmd == "data":
             z = np.load(req["path"])
-            d = from_dict({"pos": z["pos"], "atom_types": z["atom_types"], "cell": z["cell"], "pbc": z["pbc"],
-                           "edge_index": z["edge_index"], "edge_cell_shift": z["edge_shift"]})
+            d = from_dict(
+                {
+                    "pos": z["pos"],
+                    "atom_types": z["atom_types"],
+                    "cell": z["cell"],
+                    "pbc": z["pbc"],
+                    "edge_index": z["edge_index"],
+                    "edge_cell_shift": z["edge_shift"],
+                }
+            )
             datas[req["key"]] = d
         elif cmd == "threads":
             torch.set_num_threads(int(req["n"]))
@@ -79,7 +88,9 @@ def worker() -> None:
             res = model({k: (v.clone() if torch.is_tensor(v) else v) for k, v in d.items()})
             out["seconds"] = time.perf_counter() - t
             out["energy"] = float(res[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().sum())
-            out["forces"] = res[AtomicDataDict.FORCE_KEY].detach().double().numpy().tolist() if req.get("forces") else None
+            out["forces"] = (
+                res[AtomicDataDict.FORCE_KEY].detach().double().numpy().tolist() if req.get("forces") else None
+            )
         out["rss_mb"] = peak_rss_mb()
         print(json.dumps(out), flush=True)
 
@@ -88,8 +99,13 @@ class Nequip:
     """Client of a JSON-lines worker (``script --worker``) run by the torch interpreter ``python``."""
 
     def __init__(self, python: str, script: str = __file__):
-        self.proc = subprocess.Popen([python, os.path.abspath(script), "--worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [python, os.path.abspath(script), "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
 
     def __call__(self, **req):
         self.proc.stdin.write(json.dumps(req) + "\n")
@@ -124,10 +140,21 @@ def structures(names):
 
 def model_kwargs(system, l_max, dtype, features):
     types = ["H", "C", "O"] if system == "aspirin" else ["Cu"]
-    return dict(seed=123, type_names=types, r_max=5.0, l_max=l_max, num_layers=4, num_features=features,
-                radial_mlp_depth=1, radial_mlp_width=128, num_bessels=8, model_dtype=dtype,
-                avg_num_neighbors=20.0 if system == "aspirin" else 78.0,
-                per_type_energy_scales={t: 1.0 for t in types}, per_type_energy_shifts={t: 0.0 for t in types})
+    return dict(
+        seed=123,
+        type_names=types,
+        r_max=5.0,
+        l_max=l_max,
+        num_layers=4,
+        num_features=features,
+        radial_mlp_depth=1,
+        radial_mlp_width=128,
+        num_bessels=8,
+        model_dtype=dtype,
+        avg_num_neighbors=20.0 if system == "aspirin" else 78.0,
+        per_type_energy_scales={t: 1.0 for t in types},
+        per_type_energy_shifts={t: 0.0 for t in types},
+    )
 
 
 def flop_count(model, n_atoms, n_edges) -> dict:
@@ -177,8 +204,15 @@ def child(args) -> list:
                     nq(cmd="build", key=key, kwargs=kw, path=npz)
                     kws, state = nequip_npz.read_nequip_npz(npz)
                     gpath = os.path.join(tmp, key + "-graph.npz")
-                    np.savez(gpath, pos=graph.pos, atom_types=graph.atom_types, cell=graph.cell[0], pbc=graph.pbc[0],
-                             edge_index=graph.edge_index, edge_shift=graph.edge_shift)
+                    np.savez(
+                        gpath,
+                        pos=graph.pos,
+                        atom_types=graph.atom_types,
+                        cell=graph.cell[0],
+                        pbc=graph.pbc[0],
+                        edge_index=graph.edge_index,
+                        edge_shift=graph.edge_shift,
+                    )
                     nq(cmd="data", key=key, path=gpath)
                     make = lambda b: nequip_npz.model_from_state(kws, state, backend=b)  # noqa: E731
                 else:
@@ -202,10 +236,20 @@ def child(args) -> list:
                             times[name].append(dt)
                         energies[name] = res["energy"] if name == "nequip" else float(res["total_energy"][0])
                 fl = flop_count(impls and make("numpy"), graph.n_atoms, graph.n_edges)
-                row = dict(system=system, n_atoms=graph.n_atoms, n_edges=graph.n_edges, l_max=l_max, dtype=dtype,
-                           features=args.features, threads=args.threads, repeats=args.repeats,
-                           median_ms={k: 1e3 * statistics.median(v) for k, v in times.items()},
-                           all_ms={k: [1e3 * x for x in v] for k, v in times.items()}, energy=energies, **fl)
+                row = dict(
+                    system=system,
+                    n_atoms=graph.n_atoms,
+                    n_edges=graph.n_edges,
+                    l_max=l_max,
+                    dtype=dtype,
+                    features=args.features,
+                    threads=args.threads,
+                    repeats=args.repeats,
+                    median_ms={k: 1e3 * statistics.median(v) for k, v in times.items()},
+                    all_ms={k: [1e3 * x for x in v] for k, v in times.items()},
+                    energy=energies,
+                    **fl,
+                )
                 med = row["median_ms"]
                 row["atom_steps_per_s"] = {k: graph.n_atoms / (v / 1e3) for k, v in med.items()}
                 row["us_per_atom"] = {k: 1e3 * v / graph.n_atoms for k, v in med.items()}
@@ -246,9 +290,17 @@ def train_step(args) -> dict:
             opts[b].step(grads)
             if r:
                 times[b].append(time.perf_counter() - t)
-    return dict(system="train_step_aspirin_x5", l_max=args.lmax[0], dtype="float64", threads=args.threads,
-                n_atoms=batch.n_atoms, n_edges=batch.n_edges, repeats=args.repeats,
-                median_ms={b: 1e3 * statistics.median(v) for b, v in times.items()}, peak_rss_mb_ours=peak_rss_mb())
+    return dict(
+        system="train_step_aspirin_x5",
+        l_max=args.lmax[0],
+        dtype="float64",
+        threads=args.threads,
+        n_atoms=batch.n_atoms,
+        n_edges=batch.n_edges,
+        repeats=args.repeats,
+        median_ms={b: 1e3 * statistics.median(v) for b, v in times.items()},
+        peak_rss_mb_ours=peak_rss_mb(),
+    )
 
 
 def machine(args) -> dict:
@@ -260,12 +312,22 @@ def machine(args) -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    info = dict(cpu=cpu, logical_cores=os.cpu_count(), python=platform.python_version(), numpy=np.__version__,
-                numba=numba.__version__, threading_layer=os.environ.get("NUMBA_THREADING_LAYER", "default"),
-                load_average_at_start=os.getloadavg(), platform=platform.platform())
+    info = dict(
+        cpu=cpu,
+        logical_cores=os.cpu_count(),
+        python=platform.python_version(),
+        numpy=np.__version__,
+        numba=numba.__version__,
+        threading_layer=os.environ.get("NUMBA_THREADING_LAYER", "default"),
+        load_average_at_start=os.getloadavg(),
+        platform=platform.platform(),
+    )
     if args.nequip_python:
-        v = subprocess.run([args.nequip_python, "-c", "import torch, nequip; print(torch.__version__, nequip.__version__)"],
-                           capture_output=True, text=True).stdout.split()
+        v = subprocess.run(
+            [args.nequip_python, "-c", "import torch, nequip; print(torch.__version__, nequip.__version__)"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         info.update(torch=v[0] if v else None, nequip=v[1] if len(v) > 1 else None)
     return info
 
@@ -299,8 +361,9 @@ def main(argv=None):
     rows = []
     for t in args.threads_list:
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(t)] + \
-            _strip(list(argv if argv is not None else sys.argv[1:]), "--threads-list")
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(t)] + _strip(
+            list(argv if argv is not None else sys.argv[1:]), "--threads-list"
+        )
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
         sys.stderr.write(proc.stderr[-2000:])
         out = [line for line in proc.stdout.splitlines() if line.startswith("ROWS ")]
@@ -318,19 +381,24 @@ def main(argv=None):
 
 def table(paths) -> str:
     """Markdown table of result files (``--table a.json b.json``), as in docs/benchmarks.md."""
-    lines = ["| system | atoms | edges | l_max | dtype | threads | numba ms | numpy ms | nequip ms | numba/nequip "
-             "| numpy/nequip | numba GFLOP/s | numba atom-steps/s |", "|" + "---|" * 13]
+    lines = [
+        "| system | atoms | edges | l_max | dtype | threads | numba ms | numpy ms | nequip ms | numba/nequip "
+        "| numpy/nequip | numba GFLOP/s | numba atom-steps/s |",
+        "|" + "---|" * 13,
+    ]
     for path in paths:
         with open(path) as f:
             for r in json.load(f)["rows"]:
                 med = r["median_ms"]
                 ratio = r.get("ratio_vs_nequip", {})
                 fmt = lambda d, k, f="{:.0f}": f.format(d[k]) if k in d else "–"  # noqa: E731
-                lines.append(f"| {r['system']} | {r['n_atoms']} | {r['n_edges']} | {r['l_max']} | {r['dtype']} | "
-                             f"{r['threads']} | {fmt(med, 'numba')} | {fmt(med, 'numpy')} | {fmt(med, 'nequip')} | "
-                             f"{fmt(ratio, 'numba', '{:.2f}')} | {fmt(ratio, 'numpy', '{:.2f}')} | "
-                             f"{fmt(r.get('gflops', {}), 'numba', '{:.2f}')} | "
-                             f"{fmt(r.get('atom_steps_per_s', {}), 'numba', '{:.0f}')} |")
+                lines.append(
+                    f"| {r['system']} | {r['n_atoms']} | {r['n_edges']} | {r['l_max']} | {r['dtype']} | "
+                    f"{r['threads']} | {fmt(med, 'numba')} | {fmt(med, 'numpy')} | {fmt(med, 'nequip')} | "
+                    f"{fmt(ratio, 'numba', '{:.2f}')} | {fmt(ratio, 'numpy', '{:.2f}')} | "
+                    f"{fmt(r.get('gflops', {}), 'numba', '{:.2f}')} | "
+                    f"{fmt(r.get('atom_steps_per_s', {}), 'numba', '{:.0f}')} |"
+                )
     return "\n".join(lines)
 
 

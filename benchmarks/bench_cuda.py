@@ -20,6 +20,7 @@ Usage::
 
     python benchmarks/bench_cuda.py --out benchmarks/results/cuda_sim_launches.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,11 +51,21 @@ from nequip_np.model.nequip import NequIPModel  # noqa: E402
 from nequip_np.train.loss import LossCoefficients, loss_and_grad  # noqa: E402
 
 CONFIG = dict(
-    type_names=["H", "C", "O"], r_max=3.5, num_layers=2, l_max=2, parity=True, num_features=[4, 3, 2],
-    radial_mlp_depth=1, radial_mlp_width=8, num_bessels=6, polynomial_cutoff_p=6,
-    avg_num_neighbors=4.0, readout_mlp_hidden_layers_depth=1, readout_mlp_hidden_layers_width=4,
-    per_type_energy_scales={"H": 0.7, "C": 1.3, "O": 1.1}, per_type_energy_shifts={"H": -13.1, "C": -1030.5,
-                                                                                 "O": -2040.2},
+    type_names=["H", "C", "O"],
+    r_max=3.5,
+    num_layers=2,
+    l_max=2,
+    parity=True,
+    num_features=[4, 3, 2],
+    radial_mlp_depth=1,
+    radial_mlp_width=8,
+    num_bessels=6,
+    polynomial_cutoff_p=6,
+    avg_num_neighbors=4.0,
+    readout_mlp_hidden_layers_depth=1,
+    readout_mlp_hidden_layers_width=4,
+    per_type_energy_scales={"H": 0.7, "C": 1.3, "O": 1.1},
+    per_type_energy_shifts={"H": -13.1, "C": -1030.5, "O": -2040.2},
     seed=0,
 )
 
@@ -64,8 +75,12 @@ def measure(fn, gpu: bool, repeats: int) -> dict:
     cu.reset_counters()
     fn()
     h2d, d2h = cu.transfer_bytes()
-    row = {"launches": cu.launch_count(), "h2d_bytes": h2d, "d2h_bytes": d2h,
-           "launches_by_kernel": cu.launch_counts_by_kernel()}
+    row = {
+        "launches": cu.launch_count(),
+        "h2d_bytes": h2d,
+        "d2h_bytes": d2h,
+        "launches_by_kernel": cu.launch_counts_by_kernel(),
+    }
     if gpu:
         from numba import cuda
 
@@ -117,22 +132,29 @@ def main() -> None:
             v *= 1.0 + 1e-6
         return loss_and_grad(model, graph, coeffs)
 
-    results["train_step_energy_forces"] = measure(lambda: train_step(LossCoefficients(1.0, 1.0, 0.0)), gpu,
-                                                  args.repeats)
-    results["train_step_energy_only"] = measure(lambda: train_step(LossCoefficients(1.0, 0.0, 0.0)), gpu,
-                                                args.repeats)
+    results["train_step_energy_forces"] = measure(
+        lambda: train_step(LossCoefficients(1.0, 1.0, 0.0)), gpu, args.repeats
+    )
+    results["train_step_energy_only"] = measure(lambda: train_step(LossCoefficients(1.0, 0.0, 0.0)), gpu, args.repeats)
     param_bytes = int(sum(v.nbytes for v in model.params.values()))
     report = {
         "what": "kernel launches and host<->device bytes per call, backend='cuda'",
         "device": "numba CUDA simulator (no GPU): counts only; timings await a GPU" if sim else "GPU",
-        "numba": __import__("numba").__version__, "python": platform.python_version(),
+        "numba": __import__("numba").__version__,
+        "python": platform.python_version(),
         "system": {"molecule": args.molecule, "n_atoms": n, "n_edges": e, "n_frames": f},
         "model": {k: v for k, v in CONFIG.items() if k not in ("per_type_energy_scales", "per_type_energy_shifts")}
-        | {"model_dtype": args.dtype, "n_params": int(sum(v.size for v in model.params.values())),
-           "param_bytes": param_bytes},
-        "expected_md_step_bytes": {"h2d": "E*3*8 (edge vectors)", "h2d_value": e * 24,
-                                   "d2h": "(N + 3N + 9F)*8 (atomic energies, forces, virial)",
-                                   "d2h_value": (4 * n + 9 * f) * 8},
+        | {
+            "model_dtype": args.dtype,
+            "n_params": int(sum(v.size for v in model.params.values())),
+            "param_bytes": param_bytes,
+        },
+        "expected_md_step_bytes": {
+            "h2d": "E*3*8 (edge vectors)",
+            "h2d_value": e * 24,
+            "d2h": "(N + 3N + 9F)*8 (atomic energies, forces, virial)",
+            "d2h_value": (4 * n + 9 * f) * 8,
+        },
         "scenarios": results,
     }
     assert results["md_step"]["h2d_bytes"] == e * 24 and results["md_step"]["d2h_bytes"] == (4 * n + 9 * f) * 8

@@ -19,6 +19,7 @@ Usage::
 Writes ``benchmarks/results/hessian.json``. On a shared machine compare the process CPU times
 (``cpu_s``, BLAS on one thread), minimum of the repeats; wall times are recorded too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,21 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 ASPIRIN = ROOT / "examples" / "aspirin" / "aspirin_xtb_300.extxyz"
-MODEL = dict(type_names=["H", "C", "O"], r_max=4.0, num_layers=2, l_max=1, parity=True, num_features=8,
-             radial_mlp_depth=1, radial_mlp_width=16, num_bessels=8, polynomial_cutoff_p=6,
-             avg_num_neighbors=12.0, model_dtype="float64", seed=0)
+MODEL = dict(
+    type_names=["H", "C", "O"],
+    r_max=4.0,
+    num_layers=2,
+    l_max=1,
+    parity=True,
+    num_features=8,
+    radial_mlp_depth=1,
+    radial_mlp_width=16,
+    num_bessels=8,
+    polynomial_cutoff_p=6,
+    avg_num_neighbors=12.0,
+    model_dtype="float64",
+    seed=0,
+)
 
 
 def best_of(fn, repeat):
@@ -76,13 +89,19 @@ def aspirin_part(backend, repeat):
             return vib.get_vibrations().get_hessian_2d()
 
     w_ase, t_ase, h_ase = best_of(ase_vib, repeat)
-    row = {"backend": backend, "n_atoms": len(atoms), "n_edges": graph.n_edges,
-           "cpu_s": {"eval": t_eval, "hessian": t_hess, "hessian_batch1": t_hess1, "ase_vibrations": t_ase},
-           "wall_s": {"eval": w_eval, "hessian": w_hess, "hessian_batch1": w_hess1, "ase_vibrations": w_ase},
-           "speedup_vs_ase_cpu": t_ase / t_hess, "speedup_vs_ase_wall": w_ase / w_hess,
-           "hessian_in_evals_cpu": t_hess / t_eval, "ase_in_evals_cpu": t_ase / t_eval,
-           "batching_gain_cpu": t_hess1 / t_hess,
-           "max_rel_diff_vs_ase": float(np.abs(h - h_ase).max() / np.abs(h).max())}
+    row = {
+        "backend": backend,
+        "n_atoms": len(atoms),
+        "n_edges": graph.n_edges,
+        "cpu_s": {"eval": t_eval, "hessian": t_hess, "hessian_batch1": t_hess1, "ase_vibrations": t_ase},
+        "wall_s": {"eval": w_eval, "hessian": w_hess, "hessian_batch1": w_hess1, "ase_vibrations": w_ase},
+        "speedup_vs_ase_cpu": t_ase / t_hess,
+        "speedup_vs_ase_wall": w_ase / w_hess,
+        "hessian_in_evals_cpu": t_hess / t_eval,
+        "ase_in_evals_cpu": t_ase / t_eval,
+        "batching_gain_cpu": t_hess1 / t_hess,
+        "max_rel_diff_vs_ase": float(np.abs(h - h_ase).max() / np.abs(h).max()),
+    }
     print(json.dumps(row))
     return row
 
@@ -111,9 +130,17 @@ def scaling_part(copies, repeat):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         batch = default_batch(graph)
-        row = {"n_atoms": len(atoms), "n_edges": graph.n_edges, "directions": 3 * len(atoms),
-               "batch": batch, "passes": -(-3 * len(atoms) // batch), "hessian_cpu_s": t, "eval_cpu_s": t_eval,
-               "hessian_in_evals": t / t_eval, "peak_traced_MiB": peak / 2**20}
+        row = {
+            "n_atoms": len(atoms),
+            "n_edges": graph.n_edges,
+            "directions": 3 * len(atoms),
+            "batch": batch,
+            "passes": -(-3 * len(atoms) // batch),
+            "hessian_cpu_s": t,
+            "eval_cpu_s": t_eval,
+            "hessian_in_evals": t / t_eval,
+            "peak_traced_MiB": peak / 2**20,
+        }
         print(json.dumps(row))
         rows.append(row)
     return rows
@@ -129,11 +156,17 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # CPU time of one thread: comparable across runs on a loaded machine
-    result = {"model": MODEL, "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                          "note": "shared 2-core machine (load average > 10 during the run): compare cpu_s "
-                                                  "(process CPU time, BLAS on 1 thread), minimum of repeats"},
-              "aspirin": [aspirin_part(b, a.repeat) for b in a.backends],
-              "scaling_numpy": scaling_part(a.copies, a.repeat)}
+    result = {
+        "model": MODEL,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "note": "shared 2-core machine (load average > 10 during the run): compare cpu_s "
+            "(process CPU time, BLAS on 1 thread), minimum of repeats",
+        },
+        "aspirin": [aspirin_part(b, a.repeat) for b in a.backends],
+        "scaling_numpy": scaling_part(a.copies, a.repeat),
+    }
     Path(a.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {a.out}")
 

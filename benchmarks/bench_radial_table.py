@@ -23,6 +23,7 @@ Usage (docs/benchmarks.md says what was run)::
 
     python benchmarks/bench_radial_table.py --out benchmarks/results/radial_table.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,7 +103,10 @@ def child(args) -> list:
             tab_model.use_radial_tables(args.n_points)
             build_s = time.perf_counter() - t0
             repeats = args.repeats if graph.n_atoms <= 200 else max(3, args.repeats // 2)
-            impls = {"mlp": lambda m=mlp_model, g=graph: m.compute(g), "table": lambda m=tab_model, g=graph: m.compute(g)}
+            impls = {
+                "mlp": lambda m=mlp_model, g=graph: m.compute(g),
+                "table": lambda m=tab_model, g=graph: m.compute(g),
+            }
             rmlp, rtab = _radial_parts(tab_model, graph)
             parts = {"mlp": rmlp, "table": rtab}
             times = {(k, kind): [] for k in impls for kind in ("call", "call_cpu", "radial", "radial_cpu")}
@@ -122,25 +126,60 @@ def child(args) -> list:
             rad = {k: _stats(times[k, "radial"]) for k in impls}
             call_cpu = {k: _stats(times[k, "call_cpu"]) for k in impls}
             rad_cpu = {k: _stats(times[k, "radial_cpu"]) for k in impls}
-            row = dict(system=system, n_atoms=graph.n_atoms, n_edges=graph.n_edges, l_max=l_max, dtype="float64",
-                       features=args.features, threads=args.threads, repeats=repeats, n_points=args.n_points,
-                       n_w=[int(lay.radial_dims[-1]) for lay in mlp_model.plan.layers],
-                       table_build_s=build_s, table_error=tab_model.radial_tables.error,
-                       table_bytes_per_layer=int(tab_model.radial_tables.tables[0].nbytes),
-                       call_ms=call, radial_ms=rad, call_cpu_ms=call_cpu, radial_cpu_ms=rad_cpu,
-                       speedup_call=call["mlp"]["median"] / call["table"]["median"],
-                       speedup_radial=rad["mlp"]["median"] / rad["table"]["median"],
-                       speedup_call_cpu=call_cpu["mlp"]["median"] / call_cpu["table"]["median"],
-                       speedup_radial_cpu=rad_cpu["mlp"]["median"] / rad_cpu["table"]["median"],
-                       force_rel_diff=float(np.abs(f_tab - f_mlp).max() / np.abs(f_mlp).max()),
-                       energy_diff_eV=float(out["table"]["total_energy"][0] - out["mlp"]["total_energy"][0]),
-                       load_average=os.getloadavg())
-            print(json.dumps({k: row[k] for k in ("system", "l_max", "threads", "speedup_call", "speedup_call_cpu",
-                                                  "speedup_radial", "speedup_radial_cpu", "force_rel_diff")}
-                             | {f"{what}_ms": {k: (round(v["median"], 2), round(v["iqr_rel"], 3)) for k, v in d.items()}
-                                for what, d in (("call", call), ("call_cpu", call_cpu), ("radial", rad),
-                                                ("radial_cpu", rad_cpu))}
-                             | {"load": row["load_average"][0]}), flush=True)
+            row = dict(
+                system=system,
+                n_atoms=graph.n_atoms,
+                n_edges=graph.n_edges,
+                l_max=l_max,
+                dtype="float64",
+                features=args.features,
+                threads=args.threads,
+                repeats=repeats,
+                n_points=args.n_points,
+                n_w=[int(lay.radial_dims[-1]) for lay in mlp_model.plan.layers],
+                table_build_s=build_s,
+                table_error=tab_model.radial_tables.error,
+                table_bytes_per_layer=int(tab_model.radial_tables.tables[0].nbytes),
+                call_ms=call,
+                radial_ms=rad,
+                call_cpu_ms=call_cpu,
+                radial_cpu_ms=rad_cpu,
+                speedup_call=call["mlp"]["median"] / call["table"]["median"],
+                speedup_radial=rad["mlp"]["median"] / rad["table"]["median"],
+                speedup_call_cpu=call_cpu["mlp"]["median"] / call_cpu["table"]["median"],
+                speedup_radial_cpu=rad_cpu["mlp"]["median"] / rad_cpu["table"]["median"],
+                force_rel_diff=float(np.abs(f_tab - f_mlp).max() / np.abs(f_mlp).max()),
+                energy_diff_eV=float(out["table"]["total_energy"][0] - out["mlp"]["total_energy"][0]),
+                load_average=os.getloadavg(),
+            )
+            print(
+                json.dumps(
+                    {
+                        k: row[k]
+                        for k in (
+                            "system",
+                            "l_max",
+                            "threads",
+                            "speedup_call",
+                            "speedup_call_cpu",
+                            "speedup_radial",
+                            "speedup_radial_cpu",
+                            "force_rel_diff",
+                        )
+                    }
+                    | {
+                        f"{what}_ms": {k: (round(v["median"], 2), round(v["iqr_rel"], 3)) for k, v in d.items()}
+                        for what, d in (
+                            ("call", call),
+                            ("call_cpu", call_cpu),
+                            ("radial", rad),
+                            ("radial_cpu", rad_cpu),
+                        )
+                    }
+                    | {"load": row["load_average"][0]}
+                ),
+                flush=True,
+            )
             rows.append(row)
     return rows
 
@@ -169,14 +208,36 @@ def main(argv=None):
     import numba
 
     rows = []
-    result = {"machine": {"cpu_count": os.cpu_count(), "numba": numba.__version__, "numpy": np.__version__,
-                          "threading_layer": os.environ.get("NUMBA_THREADING_LAYER", "workqueue (nequip_np default)"),
-                          "load_average_at_start": os.getloadavg()}, "command": sys.argv, "rows": rows}
+    result = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "numba": numba.__version__,
+            "numpy": np.__version__,
+            "threading_layer": os.environ.get("NUMBA_THREADING_LAYER", "workqueue (nequip_np default)"),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "command": sys.argv,
+        "rows": rows,
+    }
     for t in args.threads:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": str(t), "OMP_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t)}
-        cmd = [sys.executable, __file__, "--child", "--threads", str(t), "--systems", *args.systems, "--lmax",
-               *map(str, args.lmax), "--features", str(args.features), "--repeats", str(args.repeats),
-               "--n-points", str(args.n_points)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--threads",
+            str(t),
+            "--systems",
+            *args.systems,
+            "--lmax",
+            *map(str, args.lmax),
+            "--features",
+            str(args.features),
+            "--repeats",
+            str(args.repeats),
+            "--n-points",
+            str(args.n_points),
+        ]
         with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as proc:
             for line in proc.stdout:  # rows as they come (a long run shows progress)
                 if line.startswith("ROWS "):

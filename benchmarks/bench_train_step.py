@@ -17,6 +17,7 @@ Usage::
     python benchmarks/bench_train_step.py --nequip-python /path/to/venv/bin/python \
         --out benchmarks/results/train_step.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,9 +63,16 @@ def worker() -> None:
             z = np.load(req["path"])
             datas = []
             for k in range(int(z["n_frames"])):
-                d = from_dict({"pos": z[f"pos{k}"], "atom_types": z[f"types{k}"], "cell": np.zeros((3, 3)),
-                               "pbc": np.zeros(3, bool), "edge_index": z[f"edges{k}"],
-                               "edge_cell_shift": z[f"shifts{k}"]})
+                d = from_dict(
+                    {
+                        "pos": z[f"pos{k}"],
+                        "atom_types": z[f"types{k}"],
+                        "cell": np.zeros((3, 3)),
+                        "pbc": np.zeros(3, bool),
+                        "edge_index": z[f"edges{k}"],
+                        "edge_cell_shift": z[f"shifts{k}"],
+                    }
+                )
                 datas.append(_attach_labels(d, float(z[f"energy{k}"]), z[f"forces{k}"], np.full((3, 3), np.nan)))
             batches[req["key"]] = batch_of(datas)
         elif cmd == "step":
@@ -109,8 +117,16 @@ def child(args) -> list:
             graphs = [graph_from_atoms(a, kw["type_names"], kw["r_max"], with_labels=True) for a in frames]
             data = {"n_frames": len(graphs)}
             for k, g in enumerate(graphs):
-                data.update({f"pos{k}": g.pos, f"types{k}": g.atom_types, f"edges{k}": g.edge_index,
-                             f"shifts{k}": g.edge_shift, f"energy{k}": g.energy[0], f"forces{k}": g.forces})
+                data.update(
+                    {
+                        f"pos{k}": g.pos,
+                        f"types{k}": g.atom_types,
+                        f"edges{k}": g.edge_index,
+                        f"shifts{k}": g.edge_shift,
+                        f"energy{k}": g.energy[0],
+                        f"forces{k}": g.forces,
+                    }
+                )
             dpath = os.path.join(tmp, key + "-data.npz")
             np.savez(dpath, **data)
             nq(cmd="data", key=key, path=dpath)
@@ -131,14 +147,39 @@ def child(args) -> list:
                     times["numba"].append(dt)
                     times["nequip"].append(res["seconds"])
             med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-            row = dict(system=f"aspirin x {len(graphs)} frames", n_atoms=batch.n_atoms, n_edges=batch.n_edges,
-                       l_max=l_max, dtype=dtype, features=args.features, threads=args.threads, repeats=args.repeats,
-                       median_ms=med, all_ms={k: [1e3 * x for x in v] for k, v in times.items()},
-                       ratio_vs_nequip=med["numba"] / med["nequip"], first_step_loss=first_loss,
-                       first_step_loss_rel_diff=abs(first_loss["numba"] - first_loss["nequip"]) / abs(first_loss["nequip"]),
-                       peak_rss_mb_ours=peak_rss_mb(), peak_rss_mb_nequip=nq(cmd="threads", n=args.threads)["rss_mb"])
-            print(json.dumps({k: row[k] for k in ("l_max", "dtype", "threads", "median_ms", "ratio_vs_nequip",
-                                                  "first_step_loss_rel_diff")}), flush=True)
+            row = dict(
+                system=f"aspirin x {len(graphs)} frames",
+                n_atoms=batch.n_atoms,
+                n_edges=batch.n_edges,
+                l_max=l_max,
+                dtype=dtype,
+                features=args.features,
+                threads=args.threads,
+                repeats=args.repeats,
+                median_ms=med,
+                all_ms={k: [1e3 * x for x in v] for k, v in times.items()},
+                ratio_vs_nequip=med["numba"] / med["nequip"],
+                first_step_loss=first_loss,
+                first_step_loss_rel_diff=abs(first_loss["numba"] - first_loss["nequip"]) / abs(first_loss["nequip"]),
+                peak_rss_mb_ours=peak_rss_mb(),
+                peak_rss_mb_nequip=nq(cmd="threads", n=args.threads)["rss_mb"],
+            )
+            print(
+                json.dumps(
+                    {
+                        k: row[k]
+                        for k in (
+                            "l_max",
+                            "dtype",
+                            "threads",
+                            "median_ms",
+                            "ratio_vs_nequip",
+                            "first_step_loss_rel_diff",
+                        )
+                    }
+                ),
+                flush=True,
+            )
             rows.append(row)
     nq.close()
     return rows
@@ -148,8 +189,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--nequip-python", required="--worker" not in (argv or sys.argv),
-                   help="interpreter with torch + nequip 0.19.1")
+    p.add_argument(
+        "--nequip-python", required="--worker" not in (argv or sys.argv), help="interpreter with torch + nequip 0.19.1"
+    )
     p.add_argument("--lmax", nargs="+", type=int, default=[1, 2])
     p.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     p.add_argument("--features", type=int, default=32)
@@ -167,17 +209,37 @@ def main(argv=None):
     rows = []
     for n in args.threads_list:
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n), OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n))
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(n),
-               "--nequip-python", args.nequip_python, "--lmax", *map(str, args.lmax), "--dtypes", *args.dtypes,
-               "--features", str(args.features), "--frames", str(args.frames), "--repeats", str(args.repeats)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            "--threads",
+            str(n),
+            "--nequip-python",
+            args.nequip_python,
+            "--lmax",
+            *map(str, args.lmax),
+            "--dtypes",
+            *args.dtypes,
+            "--features",
+            str(args.features),
+            "--frames",
+            str(args.frames),
+            "--repeats",
+            str(args.repeats),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
         sys.stdout.write("".join(l + "\n" for l in proc.stdout.splitlines() if not l.startswith("ROWS ")))
         if proc.returncode:
             sys.stderr.write(proc.stderr[-4000:])
             raise SystemExit(f"child with {n} thread(s) failed")
         rows += json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("ROWS "))[5:])
-    result = {"benchmark": "train_step", "machine": machine(args), "rows": rows,
-              "load_average_at_end": list(os.getloadavg())}
+    result = {
+        "benchmark": "train_step",
+        "machine": machine(args),
+        "rows": rows,
+        "load_average_at_end": list(os.getloadavg()),
+    }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

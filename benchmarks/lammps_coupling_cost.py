@@ -22,6 +22,7 @@ Writes ``benchmarks/results/lammps_coupling_cost_np<ranks>[_<decomposition>].jso
 suffix only for ``--decomposition`` other than ``auto``). On several ranks ``n_computed_per_rank``
 is the number of atoms (owned + shell, ghost images included) each rank evaluates.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +40,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TYPES = ["H", "C", "O"]
-MODEL = dict(type_names=TYPES, r_max=2.6, num_layers=2, l_max=1, parity=True, num_features=4,
-             radial_mlp_depth=1, radial_mlp_width=8, num_bessels=6, polynomial_cutoff_p=6,
-             avg_num_neighbors=4.0, readout_mlp_hidden_layers_depth=1, readout_mlp_hidden_layers_width=4,
-             per_type_energy_shifts={"H": -13.1, "C": -1030.5, "O": -2040.2}, seed=0)
+MODEL = dict(
+    type_names=TYPES,
+    r_max=2.6,
+    num_layers=2,
+    l_max=1,
+    parity=True,
+    num_features=4,
+    radial_mlp_depth=1,
+    radial_mlp_width=8,
+    num_bessels=6,
+    polynomial_cutoff_p=6,
+    avg_num_neighbors=4.0,
+    readout_mlp_hidden_layers_depth=1,
+    readout_mlp_hidden_layers_width=4,
+    per_type_energy_shifts={"H": -13.1, "C": -1030.5, "O": -2040.2},
+    seed=0,
+)
 
 
 def crystal(repeat, seed=0):
@@ -59,9 +73,13 @@ def write_data(path, atoms):
     lines = ["LAMMPS data", "", f"{len(atoms)} atoms", f"{len(TYPES)} atom types", ""]
     lines += [f"0 {float(atoms.cell[k, k])!r} {a}lo {a}hi" for k, a in enumerate("xyz")]
     masses = {s: m for s, m in zip(atoms.get_chemical_symbols(), atoms.get_masses())}
-    lines += ["", "Masses", ""] + [f"{t} {float(masses[s])!r}" for t, s in enumerate(TYPES, 1)] + ["", "Atoms # atomic", ""]
-    lines += [f"{i} {TYPES.index(s) + 1} {x!r} {y!r} {z!r}"
-              for i, (s, (x, y, z)) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions.tolist()), 1)]
+    lines += (
+        ["", "Masses", ""] + [f"{t} {float(masses[s])!r}" for t, s in enumerate(TYPES, 1)] + ["", "Atoms # atomic", ""]
+    )
+    lines += [
+        f"{i} {TYPES.index(s) + 1} {x!r} {y!r} {z!r}"
+        for i, (s, (x, y, z)) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions.tolist()), 1)
+    ]
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -74,12 +92,15 @@ def lammps_run(atoms, model, steps, comm, workdir, decomposition="auto"):
     comm.barrier()
     inp = Path(workdir) / f"in_{len(atoms)}.lmp"
     if comm.rank == 0:
-        inp.write_text(f"units metal\natom_style atomic\natom_modify map array\nboundary p p p\nread_data {data}\n"
-                       "fix nequip all external pf/callback 1 1\nfix nve all nve\ntimestep 0.0005\n"
-                       "velocity all create 300 1 loop geom\nthermo 1000\nrun 2\n")  # run 2: warm-up
+        inp.write_text(
+            f"units metal\natom_style atomic\natom_modify map array\nboundary p p p\nread_data {data}\n"
+            "fix nequip all external pf/callback 1 1\nfix nve all nve\ntimestep 0.0005\n"
+            "velocity all create 300 1 loop geom\nthermo 1000\nrun 2\n"
+        )  # run 2: warm-up
     comm.barrier()
-    lmp, coupling = run_lammps(inp, model, TYPES, comm=comm, cmdargs=["-log", "none", "-screen", "none"],
-                               decomposition=decomposition)
+    lmp, coupling = run_lammps(
+        inp, model, TYPES, comm=comm, cmdargs=["-log", "none", "-screen", "none"], decomposition=decomposition
+    )
     coupling.timings.update(calls=0, callback_s=0.0, model_s=0.0)
     comm.barrier()
     t0 = time.perf_counter()
@@ -87,10 +108,15 @@ def lammps_run(atoms, model, steps, comm, workdir, decomposition="auto"):
     wall = time.perf_counter() - t0
     coupling.raise_pending()
     t = coupling.timings
-    out = {"wall_ms": 1e3 * wall / steps, "callback_ms": 1e3 * t["callback_s"] / t["calls"],
-           "model_ms": 1e3 * t["model_s"] / t["calls"], "calls": t["calls"],
-           "n_computed": coupling.last["n_computed"], "lammps_version": lmp.version(),
-           "decomposition": coupling.decomposition}
+    out = {
+        "wall_ms": 1e3 * wall / steps,
+        "callback_ms": 1e3 * t["callback_s"] / t["calls"],
+        "model_ms": 1e3 * t["model_s"] / t["calls"],
+        "calls": t["calls"],
+        "n_computed": coupling.last["n_computed"],
+        "lammps_version": lmp.version(),
+        "decomposition": coupling.decomposition,
+    }
     out["coupling_ms"] = out["callback_ms"] - out["model_ms"]
     out["lammps_ms"] = out["wall_ms"] - out["callback_ms"]
     lmp.close()
@@ -145,7 +171,11 @@ def main(argv=None):
         for size in args.sizes.split(","):
             repeat = tuple(int(k) for k in size.split("x"))
             atoms = crystal(repeat)
-            row = {"atoms": len(atoms), "repeat": size, **lammps_run(atoms, model, args.steps, comm, workdir, args.decomposition)}
+            row = {
+                "atoms": len(atoms),
+                "repeat": size,
+                **lammps_run(atoms, model, args.steps, comm, workdir, args.decomposition),
+            }
             if comm.size > 1:
                 row["n_computed_per_rank"] = [int(v) for v in comm.allgatherv(np.array([row.pop("n_computed")]))[0]]
             if comm.rank == 0:
@@ -158,13 +188,22 @@ def main(argv=None):
         import importlib.metadata as md
 
         result = {
-            "benchmark": "lammps_coupling_cost", "ranks": comm.size, "steps": args.steps, "model": MODEL,
-            "backend": "numpy", "dtype": "float64", "rows": rows,
-            "versions": {name: md.version(name) for name in ("lammps", "mpich", "numpy", "numba")
-                         if _installed(md, name)} | ({"mpi4py": md.version("mpi4py")} if _installed(md, "mpi4py") else {}),
+            "benchmark": "lammps_coupling_cost",
+            "ranks": comm.size,
+            "steps": args.steps,
+            "model": MODEL,
+            "backend": "numpy",
+            "dtype": "float64",
+            "rows": rows,
+            "versions": {
+                name: md.version(name) for name in ("lammps", "mpich", "numpy", "numba") if _installed(md, name)
+            }
+            | ({"mpi4py": md.version("mpi4py")} if _installed(md, "mpi4py") else {}),
             "lammps_version": rows[0]["lammps_version"],
-            "mpich_library": str(mpich_library()).replace(sys.prefix, "<venv>"), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "python": platform.python_version(),
+            "mpich_library": str(mpich_library()).replace(sys.prefix, "<venv>"),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
             "threads": {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         }
         suffix = "" if args.decomposition == "auto" else f"_{args.decomposition}"

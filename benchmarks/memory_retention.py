@@ -10,6 +10,7 @@ Usage::
     NUMBA_NUM_THREADS=2 python benchmarks/memory_retention.py --lmax 1 --threads 2
     NUMBA_NUM_THREADS=2 python benchmarks/memory_retention.py --lmax 1 --threads 2 --retain
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,19 @@ def main() -> None:
 
     numba.set_num_threads(args.threads)
     atoms, types, avg = structure(args.system)
-    model = NequIPModel(backend="numba", seed=123, type_names=types, r_max=5.0, l_max=args.lmax, num_layers=4,
-                        num_features=32, radial_mlp_depth=1, radial_mlp_width=128, num_bessels=8,
-                        avg_num_neighbors=avg)
+    model = NequIPModel(
+        backend="numba",
+        seed=123,
+        type_names=types,
+        r_max=5.0,
+        l_max=args.lmax,
+        num_layers=4,
+        num_features=32,
+        radial_mlp_depth=1,
+        radial_mlp_width=128,
+        num_bessels=8,
+        avg_num_neighbors=avg,
+    )
     graph = graph_from_atoms(atoms, types, 5.0)
     applied = retain_freed_memory() if args.retain else False
     model.compute(graph)
@@ -50,10 +61,22 @@ def main() -> None:
         model.compute(graph)
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     n = args.calls
-    print(json.dumps({"system": args.system, "l_max": args.lmax, "threads": args.threads, "calls": n,
-                      "retain_freed_memory": applied, "wall_s_per_call": (t1 - t0) / n,
-                      "user_s_per_call": (r1.ru_utime - r0.ru_utime) / n, "sys_s_per_call": (r1.ru_stime - r0.ru_stime) / n,
-                      "minor_faults_per_call": (r1.ru_minflt - r0.ru_minflt) / n, "peak_rss_mb": r1.ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "system": args.system,
+                "l_max": args.lmax,
+                "threads": args.threads,
+                "calls": n,
+                "retain_freed_memory": applied,
+                "wall_s_per_call": (t1 - t0) / n,
+                "user_s_per_call": (r1.ru_utime - r0.ru_utime) / n,
+                "sys_s_per_call": (r1.ru_stime - r0.ru_stime) / n,
+                "minor_faults_per_call": (r1.ru_minflt - r0.ru_minflt) / n,
+                "peak_rss_mb": r1.ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

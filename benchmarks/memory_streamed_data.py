@@ -24,6 +24,7 @@ acceptance number (≥ 0.9), peak RSS of ``streamed`` the other (≤ 2 GB).
 machine too loaded to generate and neighbour-list every frame in reasonable time); training still
 reads shuffled batches from all ``frames`` positions of the store.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SOURCE = os.path.join(ROOT, "examples", "aspirin", "aspirin_xtb_300.extxyz")
 TYPES = ["H", "C", "O"]
-MODEL = dict(type_names=TYPES, r_max=4.0, num_layers=3, l_max=1, num_features=16, radial_mlp_width=32,
-             avg_num_neighbors=10.0, per_type_energy_shifts={"H": -13.0, "C": -100.0, "O": -60.0}, seed=1)
+MODEL = dict(
+    type_names=TYPES,
+    r_max=4.0,
+    num_layers=3,
+    l_max=1,
+    num_features=16,
+    radial_mlp_width=32,
+    avg_num_neighbors=10.0,
+    per_type_energy_shifts={"H": -13.0, "C": -100.0, "O": -60.0},
+    seed=1,
+)
 
 
 def peak_rss_mb() -> float:
@@ -54,9 +64,13 @@ def random_rotation(rng):
     w, x, y, z = rng.standard_normal(4)
     n = np.sqrt(w * w + x * x + y * y + z * z)
     w, x, y, z = w / n, x / n, y / n, z / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def synthetic_frames(n, seed=0):
@@ -66,8 +80,9 @@ def synthetic_frames(n, seed=0):
     from ase.io import read
 
     pool = read(SOURCE, ":")
-    mols = [(a.numbers.copy(), a.positions - a.positions.mean(0), a.get_potential_energy(), a.get_forces())
-            for a in pool]
+    mols = [
+        (a.numbers.copy(), a.positions - a.positions.mean(0), a.get_potential_energy(), a.get_forces()) for a in pool
+    ]
     rng = np.random.default_rng(seed)
     for _ in range(n):
         numbers, pos, forces, energy = [], [], [], 0.0
@@ -112,15 +127,28 @@ def phase_make(a) -> dict:
     from nequip_np.data.store import FrameStore, write_store
 
     t0 = time.perf_counter()
-    store = write_store(synthetic_frames(a.frames // a.tile), a.store,
-                        r_max=MODEL["r_max"] if a.cache_edges else None, overwrite=True, progress=False)
+    store = write_store(
+        synthetic_frames(a.frames // a.tile),
+        a.store,
+        r_max=MODEL["r_max"] if a.cache_edges else None,
+        overwrite=True,
+        progress=False,
+    )
     if a.tile > 1:
         tile_store(a.store, a.tile)
         store = FrameStore(a.store)
     size = sum(os.path.getsize(os.path.join(a.store, f)) for f in os.listdir(a.store))
-    return {"phase": "make", "frames": len(store), "distinct_frames": a.frames // a.tile, "atoms": store.n_atoms, "seconds": time.perf_counter() - t0,
-            "store_mb": size / 2**20, "atoms_per_frame": store.meta["atoms_per_frame"],
-            "cached_edges": store.meta["edges"], "peak_rss_mb": peak_rss_mb()}
+    return {
+        "phase": "make",
+        "frames": len(store),
+        "distinct_frames": a.frames // a.tile,
+        "atoms": store.n_atoms,
+        "seconds": time.perf_counter() - t0,
+        "store_mb": size / 2**20,
+        "atoms_per_frame": store.meta["atoms_per_frame"],
+        "cached_edges": store.meta["edges"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def _train_steps(dataset, a) -> dict:
@@ -136,7 +164,7 @@ def _train_steps(dataset, a) -> dict:
     coeffs = LossCoefficients(1.0, 1.0, 0.0)
     batches = iterate_batches(dataset, a.batch_size, shuffle=True, rng=np.random.default_rng(5))
     times, data_times, atoms = [], [], []
-    for step in range(a.warmup + a.steps):
+    for _step in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         batch = next(batches)
         t1 = time.perf_counter()
@@ -145,14 +173,19 @@ def _train_steps(dataset, a) -> dict:
         times.append(time.perf_counter() - t0)
         data_times.append(t1 - t0)
         atoms.append(batch.n_atoms)
-    run, n, dt = times[a.warmup:], atoms[a.warmup:], data_times[a.warmup:]
+    run, n, dt = times[a.warmup :], atoms[a.warmup :], data_times[a.warmup :]
     # batches hold 21-420 atoms: atoms per second compares the paths fairly, steps per second does not;
     # data_fraction (batch assembly / step) is the part of the step the data path is responsible for,
     # and is far less sensitive to other jobs on the machine than the step time itself
-    return {"steps": a.steps, "seconds": float(np.sum(run)), "steps_per_s": a.steps / float(np.sum(run)),
-            "atoms_per_s": float(np.sum(n)) / float(np.sum(run)), "median_step_s": float(np.median(run)),
-            "data_seconds_per_atom": float(np.sum(dt)) / float(np.sum(n)),
-            "data_fraction": float(np.sum(dt)) / float(np.sum(run))}
+    return {
+        "steps": a.steps,
+        "seconds": float(np.sum(run)),
+        "steps_per_s": a.steps / float(np.sum(run)),
+        "atoms_per_s": float(np.sum(n)) / float(np.sum(run)),
+        "median_step_s": float(np.median(run)),
+        "data_seconds_per_atom": float(np.sum(dt)) / float(np.sum(n)),
+        "data_fraction": float(np.sum(dt)) / float(np.sum(run)),
+    }
 
 
 def phase_streamed(a) -> dict:
@@ -163,8 +196,13 @@ def phase_streamed(a) -> dict:
     t0 = time.perf_counter()
     stats = streaming_statistics(data, TYPES)
     t_stats = time.perf_counter() - t0
-    out = {"phase": "streamed", "frames": len(data), "cached_edges": data.store.edges_cached_for(MODEL["r_max"], None),
-           "stats_seconds": t_stats, "num_neighbors_mean": stats["num_neighbors_mean"]}
+    out = {
+        "phase": "streamed",
+        "frames": len(data),
+        "cached_edges": data.store.edges_cached_for(MODEL["r_max"], None),
+        "stats_seconds": t_stats,
+        "num_neighbors_mean": stats["num_neighbors_mean"],
+    }
     out.update(_train_steps(data, a))
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -188,8 +226,13 @@ def phase_memory(a) -> dict:
     t_build = time.perf_counter() - t0
     gc.collect()
     held = current_rss_mb() - base  # the frames (ase.Atoms) and their graphs, as the trainer holds them
-    out = {"phase": "memory", "frames": len(data), "build_seconds": t_build, "dataset_rss_mb": held,
-           "rss_mb_per_1e5_frames_extrapolated": held / len(data) * 1e5}
+    out = {
+        "phase": "memory",
+        "frames": len(data),
+        "build_seconds": t_build,
+        "dataset_rss_mb": held,
+        "rss_mb_per_1e5_frames_extrapolated": held / len(data) * 1e5,
+    }
     out.update(_train_steps(data, a))
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -201,9 +244,9 @@ def child(a) -> None:
 
 
 def run_phase(phase, a) -> dict:
-    cmd = [sys.executable, __file__, "--phase", phase] + [x for k, v in vars(a).items()
-                                                          if k not in ("phase", "output", "repeats")
-                                                          for x in _flag(k, v)]
+    cmd = [sys.executable, __file__, "--phase", phase] + [
+        x for k, v in vars(a).items() if k not in ("phase", "output", "repeats") for x in _flag(k, v)
+    ]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -230,20 +273,28 @@ def summarize(rows) -> dict:
     distribution and differ only in batch assembly; with m the fastest model time per atom seen in any
     phase and d the batch-assembly time per atom of each path, (m + d_memory) / (m + d_streamed).
     """
-    best = {ph: max((r for r in rows if r["phase"] == ph), key=lambda r: r["atoms_per_s"])
-            for ph in ("memory", "streamed")}
+    best = {
+        ph: max((r for r in rows if r["phase"] == ph), key=lambda r: r["atoms_per_s"]) for ph in ("memory", "streamed")
+    }
     out = {}
     timed = [r for r in rows if "data_seconds_per_atom" in r]
     if timed:
         d = {ph: min(r["data_seconds_per_atom"] for r in timed if r["phase"] == ph) for ph in ("memory", "streamed")}
         m = min(1.0 / r["atoms_per_s"] - r["data_seconds_per_atom"] for r in timed)
-        out = {"throughput_ratio_from_data_time": (m + d["memory"]) / (m + d["streamed"]),
-               "model_seconds_per_atom": m, "data_seconds_per_atom": d}
-    return {**out, "throughput_ratio_streamed_over_memory": best["streamed"]["atoms_per_s"] / best["memory"]["atoms_per_s"],
-            "best_atoms_per_s": {ph: r["atoms_per_s"] for ph, r in best.items()},
-            "streamed_peak_rss_mb": max(r["peak_rss_mb"] for r in rows if r["phase"] == "streamed"),
-            "memory_rss_mb_per_1e5_frames_extrapolated": max(r["rss_mb_per_1e5_frames_extrapolated"]
-                                                             for r in rows if r["phase"] == "memory")}
+        out = {
+            "throughput_ratio_from_data_time": (m + d["memory"]) / (m + d["streamed"]),
+            "model_seconds_per_atom": m,
+            "data_seconds_per_atom": d,
+        }
+    return {
+        **out,
+        "throughput_ratio_streamed_over_memory": best["streamed"]["atoms_per_s"] / best["memory"]["atoms_per_s"],
+        "best_atoms_per_s": {ph: r["atoms_per_s"] for ph, r in best.items()},
+        "streamed_peak_rss_mb": max(r["peak_rss_mb"] for r in rows if r["phase"] == "streamed"),
+        "memory_rss_mb_per_1e5_frames_extrapolated": max(
+            r["rss_mb_per_1e5_frames_extrapolated"] for r in rows if r["phase"] == "memory"
+        ),
+    }
 
 
 def main() -> None:
@@ -257,9 +308,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="alternate memory/streamed runs; best of each")
     p.add_argument("--workdir", default=os.path.join(ROOT, "benchmarks", "_streamed_work"))
     p.add_argument("--cache-edges", action="store_true", help="cache neighbour lists in the store")
-    p.add_argument("--tile", type=int, default=1,
-                   help="generate frames/tile distinct frames and repeat them tile times (a machine too "
-                        "loaded to generate every frame; the streamed reads still span the whole store)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=1,
+        help="generate frames/tile distinct frames and repeat them tile times (a machine too "
+        "loaded to generate every frame; the streamed reads still span the whole store)",
+    )
     p.add_argument("--output", default=os.path.join(HERE, "results", "memory_streamed_data.json"))
     p.add_argument("--summarize", help="recompute the summary of an existing result JSON and exit")
     p.add_argument("--phase", help=argparse.SUPPRESS)
@@ -282,8 +337,17 @@ def main() -> None:
         rows.append(run_phase("memory", a))
         rows.append(run_phase("streamed", a))
     summary = summarize(rows)
-    summary.update({"frames": a.frames, "tile": a.tile, "cache_edges": a.cache_edges, "backend": a.backend,
-                    "batch_size": a.batch_size, "model": MODEL, "cpu_count": os.cpu_count()})
+    summary.update(
+        {
+            "frames": a.frames,
+            "tile": a.tile,
+            "cache_edges": a.cache_edges,
+            "backend": a.backend,
+            "batch_size": a.batch_size,
+            "model": MODEL,
+            "cpu_count": os.cpu_count(),
+        }
+    )
     print(json.dumps(summary, indent=1))
     os.makedirs(os.path.dirname(a.output), exist_ok=True)
     with open(a.output, "w") as fh:

@@ -9,6 +9,7 @@ process instead of the machine.
 
     python benchmarks/memory_train_step.py --nequip-python /path/to/torch-env/bin/python
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,19 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-KW = dict(type_names=["Cu"], r_max=5.0, l_max=2, num_layers=4, num_features=32, radial_mlp_depth=1,
-          radial_mlp_width=128, num_bessels=8, avg_num_neighbors=43.0, model_dtype="float64", seed=1)
+KW = dict(
+    type_names=["Cu"],
+    r_max=5.0,
+    l_max=2,
+    num_layers=4,
+    num_features=32,
+    radial_mlp_depth=1,
+    radial_mlp_width=128,
+    num_bessels=8,
+    avg_num_neighbors=43.0,
+    model_dtype="float64",
+    seed=1,
+)
 
 
 def structure(rep):
@@ -52,8 +64,14 @@ def ours(rep, backend):
     t = time.perf_counter()
     loss, _, grads, _ = loss_and_grad(model, g, LossCoefficients(1.0, 1.0, 0.0))
     opt.step(grads)
-    return dict(impl=f"nequip_np ({backend})", n_atoms=g.n_atoms, n_edges=g.n_edges, seconds=time.perf_counter() - t,
-                loss=loss, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return dict(
+        impl=f"nequip_np ({backend})",
+        n_atoms=g.n_atoms,
+        n_edges=g.n_edges,
+        seconds=time.perf_counter() - t,
+        loss=loss,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
 
 
 def official(rep, cap_gb):
@@ -69,8 +87,14 @@ def official(rep, cap_gb):
     atoms, energy, forces = structure(rep)
     kw = {k: v for k, v in KW.items() if k != "seed"}
     model = NequIPGNNModel(seed=1, **kw)
-    data = from_dict({"pos": atoms.positions.astype(np.float64), "atom_types": np.zeros(len(atoms), np.int64),
-                      "cell": np.asarray(atoms.cell.array, dtype=np.float64), "pbc": np.ones(3, dtype=bool)})
+    data = from_dict(
+        {
+            "pos": atoms.positions.astype(np.float64),
+            "atom_types": np.zeros(len(atoms), np.int64),
+            "cell": np.asarray(atoms.cell.array, dtype=np.float64),
+            "pbc": np.ones(3, dtype=bool),
+        }
+    )
     data = NeighborListTransform(r_max=5.0, type_names=["Cu"])(data)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -87,9 +111,16 @@ def official(rep, cap_gb):
     except (MemoryError, RuntimeError) as exc:
         status = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
         loss = float("nan")
-    return dict(impl="official nequip 0.19.1", n_atoms=len(atoms), n_edges=int(data["edge_index"].shape[1]),
-                seconds=time.perf_counter() - t, loss=float(loss), status=status, cap_gb=cap_gb,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return dict(
+        impl="official nequip 0.19.1",
+        n_atoms=len(atoms),
+        n_edges=int(data["edge_index"].shape[1]),
+        seconds=time.perf_counter() - t,
+        loss=float(loss),
+        status=status,
+        cap_gb=cap_gb,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
 
 
 def main():
@@ -108,12 +139,25 @@ def main():
     rows = []
     jobs = [(sys.executable, "ours")] + ([(a.nequip_python, "official")] if a.nequip_python else [])
     for python, which in jobs:
-        cmd = [python, os.path.abspath(__file__), "--child", which, "--rep", str(a.rep), "--backend", a.backend,
-               "--cap-gb", str(a.cap_gb)]
+        cmd = [
+            python,
+            os.path.abspath(__file__),
+            "--child",
+            which,
+            "--rep",
+            str(a.rep),
+            "--backend",
+            a.backend,
+            "--cap-gb",
+            str(a.cap_gb),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        rows.append(json.loads(line[0][7:]) if line else dict(impl=which, status=f"process failed (code {proc.returncode})",
-                                                               stderr=proc.stderr[-1500:]))
+        rows.append(
+            json.loads(line[0][7:])
+            if line
+            else dict(impl=which, status=f"process failed (code {proc.returncode})", stderr=proc.stderr[-1500:])
+        )
         print(rows[-1], flush=True)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as fh:

@@ -20,11 +20,12 @@ Usage::
 
 Targets (docs/md.md): |drift| < 0.1 meV/atom/ps, fluctuation RMS < 1 meV/atom.
 """
+
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import platform
 import sys
 import time
@@ -33,22 +34,40 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ASPIRIN_XTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "aspirin_xtb_500K.extxyz"))
+DATA = Path(
+    os.environ.get("ASPIRIN_XTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "aspirin_xtb_500K.extxyz")
+)
 
 #: the model: examples/aspirin/train.yaml with 500 training frames, 8 epochs and a shorter EMA (what fits a shared 2-core machine)
 TRAIN_CONFIG = {
     "run_name": "nve_aspirin",
     "model": {
-        "type_names": ["H", "C", "O"], "r_max": 4.0, "num_layers": 3, "l_max": 1, "parity": True,
-        "num_features": 16, "radial_mlp_depth": 1, "radial_mlp_width": 32, "num_bessels": 8,
-        "polynomial_cutoff_p": 6, "avg_num_neighbors": "auto", "per_type_energy_shifts": "least_squares",
-        "per_type_energy_scales": "auto", "model_dtype": "float64", "seed": 0,
+        "type_names": ["H", "C", "O"],
+        "r_max": 4.0,
+        "num_layers": 3,
+        "l_max": 1,
+        "parity": True,
+        "num_features": 16,
+        "radial_mlp_depth": 1,
+        "radial_mlp_width": 32,
+        "num_bessels": 8,
+        "polynomial_cutoff_p": 6,
+        "avg_num_neighbors": "auto",
+        "per_type_energy_shifts": "least_squares",
+        "per_type_energy_scales": "auto",
+        "model_dtype": "float64",
+        "seed": 0,
     },
     "data": {"path": str(DATA), "train": 500, "val": 50, "test": 100, "split_seed": 1},
     "training": {
-        "learning_rate": 0.01, "batch_size": 5, "max_epochs": 8, "ema_decay": 0.99,
+        "learning_rate": 0.01,
+        "batch_size": 5,
+        "max_epochs": 8,
+        "ema_decay": 0.99,
         "scheduler": {"factor": 0.6, "patience": 5, "threshold": 0.2, "min_lr": 1.0e-6},
-        "early_stopping": None, "loss_coeffs": {"per_atom_energy": 1.0, "forces": 1.0}, "seed": 0,
+        "early_stopping": None,
+        "loss_coeffs": {"per_atom_energy": 1.0, "forces": 1.0},
+        "seed": 0,
         "backend": "numpy",
     },
 }
@@ -125,22 +144,34 @@ def run_nve(model_path: Path, out: Path, steps: int, dt_fs: float, frame: int, s
     atoms.set_momenta(momenta)
     dyn = VelocityVerlet(atoms, timestep=dt_fs * units.fs)
     rows = []
-    info = {"backend": backend, "steps_requested": steps, "timestep_fs": dt_fs, "frame": frame,
-            "sample_interval": sample}
+    info = {
+        "backend": backend,
+        "steps_requested": steps,
+        "timestep_fs": dt_fs,
+        "frame": frame,
+        "sample_interval": sample,
+    }
     t0 = time.perf_counter()
 
     def save():
         np.save(out / "nve_aspirin_energies.npy", np.array(rows))
-        info.update(steps=dyn.nsteps, wall_seconds=time.perf_counter() - t0, neighbour_list_builds=calc.nl_builds,
-                    force_evaluations=calc.n_calculations)
+        info.update(
+            steps=dyn.nsteps,
+            wall_seconds=time.perf_counter() - t0,
+            neighbour_list_builds=calc.nl_builds,
+            force_evaluations=calc.n_calculations,
+        )
         (out / "nve_run.json").write_text(json.dumps(info, indent=2))
 
     def record():
         rows.append((dyn.nsteps * dt_fs, atoms.get_potential_energy(), atoms.get_kinetic_energy()))
         if len(rows) % (1600 // sample) == 1 and len(rows) > 1:
             save()
-            print(f"step {dyn.nsteps:6d}  t={dyn.nsteps * dt_fs / 1000:.3f} ps  "
-                  f"Etot={rows[-1][1] + rows[-1][2]:.6f} eV  {time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                f"step {dyn.nsteps:6d}  t={dyn.nsteps * dt_fs / 1000:.3f} ps  "
+                f"Etot={rows[-1][1] + rows[-1][2]:.6f} eV  {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
 
     dyn.attach(record, interval=sample)
     dyn.run(steps)
@@ -179,14 +210,22 @@ def plot(rows: np.ndarray, n_atoms: int, stats: dict, path: Path) -> None:
     ax[0].set_ylabel("meV/atom")
     ax[0].legend(loc="upper right", fontsize=8)
     ax[1].plot(t_ps, (rows[:, 1] + rows[:, 2] - e0) / n_atoms * 1e3, lw=0.6, color="k")
-    ax[1].plot(t_ps, stats["drift_meV_per_atom_per_ps"] * t_ps + np.polyval(
-        np.polyfit(t_ps, (rows[:, 1] + rows[:, 2] - e0) / n_atoms * 1e3, 1), 0.0), "r--", lw=1,
-        label=f"fit: {stats['drift_meV_per_atom_per_ps']:+.4f} meV/atom/ps")
+    ax[1].plot(
+        t_ps,
+        stats["drift_meV_per_atom_per_ps"] * t_ps
+        + np.polyval(np.polyfit(t_ps, (rows[:, 1] + rows[:, 2] - e0) / n_atoms * 1e3, 1), 0.0),
+        "r--",
+        lw=1,
+        label=f"fit: {stats['drift_meV_per_atom_per_ps']:+.4f} meV/atom/ps",
+    )
     ax[1].set_ylabel("E_tot − E_tot(0) (meV/atom)")
     ax[1].set_xlabel("time (ps)")
     ax[1].legend(loc="upper right", fontsize=8)
-    ax[0].set_title(f"aspirin NVE, {stats['timestep_fs']} fs, {stats['steps']} steps, float64: "
-                    f"RMS {stats['fluctuation_rms_meV_per_atom']:.3f} meV/atom", fontsize=9)
+    ax[0].set_title(
+        f"aspirin NVE, {stats['timestep_fs']} fs, {stats['steps']} steps, float64: "
+        f"RMS {stats['fluctuation_rms_meV_per_atom']:.3f} meV/atom",
+        fontsize=9,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -221,21 +260,46 @@ def main(argv=None) -> int:
     stats = analyse(rows, 21)
     summary = json.loads((out / "train_summary.json").read_text()) if (out / "train_summary.json").exists() else {}
     result = {
-        "benchmark": "nve_aspirin", "system": "aspirin C9H8O4 (21 atoms), GFN2-xTB 500 K data",
-        "dtype": "float64", "integrator": "VelocityVerlet", "start": f"dataset frame {info['frame']} with its momenta",
-        **{k: info[k] for k in ("steps", "steps_requested", "timestep_fs", "backend", "sample_interval",
-                                "wall_seconds", "neighbour_list_builds", "force_evaluations")},
+        "benchmark": "nve_aspirin",
+        "system": "aspirin C9H8O4 (21 atoms), GFN2-xTB 500 K data",
+        "dtype": "float64",
+        "integrator": "VelocityVerlet",
+        "start": f"dataset frame {info['frame']} with its momenta",
+        **{
+            k: info[k]
+            for k in (
+                "steps",
+                "steps_requested",
+                "timestep_fs",
+                "backend",
+                "sample_interval",
+                "wall_seconds",
+                "neighbour_list_builds",
+                "force_evaluations",
+            )
+        },
         **stats,
         "targets": {"drift_meV_per_atom_per_ps": 0.1, "fluctuation_rms_meV_per_atom": 1.0},
-        "model": {"config": TRAIN_CONFIG["model"], "train_frames": TRAIN_CONFIG["data"]["train"],
-                  "training": TRAIN_CONFIG["training"],
-                  "epochs": summary.get("epochs"), "test": summary.get("test")},
+        "model": {
+            "config": TRAIN_CONFIG["model"],
+            "train_frames": TRAIN_CONFIG["data"]["train"],
+            "training": TRAIN_CONFIG["training"],
+            "epochs": summary.get("epochs"),
+            "test": summary.get("test"),
+        },
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
     }
     Path(args.results).write_text(json.dumps(result, indent=2, default=float))
     plot(rows, 21, result, Path(args.figure))
-    print(json.dumps({k: result[k] for k in ("simulated_ps", "drift_meV_per_atom_per_ps",
-                                              "fluctuation_rms_meV_per_atom", "wall_seconds")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("simulated_ps", "drift_meV_per_atom_per_ps", "fluctuation_rms_meV_per_atom", "wall_seconds")
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

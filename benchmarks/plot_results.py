@@ -1,7 +1,8 @@
 """Figures for docs/benchmarks.md from benchmarks/results/*.json (matplotlib).
 
-    python benchmarks/plot_results.py
+python benchmarks/plot_results.py
 """
+
 from __future__ import annotations
 
 import json

@@ -26,6 +26,7 @@ Usage::
     python benchmarks/profile_train_step.py --threads 1 --lmax 2 --features 32 \
         --out benchmarks/results/profile_train_step.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,6 +105,7 @@ def _wrap(fn, name, rec):
         res = out[0] if isinstance(out, tuple) and len(out) == 2 and name.endswith("forward") else out
         rec.add(name, dt, sum(_nbytes(x) for x in a) + _nbytes(res))
         return out
+
     return timed
 
 
@@ -139,7 +141,7 @@ def flop_counts(model, n_atoms: int, n_edges: int) -> dict:
     fw = defaultdict(float)
     for layer in model.plan.layers:
         for lin in (layer.linear_1, layer.linear_2):
-            for (i, o, _w) in lin.paths:
+            for i, o, _w in lin.paths:
                 bi, bo = lin.bin[i], lin.bout[o]
                 fw["linear"] += 2.0 * n_atoms * bi.mul * bo.mul * bi.dim
         dims = layer.radial_dims
@@ -151,7 +153,7 @@ def flop_counts(model, n_atoms: int, n_edges: int) -> dict:
             fw["tp_conv"] += n_edges * (2.0 * l1 * l2 * l3 + 2.0 * mul * l1 * l3 + 2.0 * mul * l3)
         sc = layer.self_connection
         if sc is not None:
-            for (i, o, _w) in sc.paths:
+            for i, o, _w in sc.paths:
                 bi, bo = blocks(sc.irreps_in)[i], blocks(sc.irreps_out)[o]
                 # the kernel first contracts the one-hot species row with the weights (per species),
                 # then applies one (mul_in × mul_out) map per atom
@@ -179,9 +181,17 @@ def run(args) -> dict:
     frames = read(ASPIRIN, index=f":{args.frames + args.val_frames}")
     types = ["H", "C", "O"]
     graphs = [graph_from_atoms(a, types, 5.0, with_labels=True) for a in frames]
-    train_g, val_g = graphs[:args.frames], graphs[args.frames:]
-    model = NequIPModel(backend="numba", type_names=types, r_max=5.0, num_layers=args.layers, l_max=args.lmax,
-                        num_features=args.features, avg_num_neighbors=20.0, seed=0)
+    train_g, val_g = graphs[: args.frames], graphs[args.frames :]
+    model = NequIPModel(
+        backend="numba",
+        type_names=types,
+        r_max=5.0,
+        num_layers=args.layers,
+        l_max=args.lmax,
+        num_features=args.features,
+        avg_num_neighbors=20.0,
+        seed=0,
+    )
     opt = Adam(model.params, lr=1e-4)
     ema = EMA(model.params, decay=0.99)
     coeffs = L.LossCoefficients(1.0, 1.0, 0.0)
@@ -233,7 +243,7 @@ def run(args) -> dict:
         rec.phase = f"validation(bs={batch_size})"
         t = time.perf_counter()
         for s in range(0, len(val_g), batch_size):
-            b = batch_graphs(val_g[s:s + batch_size])
+            b = batch_graphs(val_g[s : s + batch_size])
             model.compute(b, params=ema.params)
         return time.perf_counter() - t
 
@@ -263,21 +273,42 @@ def run(args) -> dict:
             f = base * (4.0 if ph.startswith("c_") else 1.0)
         if ph.startswith("validation"):
             continue
-        ops_rows.append(dict(phase=ph, op=name, calls_per_step=calls / R, ms=1e3 * sec / R, mflop=f / 1e6,
-                             mbyte=nb / R / 1e6, floor_ms=1e3 * max(f / gemm, nb / R / bw)))
+        ops_rows.append(
+            dict(
+                phase=ph,
+                op=name,
+                calls_per_step=calls / R,
+                ms=1e3 * sec / R,
+                mflop=f / 1e6,
+                mbyte=nb / R / 1e6,
+                floor_ms=1e3 * max(f / gemm, nb / R / bw),
+            )
+        )
     phase_ms = {k: 1e3 * statistics.median(v) for k, v in phases.items()}
     step_ms = sum(phase_ms.values())
     flops_total = sum(r["mflop"] for r in ops_rows) * 1e6
     bytes_total = sum(r["mbyte"] for r in ops_rows) * 1e6
-    out = dict(benchmark="profile_train_step", threads=args.threads, low_memory_forced=args.low_memory,
-               l_max=args.lmax, features=args.features,
-               layers=args.layers, frames=args.frames, n_atoms=g.n_atoms, n_edges=g.n_edges,
-               gemm_gflops=gemm / 1e9, bandwidth_gbs=bw / 1e9, phase_median_ms=phase_ms, step_ms=step_ms,
-               step_gflop=flops_total / 1e9, step_floor_ms=1e3 * max(flops_total / gemm, bytes_total / bw),
-               kernel_ms_per_step=sum(r["ms"] for r in ops_rows),
-               validation_ms={f"{args.val_frames} frames, batch {bs}": 1e3 * statistics.median(v)
-                              for bs, v in vals.items()},
-               ops=ops_rows, load_average=list(os.getloadavg()))
+    out = dict(
+        benchmark="profile_train_step",
+        threads=args.threads,
+        low_memory_forced=args.low_memory,
+        l_max=args.lmax,
+        features=args.features,
+        layers=args.layers,
+        frames=args.frames,
+        n_atoms=g.n_atoms,
+        n_edges=g.n_edges,
+        gemm_gflops=gemm / 1e9,
+        bandwidth_gbs=bw / 1e9,
+        phase_median_ms=phase_ms,
+        step_ms=step_ms,
+        step_gflop=flops_total / 1e9,
+        step_floor_ms=1e3 * max(flops_total / gemm, bytes_total / bw),
+        kernel_ms_per_step=sum(r["ms"] for r in ops_rows),
+        validation_ms={f"{args.val_frames} frames, batch {bs}": 1e3 * statistics.median(v) for bs, v in vals.items()},
+        ops=ops_rows,
+        load_average=list(os.getloadavg()),
+    )
     return out
 
 
@@ -288,20 +319,29 @@ def _machine() -> dict:
 
 
 def table(res: dict, top: int = 25) -> str:
-    lines = [f"threads {res['threads']}, l_max {res['l_max']}, {res['features']} features, {res['layers']} layers, "
-             f"{res['frames']} frames ({res['n_atoms']} atoms, {res['n_edges']} edges); GEMM "
-             f"{res['gemm_gflops']:.1f} GFLOP/s, bandwidth {res['bandwidth_gbs']:.1f} GB/s",
-             "", "| pass | median ms |", "|---|---:|"]
+    lines = [
+        f"threads {res['threads']}, l_max {res['l_max']}, {res['features']} features, {res['layers']} layers, "
+        f"{res['frames']} frames ({res['n_atoms']} atoms, {res['n_edges']} edges); GEMM "
+        f"{res['gemm_gflops']:.1f} GFLOP/s, bandwidth {res['bandwidth_gbs']:.1f} GB/s",
+        "",
+        "| pass | median ms |",
+        "|---|---:|",
+    ]
     lines += [f"| {k} | {v:.2f} |" for k, v in res["phase_median_ms"].items()]
-    lines += [f"| **step** | **{res['step_ms']:.2f}** (floor {res['step_floor_ms']:.2f}: "
-              f"{res['step_gflop']:.3f} GFLOP) |"]
+    lines += [
+        f"| **step** | **{res['step_ms']:.2f}** (floor {res['step_floor_ms']:.2f}: {res['step_gflop']:.3f} GFLOP) |"
+    ]
     lines += [f"| validation {k} | {v:.1f} |" for k, v in res["validation_ms"].items()]
     lines += ["", "| pass | operation | calls | ms | MFLOP | MB | floor ms |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in res["ops"][:top]:
-        lines.append(f"| {r['phase']} | {r['op']} | {r['calls_per_step']:.0f} | {r['ms']:.2f} | {r['mflop']:.1f} | "
-                     f"{r['mbyte']:.1f} | {r['floor_ms']:.3f} |")
-    lines.append(f"\nsum of kernel times {res['kernel_ms_per_step']:.1f} ms of a {res['step_ms']:.1f} ms step "
-                 "(the rest: Python between operations, allocation, loss arithmetic)")
+        lines.append(
+            f"| {r['phase']} | {r['op']} | {r['calls_per_step']:.0f} | {r['ms']:.2f} | {r['mflop']:.1f} | "
+            f"{r['mbyte']:.1f} | {r['floor_ms']:.3f} |"
+        )
+    lines.append(
+        f"\nsum of kernel times {res['kernel_ms_per_step']:.1f} ms of a {res['step_ms']:.1f} ms step "
+        "(the rest: Python between operations, allocation, loss arithmetic)"
+    )
     return "\n".join(lines)
 
 
@@ -316,8 +356,11 @@ def main(argv=None):
     p.add_argument("--val-batch", type=int, default=50)
     p.add_argument("--batch-size-small", type=int, default=5, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--low-memory", action="store_true",
-                   help="recompute the radial MLP in the complex reverse pass (every step did, before the size rule)")
+    p.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="recompute the radial MLP in the complex reverse pass (every step did, before the size rule)",
+    )
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     res = run(args)

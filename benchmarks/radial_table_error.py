@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/radial_table_error.py --out benchmarks/results/radial_table_error.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,12 +52,19 @@ def main(argv=None):
                 tab = copy.copy(model)
                 tab.use_radial_tables(n)
                 out = tab.compute(graph)
-                row = dict(system=system, l_max=l_max, n_points=n, n_edges=graph.n_edges,
-                           table_bytes_per_layer=int(tab.radial_tables.tables[0].nbytes),
-                           table_error_w=tab.radial_tables.error["w"], table_error_dw=tab.radial_tables.error["dw"],
-                           force_rel=float(np.abs(out["forces"] - ref["forces"]).max() / np.abs(ref["forces"]).max()),
-                           energy_rel=float(abs(out["total_energy"][0] - ref["total_energy"][0])
-                                            / abs(ref["total_energy"][0])))
+                row = dict(
+                    system=system,
+                    l_max=l_max,
+                    n_points=n,
+                    n_edges=graph.n_edges,
+                    table_bytes_per_layer=int(tab.radial_tables.tables[0].nbytes),
+                    table_error_w=tab.radial_tables.error["w"],
+                    table_error_dw=tab.radial_tables.error["dw"],
+                    force_rel=float(np.abs(out["forces"] - ref["forces"]).max() / np.abs(ref["forces"]).max()),
+                    energy_rel=float(
+                        abs(out["total_energy"][0] - ref["total_energy"][0]) / abs(ref["total_energy"][0])
+                    ),
+                )
                 if atoms.pbc.all():
                     row["stress_rel"] = float(np.abs(out["stress"] - ref["stress"]).max() / np.abs(ref["stress"]).max())
                 print(json.dumps(row), flush=True)

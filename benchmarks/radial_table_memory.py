@@ -5,6 +5,7 @@ resident set size (``ru_maxrss``) before and after one ``model.compute``. Usage:
 
     python benchmarks/radial_table_memory.py 1 mlp; python benchmarks/radial_table_memory.py 1 table
 """
+
 import os
 import resource
 import sys

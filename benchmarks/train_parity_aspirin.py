@@ -37,6 +37,7 @@ Protocol (docs/accuracy.md):
   ``np.random.default_rng([SHUFFLE_SEED, e]).permutation`` (identical on both sides).
 * test metrics with the final EMA weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("ASPIRIN_XTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "aspirin_xtb_500K.extxyz"))
+DATA = Path(
+    os.environ.get("ASPIRIN_XTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "aspirin_xtb_500K.extxyz")
+)
 WORK = Path(os.environ.get("TRAIN_PARITY_WORK", ROOT / "runs" / "train_parity_aspirin"))
 RESULTS = ROOT / "benchmarks" / "results"
 FIGURES = ROOT / "docs" / "figures"
@@ -61,10 +64,30 @@ SHUFFLE_SEED = 7
 MODEL_SEED = 123
 N_VAL, N_TEST = 100, 1000
 TYPE_NAMES = ["H", "C", "O"]
-ARCH = dict(model_dtype="float64", type_names=TYPE_NAMES, r_max=4.0, num_layers=3, l_max=1, parity=True,
-            num_features=16, radial_mlp_depth=1, radial_mlp_width=64, num_bessels=8, polynomial_cutoff_p=6)
-TRAIN = dict(batch_size=5, lr=0.01, ema_decay=0.999, factor=0.6, patience=5, threshold=0.2,
-             threshold_mode="rel", min_lr=1e-6, eval_batch_size=50)
+ARCH = dict(
+    model_dtype="float64",
+    type_names=TYPE_NAMES,
+    r_max=4.0,
+    num_layers=3,
+    l_max=1,
+    parity=True,
+    num_features=16,
+    radial_mlp_depth=1,
+    radial_mlp_width=64,
+    num_bessels=8,
+    polynomial_cutoff_p=6,
+)
+TRAIN = dict(
+    batch_size=5,
+    lr=0.01,
+    ema_decay=0.999,
+    factor=0.6,
+    patience=5,
+    threshold=0.2,
+    threshold_mode="rel",
+    min_lr=1e-6,
+    eval_batch_size=50,
+)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -101,10 +124,14 @@ def metrics(de, df, n_atoms) -> dict:
     """Errors with nequip's meanings: energy per frame (eV), force per Cartesian component (eV/Å)."""
     de, df = np.asarray(de), np.concatenate([d.ravel() for d in df])
     dea = de / n_atoms
-    return {"energy_mae": float(np.mean(np.abs(de))), "energy_rmse": float(np.sqrt(np.mean(de**2))),
-            "per_atom_energy_mae": float(np.mean(np.abs(dea))),
-            "forces_mae": float(np.mean(np.abs(df))), "forces_rmse": float(np.sqrt(np.mean(df**2))),
-            "loss": float(0.5 * np.mean(dea**2) + 0.5 * np.mean(df**2))}
+    return {
+        "energy_mae": float(np.mean(np.abs(de))),
+        "energy_rmse": float(np.sqrt(np.mean(de**2))),
+        "per_atom_energy_mae": float(np.mean(np.abs(dea))),
+        "forces_mae": float(np.mean(np.abs(df))),
+        "forces_rmse": float(np.sqrt(np.mean(df**2))),
+        "loss": float(0.5 * np.mean(dea**2) + 0.5 * np.mean(df**2)),
+    }
 
 
 def init_path(n_train: int) -> Path:
@@ -127,16 +154,22 @@ def cmd_init(a):
     frames = read_all()
     tr, va, te = split(len(frames), a.n_train)
     stats = compute_statistics(GraphDataset([frames[i] for i in tr], TYPE_NAMES, ARCH["r_max"]).graphs, TYPE_NAMES)
-    kwargs = dict(ARCH, seed=MODEL_SEED, avg_num_neighbors=float(stats["num_neighbors_mean"]),
-                  per_type_energy_shifts={t: float(stats["per_atom_energy_mean"]) for t in TYPE_NAMES},
-                  per_type_energy_scales={t: float(stats["per_type_forces_rms"][t]) for t in TYPE_NAMES})
+    kwargs = dict(
+        ARCH,
+        seed=MODEL_SEED,
+        avg_num_neighbors=float(stats["num_neighbors_mean"]),
+        per_type_energy_shifts={t: float(stats["per_atom_energy_mean"]) for t in TYPE_NAMES},
+        per_type_energy_scales={t: float(stats["per_type_forces_rms"][t]) for t in TYPE_NAMES},
+    )
     model = build_model(dict(kwargs))
     arrays = export_arrays(model, kwargs)
     arrays.update(train_idx=tr, val_idx=va, test_idx=te, stats=np.array(json.dumps(stats)))
     WORK.mkdir(parents=True, exist_ok=True)
     np.savez(init_path(a.n_train), **arrays)
-    print(f"wrote {init_path(a.n_train)}: avg_num_neighbors {kwargs['avg_num_neighbors']:.4f}, "
-          f"shift {stats['per_atom_energy_mean']:.6f} eV/atom, scales {kwargs['per_type_energy_scales']}")
+    print(
+        f"wrote {init_path(a.n_train)}: avg_num_neighbors {kwargs['avg_num_neighbors']:.4f}, "
+        f"shift {stats['per_atom_energy_mean']:.6f} eV/atom, scales {kwargs['per_type_energy_scales']}"
+    )
 
 
 def load_init(n_train: int):
@@ -168,9 +201,14 @@ class NpSide:
         self.sets = {k: ds.subset(v) for k, v in idx.items()}
         self.opt = Adam(self.model.params, lr=TRAIN["lr"])
         self.ema = EMA(self.model.params, decay=TRAIN["ema_decay"])
-        self.sched = ReduceLROnPlateau(self.opt, factor=TRAIN["factor"], patience=TRAIN["patience"],
-                                       threshold=TRAIN["threshold"], threshold_mode=TRAIN["threshold_mode"],
-                                       min_lr=TRAIN["min_lr"])
+        self.sched = ReduceLROnPlateau(
+            self.opt,
+            factor=TRAIN["factor"],
+            patience=TRAIN["patience"],
+            threshold=TRAIN["threshold"],
+            threshold_mode=TRAIN["threshold_mode"],
+            min_lr=TRAIN["min_lr"],
+        )
         self.coeffs = LossCoefficients(1.0, 1.0, 0.0)
 
     def step(self, positions):
@@ -189,7 +227,7 @@ class NpSide:
         graphs = self.sets[name].graphs
         de, df, n = [], [], []
         for s in range(0, len(graphs), TRAIN["eval_batch_size"]):
-            g = batch_graphs(graphs[s:s + TRAIN["eval_batch_size"]])
+            g = batch_graphs(graphs[s : s + TRAIN["eval_batch_size"]])
             out = self.model.compute(g, forces=True, stress=False, params=self.ema.params)
             de.append(out["total_energy"] - g.energy)
             df.append(out["forces"] - g.forces)
@@ -227,14 +265,27 @@ class TorchSide:
             items = []
             for i in ids:
                 at = frames[int(i)]
-                d = make_data(dict(pos=at.get_positions(), atom_types=np.array([sym[s] for s in at.get_chemical_symbols()]),
-                                   cell=np.zeros((3, 3)), pbc=np.zeros(3, bool)), kwargs)
+                d = make_data(
+                    dict(
+                        pos=at.get_positions(),
+                        atom_types=np.array([sym[s] for s in at.get_chemical_symbols()]),
+                        cell=np.zeros((3, 3)),
+                        pbc=np.zeros(3, bool),
+                    ),
+                    kwargs,
+                )
                 items.append((d, float(at.get_potential_energy()), np.asarray(at.get_forces(), np.float64)))
             self.sets[name] = items
         self.opt = torch.optim.Adam(self.model.parameters(), lr=TRAIN["lr"])
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt, mode="min", factor=TRAIN["factor"], patience=TRAIN["patience"],
-            threshold=TRAIN["threshold"], threshold_mode=TRAIN["threshold_mode"], min_lr=TRAIN["min_lr"])
+            self.opt,
+            mode="min",
+            factor=TRAIN["factor"],
+            patience=TRAIN["patience"],
+            threshold=TRAIN["threshold"],
+            threshold_mode=TRAIN["threshold_mode"],
+            min_lr=TRAIN["min_lr"],
+        )
         self.ema = EMAWeights(self.model, decay=TRAIN["ema_decay"])
         self.ema.update_parameters(self.model)  # the initial copy (n -> 1), as EMALightningModule.__init__
 
@@ -254,8 +305,10 @@ class TorchSide:
         self.opt.zero_grad()
         out = self.model(b)
         n = b["num_atoms"].to(torch.float64).view(-1)
-        loss = 0.5 * (((out["total_energy"].view(-1) - e_ref) / n) ** 2).mean() \
+        loss = (
+            0.5 * (((out["total_energy"].view(-1) - e_ref) / n) ** 2).mean()
             + 0.5 * ((out["forces"] - f_ref) ** 2).mean()
+        )
         loss.backward()
         self.opt.step()
         self.ema.update_parameters(self.model)
@@ -268,7 +321,7 @@ class TorchSide:
             items = self.sets[name]
             de, df, n = [], [], []
             for s in range(0, len(items), TRAIN["eval_batch_size"]):
-                b, e_ref, f_ref = self._batch(items[s:s + TRAIN["eval_batch_size"]])
+                b, e_ref, f_ref = self._batch(items[s : s + TRAIN["eval_batch_size"]])
                 out = self.model(b)
                 de.append((out["total_energy"].view(-1) - e_ref).detach().numpy())
                 df.append((out["forces"] - f_ref).detach().numpy())
@@ -303,17 +356,30 @@ def cmd_train(a):
     setup_s = time.perf_counter() - t0
     n_train = len(idx["train_idx"])
     bs = TRAIN["batch_size"]
-    rec = dict(impl=a.impl, n_train=n_train, n_val=len(idx["val_idx"]), n_test=len(idx["test_idx"]),
-               epochs_planned=a.epochs, threads=a.threads, versions=versions, host=platform.node(),
-               setup_s=setup_s, arch=ARCH, train=TRAIN, split_seed=SPLIT_SEED, shuffle_seed=SHUFFLE_SEED,
-               model_seed=MODEL_SEED, history=[])
+    rec = dict(
+        impl=a.impl,
+        n_train=n_train,
+        n_val=len(idx["val_idx"]),
+        n_test=len(idx["test_idx"]),
+        epochs_planned=a.epochs,
+        threads=a.threads,
+        versions=versions,
+        host=platform.node(),
+        setup_s=setup_s,
+        arch=ARCH,
+        train=TRAIN,
+        split_seed=SPLIT_SEED,
+        shuffle_seed=SHUFFLE_SEED,
+        model_seed=MODEL_SEED,
+        history=[],
+    )
     out = Path(a.out) if a.out else record_path(a.impl, n_train, a.tag)
     out.parent.mkdir(parents=True, exist_ok=True)
     if a.max_steps:  # timing only
         steps, t0 = 0, time.perf_counter()
         order = shuffle_order(0, n_train)
         for s in range(0, n_train, bs):
-            side.step(order[s:s + bs])
+            side.step(order[s : s + bs])
             steps += 1
             if steps == 1:
                 t_first = time.perf_counter() - t0  # includes JIT compilation / first-call overheads
@@ -324,30 +390,57 @@ def cmd_train(a):
         t1 = time.perf_counter()
         side.evaluate("val_idx")
         val_s = time.perf_counter() - t1
-        print(json.dumps({"impl": a.impl, "threads": a.threads, "first_step_s": t_first,
-                          "step_s": per_step, "val100_s": val_s, "setup_s": setup_s}))
+        print(
+            json.dumps(
+                {
+                    "impl": a.impl,
+                    "threads": a.threads,
+                    "first_step_s": t_first,
+                    "step_s": per_step,
+                    "val100_s": val_s,
+                    "setup_s": setup_s,
+                }
+            )
+        )
         return
     t_train = time.perf_counter()
     for epoch in range(a.epochs):
         te = time.perf_counter()
         order = shuffle_order(epoch, n_train)
-        losses = [side.step(order[s:s + bs]) for s in range(0, n_train, bs)]
+        losses = [side.step(order[s : s + bs]) for s in range(0, n_train, bs)]
         val = side.evaluate("val_idx")
         lr_used = side.lr()
         side.sched_step(val["loss"])
-        rec["history"].append(dict(epoch=epoch, lr=lr_used, train_loss=float(np.mean(losses)),
-                                   val_loss=val["loss"], val_forces_mae=val["forces_mae"],
-                                   val_energy_mae=val["energy_mae"], wall_s=time.perf_counter() - te))
+        rec["history"].append(
+            dict(
+                epoch=epoch,
+                lr=lr_used,
+                train_loss=float(np.mean(losses)),
+                val_loss=val["loss"],
+                val_forces_mae=val["forces_mae"],
+                val_energy_mae=val["energy_mae"],
+                wall_s=time.perf_counter() - te,
+            )
+        )
         if a.verbose:
-            print(f"[{a.impl} n={n_train}] epoch {epoch:3d} lr {lr_used:.2e} train {np.mean(losses):.4e} "
-                  f"val {val['loss']:.4e} F-MAE {1e3 * val['forces_mae']:.1f} meV/Å "
-                  f"({time.perf_counter() - te:.1f} s)", flush=True)
+            print(
+                f"[{a.impl} n={n_train}] epoch {epoch:3d} lr {lr_used:.2e} train {np.mean(losses):.4e} "
+                f"val {val['loss']:.4e} F-MAE {1e3 * val['forces_mae']:.1f} meV/Å "
+                f"({time.perf_counter() - te:.1f} s)",
+                flush=True,
+            )
         rec["epochs_run"] = epoch + 1
         _dump(rec, out)
         if epoch + 1 == a.snapshot_at and epoch + 1 < a.epochs:  # "as if the run ended here"
-            snap = dict(rec, history=list(rec["history"]), epochs_planned=epoch + 1,
-                        train_wall_s=time.perf_counter() - t_train, test=side.evaluate("test_idx"),
-                        final_lr=side.lr(), snapshot_of=out.name)
+            snap = dict(
+                rec,
+                history=list(rec["history"]),
+                epochs_planned=epoch + 1,
+                train_wall_s=time.perf_counter() - t_train,
+                test=side.evaluate("test_idx"),
+                final_lr=side.lr(),
+                snapshot_of=out.name,
+            )
             _dump(snap, record_path(a.impl, n_train, a.snapshot_tag))
     rec["train_wall_s"] = time.perf_counter() - t_train
     t1 = time.perf_counter()
@@ -374,13 +467,20 @@ def cmd_collect(a):
             runs[(r["impl"], r["n_train"], p.stem)] = r
 
     def summary(r):
-        return dict(impl=r["impl"], n_train=r["n_train"], epochs=r["epochs_run"], threads=r["threads"],
-                    versions=r["versions"], train_wall_s=round(r["train_wall_s"], 1),
-                    test_energy_mae_meV=1e3 * r["test"]["energy_mae"],
-                    test_forces_mae_meV_A=1e3 * r["test"]["forces_mae"],
-                    test_energy_rmse_meV=1e3 * r["test"]["energy_rmse"],
-                    test_forces_rmse_meV_A=1e3 * r["test"]["forces_rmse"],
-                    final_lr=r["final_lr"], best_val_loss=min(h["val_loss"] for h in r["history"]))
+        return dict(
+            impl=r["impl"],
+            n_train=r["n_train"],
+            epochs=r["epochs_run"],
+            threads=r["threads"],
+            versions=r["versions"],
+            train_wall_s=round(r["train_wall_s"], 1),
+            test_energy_mae_meV=1e3 * r["test"]["energy_mae"],
+            test_forces_mae_meV_A=1e3 * r["test"]["forces_mae"],
+            test_energy_rmse_meV=1e3 * r["test"]["energy_rmse"],
+            test_forces_rmse_meV_A=1e3 * r["test"]["forces_rmse"],
+            final_lr=r["final_lr"],
+            best_val_loss=min(h["val_loss"] for h in r["history"]),
+        )
 
     def rel(x, y):
         return (x - y) / y
@@ -391,31 +491,49 @@ def cmd_collect(a):
         if not {"np", "torch"} <= set(par):
             continue
         s = {k: summary(v) for k, v in par.items()}
-        doc = dict(description="aspirin xTB 500 K, 250/100/1000 split, same initial weights and batches; "
-                               "test metrics with EMA weights (benchmarks/train_parity_aspirin.py)",
-                   nequip_np=s["np"], nequip=s["torch"],
-                   rel_diff_energy_mae=rel(s["np"]["test_energy_mae_meV"], s["torch"]["test_energy_mae_meV"]),
-                   rel_diff_forces_mae=rel(s["np"]["test_forces_mae_meV_A"], s["torch"]["test_forces_mae_meV_A"]),
-                   val_loss_rel_diff_per_epoch=[
-                       (x["val_loss"] - y["val_loss"]) / y["val_loss"]
-                       for x, y in zip(par["np"]["history"], par["torch"]["history"])],
-                   history={k: v["history"] for k, v in par.items()})
+        doc = dict(
+            description="aspirin xTB 500 K, 250/100/1000 split, same initial weights and batches; "
+            "test metrics with EMA weights (benchmarks/train_parity_aspirin.py)",
+            nequip_np=s["np"],
+            nequip=s["torch"],
+            rel_diff_energy_mae=rel(s["np"]["test_energy_mae_meV"], s["torch"]["test_energy_mae_meV"]),
+            rel_diff_forces_mae=rel(s["np"]["test_forces_mae_meV_A"], s["torch"]["test_forces_mae_meV_A"]),
+            val_loss_rel_diff_per_epoch=[
+                (x["val_loss"] - y["val_loss"]) / y["val_loss"]
+                for x, y in zip(par["np"]["history"], par["torch"]["history"])
+            ],
+            history={k: v["history"] for k, v in par.items()},
+        )
         _dump(doc, RESULTS / fname)
-        print(f"parity ({fname}):", json.dumps({k: v for k, v in doc.items()
-                                                 if k not in ("history", "val_loss_rel_diff_per_epoch")}))
-        print("  max |rel. diff| of the validation loss over epochs:",
-              max(map(abs, doc["val_loss_rel_diff_per_epoch"])))
-    curve = sorted((summary(r) | {"run": stem} for (impl, n, stem), r in runs.items() if stem.endswith("_curve")),
-                   key=lambda s: (s["impl"], s["n_train"]))
+        print(
+            f"parity ({fname}):",
+            json.dumps({k: v for k, v in doc.items() if k not in ("history", "val_loss_rel_diff_per_epoch")}),
+        )
+        print(
+            "  max |rel. diff| of the validation loss over epochs:", max(map(abs, doc["val_loss_rel_diff_per_epoch"]))
+        )
+    curve = sorted(
+        (summary(r) | {"run": stem} for (impl, n, stem), r in runs.items() if stem.endswith("_curve")),
+        key=lambda s: (s["impl"], s["n_train"]),
+    )
     if curve:
-        _dump({"description": "learning curve, aspirin xTB 500 K; fixed val (100) and test (1000) frames; "
-                              "nested training sets (benchmarks/train_parity_aspirin.py)", "runs": curve},
-              RESULTS / "learning_curve.json")
+        _dump(
+            {
+                "description": "learning curve, aspirin xTB 500 K; fixed val (100) and test (1000) frames; "
+                "nested training sets (benchmarks/train_parity_aspirin.py)",
+                "runs": curve,
+            },
+            RESULTS / "learning_curve.json",
+        )
         for s in curve:
-            print(f"{s['impl']:6s} N={s['n_train']:4d} ep={s['epochs']:3d} E {s['test_energy_mae_meV']:8.2f} meV  "
-                  f"F {s['test_forces_mae_meV_A']:7.2f} meV/Å  wall {s['train_wall_s']:7.0f} s  ({s['run']})")
-        print("\n| N_train | epochs | steps | nequip-np E MAE (meV) | nequip E MAE (meV) | nequip-np F MAE (meV/Å) "
-              "| nequip F MAE (meV/Å) | rel. diff E / F | wall np / nequip (s) |")
+            print(
+                f"{s['impl']:6s} N={s['n_train']:4d} ep={s['epochs']:3d} E {s['test_energy_mae_meV']:8.2f} meV  "
+                f"F {s['test_forces_mae_meV_A']:7.2f} meV/Å  wall {s['train_wall_s']:7.0f} s  ({s['run']})"
+            )
+        print(
+            "\n| N_train | epochs | steps | nequip-np E MAE (meV) | nequip E MAE (meV) | nequip-np F MAE (meV/Å) "
+            "| nequip F MAE (meV/Å) | rel. diff E / F | wall np / nequip (s) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         by = {(s["impl"], s["n_train"]): s for s in curve}
         for n in sorted({s["n_train"] for s in curve}):
@@ -423,11 +541,19 @@ def cmd_collect(a):
             f = lambda s, k: f"{s[k]:.2f}" if s else "not run"  # noqa: E731
             w = lambda s: f"{s['train_wall_s']:.0f}" if s else "–"  # noqa: E731
             ref = a or b
-            rd = (f"{a['test_energy_mae_meV'] / b['test_energy_mae_meV'] - 1:+.1e} / "
-                  f"{a['test_forces_mae_meV_A'] / b['test_forces_mae_meV_A'] - 1:+.1e}") if a and b else "–"
-            print(f"| {n} | {ref['epochs']} | {ref['epochs'] * -(-n // TRAIN['batch_size'])} | "
-                  f"{f(a, 'test_energy_mae_meV')} | {f(b, 'test_energy_mae_meV')} | {f(a, 'test_forces_mae_meV_A')} | "
-                  f"{f(b, 'test_forces_mae_meV_A')} | {rd} | {w(a)} / {w(b)} |")
+            rd = (
+                (
+                    f"{a['test_energy_mae_meV'] / b['test_energy_mae_meV'] - 1:+.1e} / "
+                    f"{a['test_forces_mae_meV_A'] / b['test_forces_mae_meV_A'] - 1:+.1e}"
+                )
+                if a and b
+                else "–"
+            )
+            print(
+                f"| {n} | {ref['epochs']} | {ref['epochs'] * -(-n // TRAIN['batch_size'])} | "
+                f"{f(a, 'test_energy_mae_meV')} | {f(b, 'test_energy_mae_meV')} | {f(a, 'test_forces_mae_meV_A')} | "
+                f"{f(b, 'test_forces_mae_meV_A')} | {rd} | {w(a)} / {w(b)} |"
+            )
         plot(curve)
 
 
@@ -440,10 +566,14 @@ def plot(curve):
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    style = {"np": dict(marker="o", ls="-", label="nequip-np"),
-             "torch": dict(marker="s", ls="--", mfc="none", label="official nequip 0.19.1")}
-    for ax, key, ylabel in ((axes[0], "test_forces_mae_meV_A", "test force MAE (meV/Å)"),
-                            (axes[1], "test_energy_mae_meV", "test energy MAE (meV)")):
+    style = {
+        "np": dict(marker="o", ls="-", label="nequip-np"),
+        "torch": dict(marker="s", ls="--", mfc="none", label="official nequip 0.19.1"),
+    }
+    for ax, key, ylabel in (
+        (axes[0], "test_forces_mae_meV_A", "test force MAE (meV/Å)"),
+        (axes[1], "test_energy_mae_meV", "test energy MAE (meV)"),
+    ):
         for impl in ("np", "torch"):
             pts = sorted((s["n_train"], s[key]) for s in curve if s["impl"] == impl)
             if pts:
@@ -459,8 +589,11 @@ def plot(curve):
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
-    fig.suptitle("Aspirin (xTB, 500 K): test error vs training frames (1000 optimiser steps per run, "
-                 "same initial weights and batches)", fontsize=9)
+    fig.suptitle(
+        "Aspirin (xTB, 500 K): test error vs training frames (1000 optimiser steps per run, "
+        "same initial weights and batches)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(FIGURES / "learning_curve.png", dpi=120)
     print(f"wrote {FIGURES / 'learning_curve.png'}")
@@ -480,8 +613,12 @@ def main(argv=None):
     q.add_argument("--max-steps", type=int, default=0, help="time this many steps and exit")
     q.add_argument("--tag", default="", help="suffix of the run record name")
     q.add_argument("--out", default=None)
-    q.add_argument("--snapshot-at", type=int, default=0,
-                   help="also evaluate the test set after this many epochs, written as its own record")
+    q.add_argument(
+        "--snapshot-at",
+        type=int,
+        default=0,
+        help="also evaluate the test set after this many epochs, written as its own record",
+    )
     q.add_argument("--snapshot-tag", default="_curve")
     q.add_argument("--verbose", action="store_true")
     sub.add_parser("collect")

@@ -4,6 +4,7 @@ Main entry points: :class:`NequIPModel`, :func:`load_model`, :class:`NequIPCalcu
 ``nequip_np.interop.load_nequip_npz`` for weights exported from official nequip. Heavy submodules are
 imported lazily so that ``import nequip_np`` stays fast.
 """
+
 from __future__ import annotations
 
 from nequip_np._version import __version__  # noqa: F401

@@ -16,6 +16,7 @@ Each call filters the stored candidates to :math:`d < r_\mathrm{max}` with the v
 :func:`~nequip_np.data.neighborlist.neighbor_list`, in the same (centre, neighbour, shift) order, so the
 edges are *identical* to a fresh list — results do not depend on the skin (tested bit for bit).
 """
+
 from __future__ import annotations
 
 import copy
@@ -111,9 +112,18 @@ class NequIPCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model, backend: str | None = None, chemical_species_to_atom_type_map=None, *,
-                 skin: float = 0.5, dtype: str | None = None, radial_table: bool | int = False,
-                 retain_freed_memory: bool = True, **kwargs):
+    def __init__(
+        self,
+        model,
+        backend: str | None = None,
+        chemical_species_to_atom_type_map=None,
+        *,
+        skin: float = 0.5,
+        dtype: str | None = None,
+        radial_table: bool | int = False,
+        retain_freed_memory: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if retain_freed_memory:  # repeated calls reuse freed per-edge arrays without page faults
             from nequip_np.kernels.memory import retain_freed_memory as _retain
@@ -124,8 +134,11 @@ class NequIPCalculator(Calculator):
         c = self.model.config
         self.type_names = list(c.type_names)
         self._type_map = type_map_from_symbols(self.type_names, chemical_species_to_atom_type_map)
-        self._cutoff_table = (None if c.per_edge_type_cutoff is None else
-                              cutoff_table_from_config(c.per_edge_type_cutoff, self.type_names, c.r_max))
+        self._cutoff_table = (
+            None
+            if c.per_edge_type_cutoff is None
+            else cutoff_table_from_config(c.per_edge_type_cutoff, self.type_names, c.r_max)
+        )
         self.nl = NeighborListCache(c.r_max, skin)
         self.n_calculations = 0
 
@@ -138,9 +151,12 @@ class NequIPCalculator(Calculator):
         return self.nl.skin
 
     def __repr__(self) -> str:
-        return (f"NequIPCalculator(type_names={self.type_names}, r_max={self.model.config.r_max}, "
-                f"backend={self.model.backend!r}, dtype={self.model.dtype.name!r}, skin={self.skin}"
-                + (f", radial_table={self.model.radial_tables.n_points}" if self.model.radial_tables else "") + ")")
+        return (
+            f"NequIPCalculator(type_names={self.type_names}, r_max={self.model.config.r_max}, "
+            f"backend={self.model.backend!r}, dtype={self.model.dtype.name!r}, skin={self.skin}"
+            + (f", radial_table={self.model.radial_tables.n_points}" if self.model.radial_tables else "")
+            + ")"
+        )
 
     def species_types(self, atoms) -> np.ndarray:
         """(N,) type indices of ``atoms``; an element the model does not know raises ValueError."""
@@ -149,10 +165,12 @@ class NequIPCalculator(Calculator):
         except ValueError:
             known = sorted(self._type_map)
             unknown = sorted(set(atoms.get_chemical_symbols()) - set(known))
-            raise ValueError(f"the model does not know element(s) {', '.join(unknown)}; it knows "
-                             f"{', '.join(known)} (type_names {self.type_names})") from None
+            raise ValueError(
+                f"the model does not know element(s) {', '.join(unknown)}; it knows "
+                f"{', '.join(known)} (type_names {self.type_names})"
+            ) from None
 
-    def graph(self, atoms) -> "AtomicGraph":
+    def graph(self, atoms) -> AtomicGraph:
         """The model graph of ``atoms`` (edges from the reused neighbour list)."""
         types = self.species_types(atoms)
         pos = np.array(atoms.positions, dtype=np.float64)
@@ -163,16 +181,25 @@ class NequIPCalculator(Calculator):
         edge_index, shifts = self.nl.get(pos, cell, pbc, np.asarray(atoms.numbers))
         if self._cutoff_table is not None:
             edge_index, shifts = prune_edges(edge_index, shifts, pos, cell, types, self._cutoff_table)
-        return AtomicGraph(pos=pos, atom_types=types, edge_index=edge_index,
-                           edge_shift=shifts.astype(np.float64), cell=cell[None], pbc=pbc[None],
-                           batch=np.zeros(len(atoms), np.int64), num_atoms=np.array([len(atoms)], np.int64))
+        return AtomicGraph(
+            pos=pos,
+            atom_types=types,
+            edge_index=edge_index,
+            edge_shift=shifts.astype(np.float64),
+            cell=cell[None],
+            pbc=pbc[None],
+            batch=np.zeros(len(atoms), np.int64),
+            num_atoms=np.array([len(atoms)], np.int64),
+        )
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         periodic = bool(np.all(self.atoms.pbc))
         if "stress" in properties and not periodic:
-            raise PropertyNotImplementedError("stress is only defined for structures periodic in x, y and z "
-                                              f"(this one has pbc={self.atoms.pbc.tolist()})")
+            raise PropertyNotImplementedError(
+                "stress is only defined for structures periodic in x, y and z "
+                f"(this one has pbc={self.atoms.pbc.tolist()})"
+            )
         if len(self.atoms) == 0:
             raise ValueError("cannot evaluate an empty structure (0 atoms)")
         out = self.model.compute(self.graph(self.atoms), forces=True, stress=periodic)
@@ -204,6 +231,7 @@ class NequIPCalculator(Calculator):
             raise ValueError("cannot compute the Hessian of an empty structure (0 atoms)")
         return hessian(self.model, self.graph(atoms), **kwargs)
 
+
 # ---------------------------------------------------------------------- command-line option (md, relax, lammps)
 def _nodes(text: str):
     return "auto" if text == "auto" else int(text)
@@ -212,10 +240,21 @@ def _nodes(text: str):
 def add_radial_table_argument(p):
     """``--radial-table [NODES]`` (the default: tables sized by an error bound) / ``--no-radial-table``."""
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--radial-table", nargs="?", type=_nodes, const="auto", metavar="NODES",
-                   help="read the radial MLPs from spline tables built once (the default, sized so that forces "
-                        "differ from the MLP's by < 1e-7 relative; they stay the exact derivative of the energy; "
-                        "docs/kernels.md); NODES: nodes per table instead")
-    g.add_argument("--no-radial-table", dest="radial_table", action="store_const", const=None,
-                   help="evaluate the radial MLPs (the reference path)")
+    g.add_argument(
+        "--radial-table",
+        nargs="?",
+        type=_nodes,
+        const="auto",
+        metavar="NODES",
+        help="read the radial MLPs from spline tables built once (the default, sized so that forces "
+        "differ from the MLP's by < 1e-7 relative; they stay the exact derivative of the energy; "
+        "docs/kernels.md); NODES: nodes per table instead",
+    )
+    g.add_argument(
+        "--no-radial-table",
+        dest="radial_table",
+        action="store_const",
+        const=None,
+        help="evaluate the radial MLPs (the reference path)",
+    )
     p.set_defaults(radial_table="auto")

@@ -4,6 +4,7 @@ A subcommand module provides ``add_parser(subparsers)`` (adds its argparse parse
 ``run(args) -> int`` (the exit status). Modules are imported only when needed, so ``nequip-np --help``
 stays fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nequip-np", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, modname in SUBCOMMANDS.items():
+    for modname in SUBCOMMANDS.values():
         modpath, _, attr = modname.partition(":")
         mod = importlib.import_module(modpath)
         mod = getattr(mod, attr) if attr else mod

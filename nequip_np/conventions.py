@@ -15,6 +15,7 @@ Prose and tests: ``docs/conventions.md`` and ``tests/test_conventions.py``.
 * Stress: ASE sign (positive = tensile), :math:`\sigma = \frac{1}{V}\partial E/\partial\varepsilon`,
   Voigt order (xx, yy, zz, yz, xz, xy); virial :math:`= -\sigma V`.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -10,6 +10,7 @@ Example:
     >>> float(np.linalg.norm(pos[2] - pos[0])).__round__(6)   # end-to-end distance sqrt(2)
     1.414214
 """
+
 from __future__ import annotations
 
 import json
@@ -80,24 +81,32 @@ def plot_learning_curves(doc: dict, axes=None):
     else:
         fig = axes[0].figure
     runs = doc["runs"]
-    for ax, key, name, unit in ((axes[0], "test_forces_mae_meV_A", "forces", "meV/Å"),
-                                (axes[1], "test_energy_mae_meV", "energy", "meV")):
+    for ax, key, name, unit in (
+        (axes[0], "test_forces_mae_meV_A", "forces", "meV/Å"),
+        (axes[1], "test_energy_mae_meV", "energy", "meV"),
+    ):
         for l_max, entry in sorted(doc["summary"].items()):
             n = np.array(entry["sizes"])
             mean, std = np.array(entry[f"{name}_mean"]), np.array(entry[f"{name}_std"])
             pts = [(r["n_train"], r[key]) for r in runs if str(r["l_max"]) == l_max]
             slope, err = entry[f"{name}_slope"], entry[f"{name}_slope_stderr"]
             fitted = "slope n/a" if slope is None else f"slope {slope:+.2f} ± {err:.2f}"
-            line, = ax.plot(n, mean, "o-", label=f"$l_{{\\max}}={l_max}$: {fitted}")
+            (line,) = ax.plot(n, mean, "o-", label=f"$l_{{\\max}}={l_max}$: {fitted}")
             ax.fill_between(n, mean - std, mean + std, color=line.get_color(), alpha=0.15)
             ax.plot(*zip(*pts), ".", color=line.get_color(), ms=3, alpha=0.6)
-        ax.set_xscale("log"); ax.set_yscale("log")
-        ax.set_xlabel("training frames"); ax.set_ylabel(f"test {name} MAE ({unit})")
-        ax.grid(True, which="both", alpha=0.3); ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training frames")
+        ax.set_ylabel(f"test {name} MAE ({unit})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
     proto = doc.get("protocol", {})
-    fig.suptitle(f"aspirin (xTB), {proto.get('n_test', '?')} test frames, mean ± std over "
-                 f"{len(proto.get('seeds', []))} seeds; each run stops at convergence on validation "
-                 f"or after {proto.get('max_steps', '?')} steps", fontsize=10)
+    fig.suptitle(
+        f"aspirin (xTB), {proto.get('n_test', '?')} test frames, mean ± std over "
+        f"{len(proto.get('seeds', []))} seeds; each run stops at convergence on validation "
+        f"or after {proto.get('max_steps', '?')} steps",
+        fontsize=10,
+    )
     return fig
 
 
@@ -129,15 +138,23 @@ def plot_real_sh_lobes(l: int, ax_row, resolution: int = 40) -> None:
 
     theta, phi = np.meshgrid(np.linspace(0, np.pi, resolution), np.linspace(0, 2 * np.pi, 2 * resolution))
     xyz = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=-1)
-    Y = spherical_harmonics(l, xyz.reshape(-1, 3))[:, l * l:(l + 1) ** 2].reshape(*theta.shape, 2 * l + 1)
+    Y = spherical_harmonics(l, xyz.reshape(-1, 3))[:, l * l : (l + 1) ** 2].reshape(*theta.shape, 2 * l + 1)
     for m, ax in enumerate(ax_row):
         r = np.abs(Y[..., m])
         colours = np.where(Y[..., m] >= 0, 0.8, 0.2)
-        ax.plot_surface(*(r[..., None] * xyz).transpose(2, 0, 1), facecolors=_sign_colours(colours),
-                        linewidth=0, antialiased=False, shade=True)
+        ax.plot_surface(
+            *(r[..., None] * xyz).transpose(2, 0, 1),
+            facecolors=_sign_colours(colours),
+            linewidth=0,
+            antialiased=False,
+            shade=True,
+        )
         lim = max(r.max(), 1e-9)
-        ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_zlim(-lim, lim)
-        ax.set_box_aspect((1, 1, 1)); ax.set_axis_off()
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_zlim(-lim, lim)
+        ax.set_box_aspect((1, 1, 1))
+        ax.set_axis_off()
         ax.set_title(f"$Y^{{{l}}}_{{{m - l}}}$", fontsize=9)
 
 
@@ -169,9 +186,15 @@ def receptive_field_figure(positions, center: int, r_max: float, num_layers: int
     for k in range(-1, num_layers + 1):
         sel = hops == k
         if sel.any():
-            ax.scatter(*pos[sel, :2].T, s=40, color="lightgrey" if k < 0 else colours[k],
-                       label="not reached" if k < 0 else ("centre" if k == 0 else f"{k} hop(s)"), zorder=3)
-    ax.set_aspect("equal"); ax.legend(fontsize=7, loc="upper right")
+            ax.scatter(
+                *pos[sel, :2].T,
+                s=40,
+                color="lightgrey" if k < 0 else colours[k],
+                label="not reached" if k < 0 else ("centre" if k == 0 else f"{k} hop(s)"),
+                zorder=3,
+            )
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="upper right")
     ax.set_title(f"receptive field: {num_layers} layers × r_max {r_max} Å", fontsize=9)
     return hops
 

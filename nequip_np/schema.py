@@ -12,6 +12,7 @@ Example:
     ...
     nequip_np.schema.Bad: must be a positive integer
 """
+
 from __future__ import annotations
 
 import difflib
@@ -30,15 +31,25 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def number(lo: float | None = None, lo_open: bool = False, hi: float | None = None,
-           hi_open: bool = False, optional: bool = False, what: str = "a number") -> Callable:
+def number(
+    lo: float | None = None,
+    lo_open: bool = False,
+    hi: float | None = None,
+    hi_open: bool = False,
+    optional: bool = False,
+    what: str = "a number",
+) -> Callable:
     def check(v):
         if v is None and optional:
             return None
-        if not is_number(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or (
-                hi is not None and (v >= hi if hi_open else v > hi)):
+        if (
+            not is_number(v)
+            or (lo is not None and (v <= lo if lo_open else v < lo))
+            or (hi is not None and (v >= hi if hi_open else v > hi))
+        ):
             raise Bad(f"must be {what}" + (" or null" if optional else ""))
         return float(v)
+
     return check
 
 
@@ -53,6 +64,7 @@ def integer(lo: int = 0, optional: bool = False, hi: int | None = None) -> Calla
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
             raise Bad(f"must be {what}" + (" or null" if optional else ""))
         return int(v)
+
     return check
 
 
@@ -70,6 +82,7 @@ def choice(*options, optional: bool = False) -> Callable:
             hint = difflib.get_close_matches(str(v), [str(o) for o in options], n=1)
             raise Bad(f"must be one of {list(options)}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         return v
+
     return check
 
 
@@ -80,6 +93,7 @@ def string(optional: bool = False) -> Callable:
         if not isinstance(v, str) or not v:
             raise Bad("must be a non-empty string" + (" or null" if optional else ""))
         return v
+
     return check
 
 

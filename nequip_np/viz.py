@@ -8,6 +8,7 @@ not depend on matplotlib (``pip install -e ".[plot]"`` adds it).
 >>> xyz.shape
 (3, 4, 3)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,24 +60,23 @@ def plot_sh_on_sphere(lm_pairs, n_theta: int = 60, n_phi: int = 120, ncols: int 
     theta, phi, xyz = sphere_grid(n_theta, n_phi)
     Y = spherical_harmonics(lmax, xyz.reshape(-1, 3)).reshape(n_theta, n_phi, -1)
     nrows = -(-len(lm_pairs) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.0 * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.0 * nrows), squeeze=False, constrained_layout=True)
     for ax, (l, m) in zip(axes.flat, lm_pairs):
         if not -l <= m <= l:
             raise ValueError(f"need -l <= m <= l, got (l, m) = ({l}, {m})")
         values = Y[:, :, l * l + l + m]
         vmax = max(float(np.abs(values).max()), 1e-12)
-        im = ax.pcolormesh(np.degrees(phi), np.degrees(theta), values, cmap="RdBu_r",
-                           vmin=-vmax, vmax=vmax, shading="auto")
+        im = ax.pcolormesh(
+            np.degrees(phi), np.degrees(theta), values, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="auto"
+        )
         if l > 0:
-            ax.contour(np.degrees(phi), np.degrees(theta), values, levels=[0.0], colors="k",
-                       linewidths=0.7)
+            ax.contour(np.degrees(phi), np.degrees(theta), values, levels=[0.0], colors="k", linewidths=0.7)
         ax.set_title(f"$Y^{{{l}}}_{{{m}}}$")
         ax.invert_yaxis()
         ax.set_xticks([0, 180, 360])
         ax.set_yticks([0, 90, 180])
         fig.colorbar(im, ax=ax, shrink=0.8)
-    for ax in axes.flat[len(lm_pairs):]:
+    for ax in axes.flat[len(lm_pairs) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel(r"$\theta$ (deg)")
@@ -85,8 +85,7 @@ def plot_sh_on_sphere(lm_pairs, n_theta: int = 60, n_phi: int = 120, ncols: int 
     return fig
 
 
-def plot_error_vs_step(steps, errors: dict, ax=None, title: str = "", ylabel: str = "relative error",
-                       slopes=(2,)):
+def plot_error_vs_step(steps, errors: dict, ax=None, title: str = "", ylabel: str = "relative error", slopes=(2,)):
     r"""Log–log plot of derivative errors against the step h (the finite-difference "V").
 
     Args:

@@ -146,7 +146,7 @@ import csv
 
 with open(workdir / "main" / "metrics.csv") as fh:
     rows = list(csv.DictReader(fh))
-metrics = {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+metrics = {k: np.array([float(r[k]) if r[k] else np.nan for r in rows]) for k in rows[0]}  # empty: not measured
 print("columns:", ", ".join(rows[0]))
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
@@ -182,7 +182,7 @@ offset = ref_e.mean()
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), constrained_layout=True)
 parity_plot(1e3 * (ref_e - offset), 1e3 * (pred_e - offset), ax=axes[0], label="E/N", units="meV/atom")
 parity_plot(ref_f, pred_f, ax=axes[1], label="F", units="eV/Å")
-axes[0].set_title(f"energy per atom − {offset:.3f} eV"); axes[1].set_title("force components");
+axes[0].set_title(f"energy per atom − {offset:.3f} eV"); axes[1].set_title("force components")
 
 # %% [markdown]
 # Forces are fitted much better, relative to their spread, than energies: each frame gives one

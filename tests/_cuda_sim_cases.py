@@ -5,6 +5,7 @@ subprocess with ``NUMBA_ENABLE_CUDASIM=1`` set before numba.cuda is imported, so
 keeps the real CUDA target. Sizes are tiny: the simulator runs every GPU thread as a Python thread.
 Run directly: ``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/_cuda_sim_cases.py``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -18,19 +19,27 @@ from nequip_np.train.loss import LossCoefficients, loss_and_grad
 from tests.kernel_cases import GEOMETRY, NAMES, Case, build, compare, run, validate_result
 from tests.model_factory import molecule, periodic, small_model
 
-TINY = dict(num_layers=2, l_max=2, num_features=[3, 2, 1], radial_mlp_width=4, num_bessels=4,
-            readout_mlp_hidden_layers_width=3)
+TINY = dict(
+    num_layers=2, l_max=2, num_features=[3, 2, 1], radial_mlp_width=4, num_bessels=4, readout_mlp_hidden_layers_width=3
+)
 
 
 def _ops(name):
-    return (importlib.import_module(f"nequip_np.kernels.{name}.reference"),
-            importlib.import_module(f"nequip_np.kernels.{name}.cuda"))
+    return (
+        importlib.import_module(f"nequip_np.kernels.{name}.reference"),
+        importlib.import_module(f"nequip_np.kernels.{name}.cuda"),
+    )
 
 
 #: the one case table of tests/kernel_cases.py; cuda's MLP has SiLU only (the readout_* cases are CPU's);
 #: geometry runs in float64 / complex128 only
-CUDA_CASES = [(n, d) for n in NAMES if not n.startswith("readout_") for d in ("float64", "float32", "complex128")
-              if not (n in GEOMETRY and d == "float32")]
+CUDA_CASES = [
+    (n, d)
+    for n in NAMES
+    if not n.startswith("readout_")
+    for d in ("float64", "float32", "complex128")
+    if not (n in GEOMETRY and d == "float32")
+]
 
 
 @pytest.mark.parametrize("name,dtype", CUDA_CASES)
@@ -72,11 +81,20 @@ def test_model_plans(plan, dtype, layer):
     if layer == 1:
         assert [p.i_mid for p in cp.paths] != sorted(p.i_mid for p in cp.paths)  # the case that matters
     src, dst = np.array([1, 0, 3, 2, 0, 1, 3]), np.array([0, 2, 0, 1, 3, 3, 2])  # unsorted receivers
-    cases = [Case("gate", "gate", [rng.standard_normal((3, gp.irreps_in.dim)).astype(dtype)],
-                  lambda mod, z: mod.forward(z, gp)),
-             Case("tp_conv", "tp_conv", [rng.standard_normal(s).astype(dtype) for s in
-                                         ((4, cp.irreps_in.dim), (7, 9), (7, cp.n_weights))],
-                  lambda mod, y, Y, w: mod.forward(y, Y, w, src, dst, 4, cp))]
+    cases = [
+        Case(
+            "gate",
+            "gate",
+            [rng.standard_normal((3, gp.irreps_in.dim)).astype(dtype)],
+            lambda mod, z: mod.forward(z, gp),
+        ),
+        Case(
+            "tp_conv",
+            "tp_conv",
+            [rng.standard_normal(s).astype(dtype) for s in ((4, cp.irreps_in.dim), (7, 9), (7, cp.n_weights))],
+            lambda mod, y, Y, w: mod.forward(y, Y, w, src, dst, 4, cp),
+        ),
+    ]
     for case in cases:
         ref, gpu = _ops(case.op)
         for k, (g, w) in enumerate(zip(run(case, gpu), run(case, ref))):
@@ -135,8 +153,9 @@ def test_full_model_energy_forces_stress_and_loss_gradient():
     lb, _, gb, _ = loss_and_grad(gpu, graph, coeffs)
     assert abs(la - lb) <= 1e-10 * abs(la)
     for name in ga:
-        np.testing.assert_allclose(gb[name], ga[name], rtol=1e-8, atol=1e-10 * max(1.0, np.abs(ga[name]).max()),
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            gb[name], ga[name], rtol=1e-8, atol=1e-10 * max(1.0, np.abs(ga[name]).max()), err_msg=name
+        )
 
 
 def test_three_layer_model_energy_and_forces():
@@ -177,9 +196,15 @@ def test_tp_conv_is_deterministic(plan):
     rng = np.random.default_rng(11)
     cp = plan.layers[1].conv
     src, dst = np.array([1, 0, 3, 2, 0, 1, 3]), np.array([0, 2, 0, 1, 3, 3, 2])
-    args = (rng.standard_normal((4, cp.irreps_in.dim)).astype(np.float32),
-            rng.standard_normal((7, 9)).astype(np.float32),
-            rng.standard_normal((7, cp.n_weights)).astype(np.float32), src, dst, 4, cp)
+    args = (
+        rng.standard_normal((4, cp.irreps_in.dim)).astype(np.float32),
+        rng.standard_normal((7, 9)).astype(np.float32),
+        rng.standard_normal((7, cp.n_weights)).astype(np.float32),
+        src,
+        dst,
+        4,
+        cp,
+    )
     gpu = _ops("tp_conv")[1]
     first = gpu.forward(*args)[0]
     assert np.array_equal(first, gpu.forward(*args)[0])
@@ -208,10 +233,13 @@ def test_glue_kernels_match_reference(dtype):
 
     ref, gpu = _ops("glue")
     rng = np.random.default_rng(14)
-    a, b = (rng.standard_normal((5, 4)) + (1e-3j * rng.standard_normal((5, 4)) if dtype == "complex128" else 0)
-            for _ in range(2))
+    a, b = (
+        rng.standard_normal((5, 4)) + (1e-3j * rng.standard_normal((5, 4)) if dtype == "complex128" else 0)
+        for _ in range(2)
+    )
     col = rng.standard_normal((5, 1))
     idx = np.array([2, 0, 2, 1, 0])
+
     def dev(x):
         return cuda.to_device(np.ascontiguousarray(x))
 
@@ -310,5 +338,9 @@ def test_plan_tables_are_uploaded_once_per_record_and_read_by_the_kernels(plan):
     x = np.random.default_rng(3).normal(size=(3, lin.irreps_in.dim))
     w = np.random.default_rng(4).normal(size=lin.n_weights)
     lref, lgpu = _ops("linear")
-    np.testing.assert_allclose(lgpu.forward(x, w, dataclasses.replace(lin, tables=t2))[0],
-                               2 * lref.forward(x, w, lin)[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        lgpu.forward(x, w, dataclasses.replace(lin, tables=t2))[0],
+        2 * lref.forward(x, w, lin)[0],
+        rtol=1e-12,
+        atol=1e-12,
+    )

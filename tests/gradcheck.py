@@ -4,6 +4,7 @@
 ``check_complex_step`` checks that running forward+backward on x + i·h·v (the training pass) gives the
 directional derivative of the backward pass, i.e. the operation is safe for complex-step tangents.
 """
+
 from __future__ import annotations
 
 import numpy as np

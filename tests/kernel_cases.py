@@ -16,11 +16,12 @@ The tolerance rule (:func:`validate_result`, like llm.c's ``validate_result``): 
 checked on the real part and, for complex dtypes, separately on the imaginary part (the complex-step
 tangent the training pass needs).
 """
+
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -98,14 +99,20 @@ def build(name: str, dtype: str = "float64", seed: int | None = None) -> Case:
         plan = conv_plan(irreps_in, sh, Irreps("3x0e+2x0o+2x1o+2x1e+1x2e+2x2o+1x3o"))
         n, e = 6, 23
         src, dst = rng.integers(0, n, e), rng.integers(0, n - 1, e)
-        inputs = [_rand(rng, (n, irreps_in.dim), dtype), _rand(rng, (e, sh.dim), dtype),
-                  _rand(rng, (e, plan.n_weights), dtype)]
+        inputs = [
+            _rand(rng, (n, irreps_in.dim), dtype),
+            _rand(rng, (e, sh.dim), dtype),
+            _rand(rng, (e, plan.n_weights), dtype),
+        ]
         return Case(name, name, inputs, lambda mod, y, Y, w: mod.forward(y, Y, w, src, dst, n, plan))
     if name == "self_connection":  # species 1 absent
         plan = self_connection_plan(Irreps("2x0e+2x1o+1x2e"), 3, Irreps("3x0e+1x1o+2x1e+1x2e"))
         types = np.array([0, 2, 2, 0, 2, 0, 0])
-        inputs = [_rand(rng, (7, plan.irreps_in.dim), dtype), _rand(rng, (3, 3), dtype),
-                  _rand(rng, plan.n_weights, dtype)]
+        inputs = [
+            _rand(rng, (7, plan.irreps_in.dim), dtype),
+            _rand(rng, (3, 3), dtype),
+            _rand(rng, plan.n_weights, dtype),
+        ]
         return Case(name, name, inputs, lambda mod, h, a, w: mod.forward(h, a, types, w, plan))
     if name == "gate":  # even and odd scalars, even and odd gated irreps
         plan = gate_plan(Irreps("2x0e+2x1o"), Irreps.spherical_harmonics(1), Irreps("2x0e+2x0o+2x1e+2x1o"))
@@ -118,9 +125,17 @@ def build(name: str, dtype: str = "float64", seed: int | None = None) -> Case:
 
 
 #: every case of the table
-NAMES = ("edge_embedding", "spherical_harmonics", "zbl", "mlp", "linear", "tp_conv", "self_connection", "gate",
-         "scale_shift") + tuple(
-    f"readout_{a}" for a in READOUT_ACTIVATIONS)
+NAMES = (
+    "edge_embedding",
+    "spherical_harmonics",
+    "zbl",
+    "mlp",
+    "linear",
+    "tp_conv",
+    "self_connection",
+    "gate",
+    "scale_shift",
+) + tuple(f"readout_{a}" for a in READOUT_ACTIVATIONS)
 
 
 def flat_grads(grads) -> list:

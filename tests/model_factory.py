@@ -1,4 +1,5 @@
 """Small models and structures shared by the model tests (float64 unless stated)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,11 +13,22 @@ TYPES = ["H", "C", "O"]
 
 def small_model(seed=0, **overrides) -> NequIPModel:
     kw = dict(
-        type_names=TYPES, r_max=3.5, num_layers=3, l_max=2, parity=True, num_features=[4, 3, 2],
-        radial_mlp_depth=1, radial_mlp_width=8, num_bessels=6, polynomial_cutoff_p=6,
-        avg_num_neighbors={"H": 4.0, "C": 6.0, "O": 5.0}, readout_mlp_hidden_layers_depth=1,
-        readout_mlp_hidden_layers_width=4, per_type_energy_scales={"H": 0.7, "C": 1.3, "O": 1.1},
-        per_type_energy_shifts={"H": -13.1, "C": -1030.5, "O": -2040.2}, seed=seed,
+        type_names=TYPES,
+        r_max=3.5,
+        num_layers=3,
+        l_max=2,
+        parity=True,
+        num_features=[4, 3, 2],
+        radial_mlp_depth=1,
+        radial_mlp_width=8,
+        num_bessels=6,
+        polynomial_cutoff_p=6,
+        avg_num_neighbors={"H": 4.0, "C": 6.0, "O": 5.0},
+        readout_mlp_hidden_layers_depth=1,
+        readout_mlp_hidden_layers_width=4,
+        per_type_energy_scales={"H": 0.7, "C": 1.3, "O": 1.1},
+        per_type_energy_shifts={"H": -13.1, "C": -1030.5, "O": -2040.2},
+        seed=seed,
     )
     kw.update(overrides)
     return NequIPModel(**kw)

@@ -1,5 +1,6 @@
 """Rung 3: every backend vs the reference (forward and backward, every dtype), the full model, the
 training gradient, determinism across runs and thread counts, and the kernels with the JIT off."""
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,10 @@ def _rel(a, b):
 # ------------------------------------------------------------------ full model
 def _graphs(rng, model):
     c = model.config
-    return {"molecule": graph_from_atoms(molecule(rng, 9), c.type_names, c.r_max),
-            "periodic": graph_from_atoms(periodic(rng), c.type_names, c.r_max)}
+    return {
+        "molecule": graph_from_atoms(molecule(rng, 9), c.type_names, c.r_max),
+        "periodic": graph_from_atoms(periodic(rng), c.type_names, c.r_max),
+    }
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
@@ -50,7 +53,11 @@ def test_model_matches_reference(backend, dtype, tol):
     for kind, graph in _graphs(np.random.default_rng(5), ref).items():
         want, got = ref.compute(graph), model.compute(graph)
         for key in ("total_energy", "atomic_energy", "forces"):
-            scale = np.max(np.abs(want["forces"])) if key == "forces" else np.max(np.abs(want[key] - np.mean(want[key]))) + 1.0
+            scale = (
+                np.max(np.abs(want["forces"]))
+                if key == "forces"
+                else np.max(np.abs(want[key] - np.mean(want[key]))) + 1.0
+            )
             assert np.max(np.abs(got[key] - want[key])) <= tol * scale, (kind, key)
         if kind == "periodic":
             assert np.max(np.abs(got["stress"] - want["stress"])) <= tol * np.max(np.abs(want["stress"])), kind
@@ -125,8 +132,9 @@ print("NOJIT-OK")
 def test_numba_kernels_with_jit_disabled():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=root)
-    res = subprocess.run([sys.executable, "-c", _NOJIT_SCRIPT], cwd=root, env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", _NOJIT_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0 and "NOJIT-OK" in res.stdout, res.stderr[-3000:]
 
 
@@ -171,7 +179,7 @@ def test_mlp_row_blocks_match_the_reference_bitwise_across_threads(dtype):
     if np.iscomplexobj(x):  # a complex-step tangent: the dual-number path
         x = x + 1e-20j * rng.standard_normal((n, 8))
     weights = [rng.standard_normal((8, 64)).astype(x.real.dtype), rng.standard_normal((64, 16)).astype(x.real.dtype)]
-    alphas = [8 ** -0.5, 64 ** -0.5]
+    alphas = [8**-0.5, 64**-0.5]
     d_out = rng.standard_normal((n, 16)).astype(dtype)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     ref_y, ref_cache = reference.forward(x, weights, alphas, "silu")

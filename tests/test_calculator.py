@@ -3,6 +3,7 @@
 Everything in float64. Equalities that hold bit for bit (same graph, same arithmetic) are tested with
 ``assert_array_equal``, not a tolerance: the reused neighbour list must give *the same* edges.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -92,10 +93,13 @@ def test_unknown_species_error_names_element_and_known(model):
 
 
 def test_species_map_for_non_symbol_type_names(rng):
-    named = small_model(seed=3, type_names=["hyd", "carb", "oxy"],
-                        avg_num_neighbors={"hyd": 4.0, "carb": 6.0, "oxy": 5.0},
-                        per_type_energy_scales={"hyd": 0.7, "carb": 1.3, "oxy": 1.1},
-                        per_type_energy_shifts={"hyd": -13.1, "carb": -1030.5, "oxy": -2040.2})
+    named = small_model(
+        seed=3,
+        type_names=["hyd", "carb", "oxy"],
+        avg_num_neighbors={"hyd": 4.0, "carb": 6.0, "oxy": 5.0},
+        per_type_energy_scales={"hyd": 0.7, "carb": 1.3, "oxy": 1.1},
+        per_type_energy_shifts={"hyd": -13.1, "carb": -1030.5, "oxy": -2040.2},
+    )
     atoms = molecule(rng, 6)
     calc = NequIPCalculator(named, chemical_species_to_atom_type_map={"H": "hyd", "C": "carb", "O": "oxy"})
     atoms.calc = calc
@@ -187,8 +191,16 @@ def test_harness_passes(model, rng, kind):
     ran = [c for c in report if not c.skipped]
     assert report.passed, str(report)
     assert not [c.name for c in report if c.status == "ERROR"]
-    expected = {"rotation_invariance", "inversion", "translation", "permutation", "forces_gradient",
-                "curl_free", "cutoff_smoothness", "nve_drift"}
+    expected = {
+        "rotation_invariance",
+        "inversion",
+        "translation",
+        "permutation",
+        "forces_gradient",
+        "curl_free",
+        "cutoff_smoothness",
+        "nve_drift",
+    }
     expected |= {"stress_strain"} if kind == "periodic" else {"net_force", "additivity"}
     assert expected <= {c.name for c in ran}
 
@@ -213,8 +225,9 @@ def test_imported_nequip_model_from_path(name, tmp_path):
     out = _direct(m, atoms)
     assert atoms.get_potential_energy() == float(out["total_energy"][0])
     np.testing.assert_array_equal(atoms.get_forces(), out["forces"])
-    np.testing.assert_allclose(atoms.get_potential_energy(), float(np.ravel(official["total_energy"])[0]),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        atoms.get_potential_energy(), float(np.ravel(official["total_energy"])[0]), rtol=1e-9, atol=1e-9
+    )
     np.testing.assert_allclose(atoms.get_forces(), official["forces"].reshape(-1, 3), atol=1e-7)
 
 

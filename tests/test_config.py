@@ -8,7 +8,12 @@ import pytest
 import yaml
 
 from nequip_np.train.config import (
-    Config, ConfigError, config_to_dict, dump_config, load_config, resolve_defaults,
+    Config,
+    ConfigError,
+    config_to_dict,
+    dump_config,
+    load_config,
+    resolve_defaults,
 )
 
 MINIMAL = {"model": {"type_names": ["H", "O"], "r_max": 4.0}, "data": {"path": "water.xyz"}}
@@ -46,8 +51,7 @@ def test_defaults():
 def test_unknown_key_suggests_closest():
     with pytest.raises(ConfigError) as e:
         load_config(_with("training", learing_rate=0.1))
-    assert str(e.value) == ("unknown key 'learing_rate' in section 'training'; "
-                            "did you mean 'learning_rate'?")
+    assert str(e.value) == ("unknown key 'learing_rate' in section 'training'; did you mean 'learning_rate'?")
     with pytest.raises(ConfigError, match=r"'num_layer' in section 'model'; did you mean 'num_layers'"):
         load_config(_with("model", num_layer=3))
     with pytest.raises(ConfigError, match=r"section 'training.scheduler'; did you mean 'patience'"):
@@ -56,36 +60,42 @@ def test_unknown_key_suggests_closest():
         load_config({**MINIMAL, "trainig": {}})
 
 
-@pytest.mark.parametrize("section, key, value, match", [
-    ("model", "r_max", -1.0, "model.r_max must be a positive number"),
-    ("model", "r_max", "5", "model.r_max must be a positive number"),
-    ("model", "num_layers", 2.5, "model.num_layers must be a positive integer"),
-    ("model", "parity", 1, "model.parity must be true or false"),
-    ("model", "model_dtype", "float16", r"model.model_dtype must be one of \['float64', 'float32'\]"),
-    ("model", "avg_num_neighbors", None, "model.avg_num_neighbors must be"),
-    ("model", "per_type_energy_scales", {"H": -1.0}, "model.per_type_energy_scales must be"),
-    ("model", "pair_potential", {"type": "LJ"}, "type must be 'ZBL'"),
-    ("model", "num_features", [32, 16, 8], "num_features has 3 entries; it needs l_max \\+ 1 = 2"),
-    ("model", "per_edge_type_cutoff", {"H": 5.0}, "exceeds model.r_max"),
-    ("training", "batch_size", 0, "training.batch_size must be a positive integer"),
-    ("training", "ema_decay", 1.5, r"training.ema_decay must be a number in \[0, 1\]"),
-    ("training", "backend", "cdua", "did you mean 'cuda'"),
-    ("training", "loss_coeffs", {"force": 1.0}, "did you mean 'forces'"),
-    ("training", "loss_coeffs", {"forces": 0.0}, "at least one positive"),
-    ("data", "train", 1.5, "data.train must be a count"),
-    ("data", "units", "ev", "data.units must be one of"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, match",
+    [
+        ("model", "r_max", -1.0, "model.r_max must be a positive number"),
+        ("model", "r_max", "5", "model.r_max must be a positive number"),
+        ("model", "num_layers", 2.5, "model.num_layers must be a positive integer"),
+        ("model", "parity", 1, "model.parity must be true or false"),
+        ("model", "model_dtype", "float16", r"model.model_dtype must be one of \['float64', 'float32'\]"),
+        ("model", "avg_num_neighbors", None, "model.avg_num_neighbors must be"),
+        ("model", "per_type_energy_scales", {"H": -1.0}, "model.per_type_energy_scales must be"),
+        ("model", "pair_potential", {"type": "LJ"}, "type must be 'ZBL'"),
+        ("model", "num_features", [32, 16, 8], "num_features has 3 entries; it needs l_max \\+ 1 = 2"),
+        ("model", "per_edge_type_cutoff", {"H": 5.0}, "exceeds model.r_max"),
+        ("training", "batch_size", 0, "training.batch_size must be a positive integer"),
+        ("training", "ema_decay", 1.5, r"training.ema_decay must be a number in \[0, 1\]"),
+        ("training", "backend", "cdua", "did you mean 'cuda'"),
+        ("training", "loss_coeffs", {"force": 1.0}, "did you mean 'forces'"),
+        ("training", "loss_coeffs", {"forces": 0.0}, "at least one positive"),
+        ("data", "train", 1.5, "data.train must be a count"),
+        ("data", "units", "ev", "data.units must be one of"),
+    ],
+)
 def test_wrong_type_or_value(section, key, value, match):
     with pytest.raises(ConfigError, match=match):
         load_config(_with(section, **{key: value}))
 
 
-@pytest.mark.parametrize("drop, match", [
-    (("model", "r_max"), "missing required key 'r_max' in section 'model'"),
-    (("model", "type_names"), "missing required key 'type_names' in section 'model'"),
-    (("data", "path"), "data needs either 'path'"),
-    (("data", None), "missing required section 'data'"),
-])
+@pytest.mark.parametrize(
+    "drop, match",
+    [
+        (("model", "r_max"), "missing required key 'r_max' in section 'model'"),
+        (("model", "type_names"), "missing required key 'type_names' in section 'model'"),
+        (("data", "path"), "data needs either 'path'"),
+        (("data", None), "missing required section 'data'"),
+    ],
+)
 def test_missing_required(drop, match):
     raw = {k: dict(v) for k, v in MINIMAL.items()}
     section, key = drop
@@ -99,8 +109,12 @@ def test_missing_required(drop, match):
 
 def test_type_names_auto_resolved_from_stats():
     cfg = load_config(_with("model", type_names="auto"))
-    stats = {"type_names": ["C", "H"], "num_neighbors_mean": 12.5,
-             "per_type_forces_rms": {"C": 1.5, "H": 0.5}, "per_atom_energy_mean": -3.25}
+    stats = {
+        "type_names": ["C", "H"],
+        "num_neighbors_mean": 12.5,
+        "per_type_forces_rms": {"C": 1.5, "H": 0.5},
+        "per_atom_energy_mean": -3.25,
+    }
     r = resolve_defaults(cfg, stats)
     assert r.model.type_names == ["C", "H"]
     assert r.model.avg_num_neighbors == 12.5
@@ -175,26 +189,37 @@ def test_docs_example_config_loads(tmp_path):
     path = tmp_path / "example.yaml"
     path.write_text(block)
     cfg = load_config(path)
-    defaults = load_config({"run_name": "water", "model": {"type_names": ["H", "O"], "r_max": 4.5},
-                            "data": {"path": "water.extxyz"}})
+    defaults = load_config(
+        {"run_name": "water", "model": {"type_names": ["H", "O"], "r_max": 4.5}, "data": {"path": "water.extxyz"}}
+    )
     assert config_to_dict(cfg) == config_to_dict(defaults)
 
 
 # -- one schema for the model options (model/config.py MODEL_OPTIONS) -------------------------------
-@pytest.mark.parametrize("key, value, match", [
-    ("l_max", 9, "model.l_max must be an integer between 0 and 8"),
-    ("polynomial_cutoff_p", 0.5, "model.polynomial_cutoff_p must be a number >= 2"),
-    ("readout_mlp_nonlinearity", "relu", "model.readout_mlp_nonlinearity must be one of"),
-    ("pair_potential", {"type": "ZBL", "polynomial_cutoff_p": 1}, "polynomial_cutoff_p must be a number >= 2"),
-    ("per_type_energy_scales", {"H": 1.0}, "keys must be exactly the type names"),
-])
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("l_max", 9, "model.l_max must be an integer between 0 and 8"),
+        ("polynomial_cutoff_p", 0.5, "model.polynomial_cutoff_p must be a number >= 2"),
+        ("readout_mlp_nonlinearity", "relu", "model.readout_mlp_nonlinearity must be one of"),
+        ("pair_potential", {"type": "ZBL", "polynomial_cutoff_p": 1}, "polynomial_cutoff_p must be a number >= 2"),
+        ("per_type_energy_scales", {"H": 1.0}, "keys must be exactly the type names"),
+    ],
+)
 def test_yaml_and_model_reject_the_same_values(key, value, match):
     from nequip_np.model.nequip import NequIPModel
 
     with pytest.raises(ConfigError, match=match):
         load_config(_with("model", **{key: value}))
-    kw = dict(type_names=["H", "O"], r_max=4.0, avg_num_neighbors=3.0, num_layers=1, num_features=4,
-              radial_mlp_width=4, **{key: value})
+    kw = dict(
+        type_names=["H", "O"],
+        r_max=4.0,
+        avg_num_neighbors=3.0,
+        num_layers=1,
+        num_features=4,
+        radial_mlp_width=4,
+        **{key: value},
+    )
     with pytest.raises(ValueError, match=match.replace("model.", "")):
         NequIPModel(**kw)
 
@@ -212,9 +237,18 @@ def test_model_section_is_the_model_schema():
 def test_zbl_exponent_from_yaml_reaches_the_model():
     from nequip_np.model.nequip import NequIPModel
 
-    cfg = resolve_defaults(_with("model", pair_potential={"type": "ZBL", "units": "metal", "polynomial_cutoff_p": 8},
-                                 avg_num_neighbors=3.0, per_type_energy_scales=None, per_type_energy_shifts=None,
-                                 num_layers=1, num_features=4, radial_mlp_width=4))
+    cfg = resolve_defaults(
+        _with(
+            "model",
+            pair_potential={"type": "ZBL", "units": "metal", "polynomial_cutoff_p": 8},
+            avg_num_neighbors=3.0,
+            per_type_energy_scales=None,
+            per_type_energy_shifts=None,
+            num_layers=1,
+            num_features=4,
+            radial_mlp_width=4,
+        )
+    )
     m = config_to_dict(cfg)["model"]
     assert m.pop("initial_model") is None  # a training key (fine-tuning), not a model option
     model = NequIPModel(**m)
@@ -230,14 +264,17 @@ def test_total_energy_and_per_atom_energy_are_distinct_loss_terms():
     assert (c.total_energy, c.per_atom_energy) == (1.0, 0.0)
 
 
-@pytest.mark.parametrize("section, key, value, match", [
-    ("data", "key_mapping", {"REF_energy": "energie"}, "did you mean 'energy'"),
-    ("training", "loss", "l2", "training.loss must be one of"),
-    ("training", "per_type_forces_coeffs", {"H": 1.0}, "missing \\['O'\\]"),
-    ("training", "per_type_forces_coeffs", {"H": 1.0, "O": 0.0}, "positive number"),
-    ("training", "lr_scheduler", {"name": "cosine"}, "needs 'T_max'"),
-    ("training", "huber_delta", -1.0, "positive number"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, match",
+    [
+        ("data", "key_mapping", {"REF_energy": "energie"}, "did you mean 'energy'"),
+        ("training", "loss", "l2", "training.loss must be one of"),
+        ("training", "per_type_forces_coeffs", {"H": 1.0}, "missing \\['O'\\]"),
+        ("training", "per_type_forces_coeffs", {"H": 1.0, "O": 0.0}, "positive number"),
+        ("training", "lr_scheduler", {"name": "cosine"}, "needs 'T_max'"),
+        ("training", "huber_delta", -1.0, "positive number"),
+    ],
+)
 def test_new_keys_are_checked(section, key, value, match):
     with pytest.raises(ConfigError, match=match):
         load_config(_with(section, **{key: value}))
@@ -245,8 +282,12 @@ def test_new_keys_are_checked(section, key, value, match):
 
 def test_separate_files_and_lr_scheduler():
     raw = {k: dict(v) for k, v in MINIMAL.items()}
-    raw["data"] = {"train": ["a.xyz", "b.xyz"], "val": ["v1.xyz", "v2.xyz"], "test": None,
-                   "key_mapping": {"REF_energy": "total_energy", "dft_forces": "forces"}}
+    raw["data"] = {
+        "train": ["a.xyz", "b.xyz"],
+        "val": ["v1.xyz", "v2.xyz"],
+        "test": None,
+        "key_mapping": {"REF_energy": "total_energy", "dft_forces": "forces"},
+    }
     raw["training"] = {"lr_scheduler": {"name": "cosine", "T_max": 10}}
     cfg = load_config(raw)
     assert cfg.data.val == ["v1.xyz", "v2.xyz"] and cfg.data.key_mapping["REF_energy"] == "energy"

@@ -1,10 +1,18 @@
 """One tiny test per convention of ``docs/conventions.md`` (constants in ``nequip_np/conventions.py``)."""
+
 import numpy as np
 import pytest
 from ase import Atoms
 
-from nequip_np.conventions import (KCAL_MOL_TO_EV, NORMALIZE2MOM_SILU, NORMALIZE2MOM_TANH, VOIGT_PAIRS,
-                                   ZBL_KE, stress_to_voigt, voigt_to_stress)
+from nequip_np.conventions import (
+    KCAL_MOL_TO_EV,
+    NORMALIZE2MOM_SILU,
+    NORMALIZE2MOM_TANH,
+    VOIGT_PAIRS,
+    ZBL_KE,
+    stress_to_voigt,
+    voigt_to_stress,
+)
 from nequip_np.data.graph import AtomicGraph, graph_from_atoms
 from nequip_np.kernels.common import silu
 from nequip_np.model.plan import hidden_irreps
@@ -31,9 +39,16 @@ def test_edge_vector_points_from_centre_to_neighbour():
 
 def test_cell_vectors_are_rows():
     cell = np.array([[2.0, 0.0, 0.0], [0.5, 3.0, 0.0], [0.2, 0.1, 4.0]])
-    g = AtomicGraph(pos=np.zeros((1, 3)), atom_types=np.zeros(1, np.int64), edge_index=np.array([[0], [0]]),
-                    edge_shift=np.array([[0.0, 1.0, 0.0]]), cell=cell[None], pbc=np.ones((1, 3), bool),
-                    batch=np.zeros(1, np.int64), num_atoms=np.array([1]))
+    g = AtomicGraph(
+        pos=np.zeros((1, 3)),
+        atom_types=np.zeros(1, np.int64),
+        edge_index=np.array([[0], [0]]),
+        edge_shift=np.array([[0.0, 1.0, 0.0]]),
+        cell=cell[None],
+        pbc=np.ones((1, 3), bool),
+        batch=np.zeros(1, np.int64),
+        num_atoms=np.array([1]),
+    )
     np.testing.assert_array_equal(g.edge_vectors(), cell[1:2])  # shift (0,1,0) adds the second row
 
 
@@ -51,7 +66,7 @@ def test_spherical_harmonics_component_normalisation_and_order():
     assert Y[0, 0] == 1.0
     np.testing.assert_allclose(Y[0, 1:4], np.sqrt(3) * u[0], atol=1e-15)  # Y¹ = √3 (x, y, z)
     for l in range(4):
-        assert np.sum(Y[0, l * l:(l + 1) ** 2] ** 2) == pytest.approx(2 * l + 1)
+        assert np.sum(Y[0, l * l : (l + 1) ** 2] ** 2) == pytest.approx(2 * l + 1)
 
 
 def test_y_is_the_polar_axis():

@@ -1,4 +1,5 @@
 """nequip_np.course (the notebooks' helpers), the shipped example data and the committed learning curves."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def test_bent_triatomic_geometry_and_bad_angle():
 @pytest.mark.parametrize("l_max, layers, flat", [(0, 2, True), (1, 1, True), (1, 2, False)])
 def test_bending_scan_sees_the_angle_only_with_l1_and_two_layers(l_max, layers, flat):
     """r_max (2 Å) below the end-to-end distance (≥ 2.08 Å): the angle needs l ≥ 1 and two hops."""
-    model = NequIPModel(type_names=["O"], r_max=2.0, num_layers=layers, l_max=l_max, num_features=4,
-                        avg_num_neighbors=1.5, seed=0)
+    model = NequIPModel(
+        type_names=["O"], r_max=2.0, num_layers=layers, l_max=l_max, num_features=4, avg_num_neighbors=1.5, seed=0
+    )
     e = bending_scan(model, np.deg2rad([120.0, 150.0, 180.0]), 1.2, 1.2, "OOO")
     assert (np.ptp(e) < 1e-12) == flat, f"energy range {np.ptp(e):.2e} eV"
 

@@ -5,6 +5,7 @@ simulator (``NUMBA_ENABLE_CUDASIM=1`` must be set before numba.cuda is imported,
 switched on inside this process without affecting the rest of the suite), and — marked ``gpu`` — on a
 real device when one is present.
 """
+
 import os
 import subprocess
 import sys
@@ -26,8 +27,9 @@ def _env(sim: bool) -> dict:
 
 
 def _run(args, sim: bool, timeout=600):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(sim), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=_env(sim), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _pytest_cases(sim: bool):
@@ -75,7 +77,9 @@ def test_cuda_backend_without_gpu_raises_one_clear_error():
         pytest.skip("a CUDA GPU is present: the no-GPU error cannot be observed")
     line = res.stdout.strip()
     assert line.startswith("ERROR: backend='cuda' cannot run: "), line
-    assert any(w in line for w in ("no CUDA driver", "no CUDA device", "reports no device", "numba.cuda is unavailable"))
+    assert any(
+        w in line for w in ("no CUDA driver", "no CUDA device", "reports no device", "numba.cuda is unavailable")
+    )
     assert "NUMBA_ENABLE_CUDASIM=1" in line and "backend='numba'" in line
 
 

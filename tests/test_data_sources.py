@@ -1,6 +1,7 @@
 """Training on real datasets: separate files, several validation sets, key_mapping, virial → stress,
 bad-input errors before training, the memory-mapped frame store (streamed run bit-identical to the
 in-memory one), lr schedules in the trainer (bit-for-bit resume), per-element metrics, plots."""
+
 from __future__ import annotations
 
 import csv
@@ -34,11 +35,24 @@ def _renamed(tmp_path, n=8, start=0, name="ref.extxyz"):
 def _config(tmp_path, data, **training):
     return {
         "run_name": "t",
-        "model": {"type_names": ["H", "C", "O"], "r_max": 3.0, "num_layers": 1, "l_max": 1, "num_features": 4,
-                  "radial_mlp_width": 8, "per_type_energy_shifts": "least_squares"},
+        "model": {
+            "type_names": ["H", "C", "O"],
+            "r_max": 3.0,
+            "num_layers": 1,
+            "l_max": 1,
+            "num_features": 4,
+            "radial_mlp_width": 8,
+            "per_type_energy_shifts": "least_squares",
+        },
         "data": data,
-        "training": {"batch_size": 3, "max_epochs": 2, "learning_rate": 0.01, "early_stopping": None,
-                     "output_dir": str(tmp_path / "run"), **training},
+        "training": {
+            "batch_size": 3,
+            "max_epochs": 2,
+            "learning_rate": 0.01,
+            "early_stopping": None,
+            "output_dir": str(tmp_path / "run"),
+            **training,
+        },
     }
 
 
@@ -69,15 +83,20 @@ def test_virial_becomes_stress_with_nequips_sign(tmp_path):
     a.info["REF_energy"] = -10.0
     a.arrays["f"] = np.zeros((len(a), 3))
     write(tmp_path / "s.extxyz", [a])
-    (f,) = read_frames(tmp_path / "s.extxyz", key_mapping={"REF_virial": "virial", "REF_energy": "energy", "f": "forces"})
+    (f,) = read_frames(
+        tmp_path / "s.extxyz", key_mapping={"REF_virial": "virial", "REF_energy": "energy", "f": "forces"}
+    )
     stress = np.asarray(f.calc.results["stress"]).reshape(3, 3)
     np.testing.assert_allclose(stress, -virial / a.get_volume(), rtol=1e-14)  # virial = -stress * volume
 
 
 def test_several_validation_sets_are_reported_separately_with_per_element_columns(tmp_path):
-    data = {"train": [str(_renamed(tmp_path, 4, 0, "a.xyz")), str(_renamed(tmp_path, 3, 4, "b.xyz"))],
-            "val": [str(_renamed(tmp_path, 3, 20, "v0.xyz")), str(_renamed(tmp_path, 2, 40, "v1.xyz"))],
-            "test": str(_renamed(tmp_path, 2, 60, "t.xyz")), "key_mapping": KM}
+    data = {
+        "train": [str(_renamed(tmp_path, 4, 0, "a.xyz")), str(_renamed(tmp_path, 3, 4, "b.xyz"))],
+        "val": [str(_renamed(tmp_path, 3, 20, "v0.xyz")), str(_renamed(tmp_path, 2, 40, "v1.xyz"))],
+        "test": str(_renamed(tmp_path, 2, 60, "t.xyz")),
+        "key_mapping": KM,
+    }
     t = Trainer(_config(tmp_path, data, max_epochs=1), progress=False)
     assert len(t.train_set) == 7 and [(n, len(d)) for n, d in t.val_sets] == [("val", 3), ("val1", 2)]
     result = t.train()
@@ -125,20 +144,24 @@ def test_frame_store_round_trip_and_no_silent_overwrite(tmp_path):
     np.testing.assert_array_equal(g.pos, frames[3].positions)
     np.testing.assert_array_equal(g.forces, frames[3].get_forces())
     o = store.array("offsets")  # positioned reads equal the memory-mapped arrays
-    np.testing.assert_array_equal(store.array("positions")[o[3]:o[4]], g.pos)
-    np.testing.assert_array_equal(store.array("edge_index")[store.array("edge_offsets")[3]:].T[:, :g.n_edges],
-                                  g.edge_index)
+    np.testing.assert_array_equal(store.array("positions")[o[3] : o[4]], g.pos)
+    np.testing.assert_array_equal(
+        store.array("edge_index")[store.array("edge_offsets")[3] :].T[:, : g.n_edges], g.edge_index
+    )
     assert main(["prepare-data", str(src), "-o", str(out)]) == 2  # exists: refused, store intact
     assert len(FrameStore(out)) == 4
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing_key", "has no key 'REF_energyy'"),
-    ("label_shape", r"forces label has shape \(3,\); expected \(21, 3\)"),
-    ("empty_file", "is empty"),
-    ("unknown_species", r"species \['N'\] are not in model.type_names"),
-    ("per_type_coeffs_missing_type", r"per_type_forces_coeffs .* missing \['O'\]"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_key", "has no key 'REF_energyy'"),
+        ("label_shape", r"forces label has shape \(3,\); expected \(21, 3\)"),
+        ("empty_file", "is empty"),
+        ("unknown_species", r"species \['N'\] are not in model.type_names"),
+        ("per_type_coeffs_missing_type", r"per_type_forces_coeffs .* missing \['O'\]"),
+    ],
+)
 def test_bad_inputs_fail_before_training(tmp_path, case, message):
     data = {"train": str(_renamed(tmp_path, 3)), "key_mapping": dict(KM)}
     training = {}
@@ -167,8 +190,11 @@ def test_bad_inputs_fail_before_training(tmp_path, case, message):
 
 def test_lr_schedule_in_training_resumes_bit_for_bit(tmp_path):
     src = _write_subset(tmp_path)
-    sched = {"name": "sequential", "milestones": [2], "schedulers": [
-        {"name": "linear", "start_factor": 0.2, "total_iters": 2}, {"name": "cosine", "T_max": 4}]}
+    sched = {
+        "name": "sequential",
+        "milestones": [2],
+        "schedulers": [{"name": "linear", "start_factor": 0.2, "total_iters": 2}, {"name": "cosine", "T_max": 4}],
+    }
     kw = dict(lr_scheduler=sched, lr_scheduler_interval="step", max_epochs=3, loss="huber", huber_delta=0.5)
     data = {"path": str(src), "train": 6, "val": 2, "test": 2}
     ref = Trainer(_config(tmp_path / "a", data, **kw), progress=False)

@@ -1,4 +1,5 @@
 """Reading frames (extxyz, npz with unit conversion), label checks, splits, GraphDataset, batches."""
+
 from pathlib import Path
 
 import ase.io
@@ -10,7 +11,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from nequip_np.conventions import KCAL_MOL_TO_EV
 from nequip_np.data import GraphDataset, iterate_batches, read_frames, split_indices
 
-ASPIRIN = Path(__file__).resolve().parents[1] / "examples" / "aspirin" / "aspirin_xtb_300.extxyz"  # a slice of the shared data set
+ASPIRIN = (
+    Path(__file__).resolve().parents[1] / "examples" / "aspirin" / "aspirin_xtb_300.extxyz"
+)  # a slice of the shared data set
 
 
 def _labelled_frames(n, seed=0):

@@ -12,6 +12,7 @@
 The checkers return lists of problems; the last tests plant faults in a temporary tree to show that
 each checker can fail.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,8 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: pages whose anchors are checked when another page links into them with ``page.md#anchor``
 ANCHOR_CHECKED = {
-    "index.md", "conventions.md", "model.md", "paper_differences.md", "pitfalls.md",
-    "derivations/operations.md", "derivations/forces_and_stress.md", "derivations/training_gradients.md",
+    "index.md",
+    "conventions.md",
+    "model.md",
+    "paper_differences.md",
+    "pitfalls.md",
+    "derivations/operations.md",
+    "derivations/forces_and_stress.md",
+    "derivations/training_gradients.md",
 }
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
@@ -174,7 +181,9 @@ def test_every_relative_link_in_docs_resolves():
 
 
 def test_docs_paths_cited_in_the_package_exist():
-    cited = [c for src in (ROOT / "nequip_np").rglob("*.py") for c in _CITATION.findall(src.read_text(encoding="utf-8"))]
+    cited = [
+        c for src in (ROOT / "nequip_np").rglob("*.py") for c in _CITATION.findall(src.read_text(encoding="utf-8"))
+    ]
     assert any("#" in c for c in cited), "the source cites no anchor; the anchor check would be vacuous"
     assert bad_source_citations(ROOT / "nequip_np", ROOT) == []
 
@@ -186,13 +195,16 @@ def test_repository_files_cited_in_the_package_exist():
 
 
 # ------------------------------------------------------------------------- the checkers can fail
-@pytest.mark.parametrize("heading, expected", [
-    ("Edge embedding", "edge-embedding"),
-    ("1. The neighbour list", "1-the-neighbour-list"),
-    ("Tensor-product convolution (`tp_conv`)", "tensor-product-convolution-tp_conv"),
-    ("Loss and its parameter gradient", "loss-and-its-parameter-gradient"),
-    ("Forces, virial & stress", "forces-virial--stress"),
-])
+@pytest.mark.parametrize(
+    "heading, expected",
+    [
+        ("Edge embedding", "edge-embedding"),
+        ("1. The neighbour list", "1-the-neighbour-list"),
+        ("Tensor-product convolution (`tp_conv`)", "tensor-product-convolution-tp_conv"),
+        ("Loss and its parameter gradient", "loss-and-its-parameter-gradient"),
+        ("Forces, virial & stress", "forces-virial--stress"),
+    ],
+)
 def test_slug_is_github_style(heading, expected):
     assert slug(heading) == expected
 
@@ -207,12 +219,16 @@ def _tree(tmp_path: Path, index: str, pages_: dict[str, str]) -> tuple[Path, Pat
 
 
 def test_checkers_detect_planted_faults(tmp_path):
-    root, docs = _tree(tmp_path, "# Index\n[a](a.md) [b](b.md) `[c](c.md)`\n", {
-        "a.md": "# A\n## Edge embedding\n[ok](derivations/d.md#sec) [bad](derivations/d.md#nope)\n",
-        "b.md": "# B\n[missing](missing.md) [self](#b) [selfbad](#zzz) [web](https://example.org/x.md)\n",
-        "c.md": "# C only linked inside inline code\n",
-        "derivations/d.md": "# D\n## Sec\n[up](../a.md#edge-embedding)\n```\n[not a link](nowhere.md)\n```\n",
-    })
+    root, docs = _tree(
+        tmp_path,
+        "# Index\n[a](a.md) [b](b.md) `[c](c.md)`\n",
+        {
+            "a.md": "# A\n## Edge embedding\n[ok](derivations/d.md#sec) [bad](derivations/d.md#nope)\n",
+            "b.md": "# B\n[missing](missing.md) [self](#b) [selfbad](#zzz) [web](https://example.org/x.md)\n",
+            "c.md": "# C only linked inside inline code\n",
+            "derivations/d.md": "# D\n## Sec\n[up](../a.md#edge-embedding)\n```\n[not a link](nowhere.md)\n```\n",
+        },
+    )
     assert unlinked_pages(docs) == ["c.md", "derivations/d.md"]
     problems = broken_links(docs, checked={"a.md", "b.md", "derivations/d.md"})
     assert problems == [
@@ -227,8 +243,10 @@ def test_checkers_detect_planted_faults(tmp_path):
         "pkg/m.py: docs/a.md#nope: no heading with anchor #nope",
         "pkg/m.py: docs/gone.md: no such file",
     ]
-    (pkg / "n.py").write_text('"""Made by ``tools/make_it.py`` (docs/derivations/\nd.md, docs/derivations/\n'
-                              'gone.md); see README.md, a.md, missing_page.md; pkg.md and pkg.sub.md are modules."""\n')
+    (pkg / "n.py").write_text(
+        '"""Made by ``tools/make_it.py`` (docs/derivations/\nd.md, docs/derivations/\n'
+        'gone.md); see README.md, a.md, missing_page.md; pkg.md and pkg.sub.md are modules."""\n'
+    )
     (pkg / "__init__.py").write_text("")
     (root / "README.md").write_text("# Read me\n")
     assert bad_repository_paths(pkg, root) == [

@@ -7,6 +7,7 @@ Numba function). A module that needs an optional extra which is not installed (i
 ImportError naming a module outside ``nequip_np``) is skipped with the reason. The last test runs the
 checker on a planted wrong example to show it can fail.
 """
+
 from __future__ import annotations
 
 import doctest
@@ -75,7 +76,8 @@ def test_docstring_examples(name):
 
 
 def test_a_wrong_example_fails(tmp_path, monkeypatch):
-    (tmp_path / "planted_examples.py").write_text(textwrap.dedent('''
+    (tmp_path / "planted_examples.py").write_text(
+        textwrap.dedent('''
         def double(x):
             """Twice ``x``.
 
@@ -90,7 +92,9 @@ def test_a_wrong_example_fails(tmp_path, monkeypatch):
         >>> double(4)
         8
         """
-    '''), encoding="utf-8")
+    '''),
+        encoding="utf-8",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("planted_examples")
     try:

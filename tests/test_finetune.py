@@ -1,4 +1,5 @@
 """Fine-tuning (``model.initial_model``): initial weights equal the file's; shifts kept or re-fitted as configured."""
+
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,19 @@ OFFICIAL = Path(__file__).parent / "fixtures" / "official"
 
 
 def _initial(tmp_path, type_names=("H", "C", "O"), **kw):
-    model = NequIPModel(type_names=list(type_names), r_max=3.0, num_layers=2, l_max=1, num_features=4,
-                        radial_mlp_width=8, avg_num_neighbors=7.5, seed=11,
-                        per_type_energy_shifts={t: -10.0 - i for i, t in enumerate(type_names)},
-                        per_type_energy_scales=0.7, **kw)
+    model = NequIPModel(
+        type_names=list(type_names),
+        r_max=3.0,
+        num_layers=2,
+        l_max=1,
+        num_features=4,
+        radial_mlp_width=8,
+        avg_num_neighbors=7.5,
+        seed=11,
+        per_type_energy_shifts={t: -10.0 - i for i, t in enumerate(type_names)},
+        per_type_energy_scales=0.7,
+        **kw,
+    )
     path = tmp_path / "initial.npz"
     model.save(path)
     return path, model
@@ -33,8 +43,14 @@ def _config(tmp_path, model_block, **training):
         "run_name": "ft",
         "model": model_block,
         "data": {"path": str(data), "train": 6, "val": 2, "test": 0, "split_seed": 3},
-        "training": {"batch_size": 3, "max_epochs": 1, "learning_rate": 0.001, "early_stopping": None,
-                     "output_dir": str(tmp_path / "run"), **training},
+        "training": {
+            "batch_size": 3,
+            "max_epochs": 1,
+            "learning_rate": 0.001,
+            "early_stopping": None,
+            "output_dir": str(tmp_path / "run"),
+            **training,
+        },
     }
 
 
@@ -58,8 +74,7 @@ def test_initial_weights_are_the_files_and_shifts_kept_when_not_configured(tmp_p
 
 def test_shifts_refitted_by_least_squares_and_scales_from_the_new_data(tmp_path):
     path, ref = _initial(tmp_path)
-    block = {"initial_model": str(path), "per_type_energy_shifts": "least_squares",
-             "per_type_energy_scales": 2.5}
+    block = {"initial_model": str(path), "per_type_energy_shifts": "least_squares", "per_type_energy_scales": 2.5}
     t = Trainer(_config(tmp_path, block), progress=False)
     energy, counts = _energies_and_counts(t, 3)
     expected, *_ = np.linalg.lstsq(counts, energy, rcond=None)
@@ -92,8 +107,9 @@ def test_architecture_conflict_is_a_clear_error(tmp_path):
 
 def test_finetune_trains_and_the_saved_model_keeps_the_configured_shifts(tmp_path):
     path, _ = _initial(tmp_path)
-    t = Trainer(_config(tmp_path, {"initial_model": str(path), "per_type_energy_shifts": "least_squares"}),
-                progress=False)
+    t = Trainer(
+        _config(tmp_path, {"initial_model": str(path), "per_type_energy_shifts": "least_squares"}), progress=False
+    )
     before = {k: v.copy() for k, v in t.model.params.items()}
     t.train()
     saved = load_any_model(t.out / "model.npz")

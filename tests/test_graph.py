@@ -1,4 +1,5 @@
 """AtomicGraph construction from ASE, species mapping, labels, batching offsets and its inverse."""
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -101,8 +102,18 @@ def test_batch_offsets_and_split_roundtrip():
     nested = batch_graphs([batch_graphs(gs[:2]), gs[2]])
     np.testing.assert_array_equal(nested.batch, batch.batch)
     for orig, back in zip(gs, split_batch(batch)):
-        for field in ("pos", "atom_types", "edge_index", "edge_shift", "cell", "pbc", "batch",
-                      "num_atoms", "energy", "forces"):
+        for field in (
+            "pos",
+            "atom_types",
+            "edge_index",
+            "edge_shift",
+            "cell",
+            "pbc",
+            "batch",
+            "num_atoms",
+            "energy",
+            "forces",
+        ):
             np.testing.assert_array_equal(getattr(orig, field), getattr(back, field))
     # a label missing on one frame is dropped from the batch
     gs[1].energy = None

@@ -1,4 +1,5 @@
 """The harness catches each planted fault with the right check and passes correct models."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,7 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 
 from nequip_np.conventions import voigt_to_stress
-from nequip_np.testing import CHECKS, TOLERANCES, check_calculator, check_function
-from nequip_np.testing import faults
+from nequip_np.testing import CHECKS, TOLERANCES, check_calculator, check_function, faults
 
 CUTOFF = 4.0  # SmoothPair and its faulty subclasses
 
@@ -38,8 +38,19 @@ def _statuses(report):
 
 
 def test_check_names_are_stable_and_in_both_tolerance_tables():
-    names = ["rotation_invariance", "inversion", "translation", "permutation", "forces_gradient",
-             "curl_free", "net_force", "stress_strain", "additivity", "cutoff_smoothness", "nve_drift"]
+    names = [
+        "rotation_invariance",
+        "inversion",
+        "translation",
+        "permutation",
+        "forces_gradient",
+        "curl_free",
+        "net_force",
+        "stress_strain",
+        "additivity",
+        "cutoff_smoothness",
+        "nve_drift",
+    ]
     assert list(CHECKS) == names
     for dtype in ("float64", "float32"):
         assert list(TOLERANCES[dtype]) == names
@@ -62,8 +73,9 @@ def test_smooth_pair_molecule_passes_everything_applicable(mol):
 
 
 def test_smooth_pair_stress_in_periodic_cell(cell):
-    report = check_calculator(faults.SmoothPair(), cell, cutoff=CUTOFF,
-                              checks=["rotation_invariance", "inversion", "stress_strain"])
+    report = check_calculator(
+        faults.SmoothPair(), cell, cutoff=CUTOFF, checks=["rotation_invariance", "inversion", "stress_strain"]
+    )
     assert report.passed, str(report)
 
 
@@ -187,12 +199,30 @@ def test_cli_subcommand_end_to_end(tmp_path, mol, monkeypatch):
     xyz = tmp_path / "ch4.xyz"
     ase.io.write(xyz, mol)
     out = tmp_path / "report.json"
-    args = ["check", "--calculator", "nequip_np.testing.faults:make_smooth_pair", "--structure", str(xyz),
-            "--cutoff", "4", "--md-steps", "10", "--json", str(out)]
+    args = [
+        "check",
+        "--calculator",
+        "nequip_np.testing.faults:make_smooth_pair",
+        "--structure",
+        str(xyz),
+        "--cutoff",
+        "4",
+        "--md-steps",
+        "10",
+        "--json",
+        str(out),
+    ]
     assert cli.main(args) == 0
     assert json.loads(out.read_text())["passed"] is True
-    bad = ["check", "--calculator", "nequip_np.testing.faults:make_scaled_forces", "--structure", str(xyz),
-           "--checks", "forces_gradient,translation"]
+    bad = [
+        "check",
+        "--calculator",
+        "nequip_np.testing.faults:make_scaled_forces",
+        "--structure",
+        str(xyz),
+        "--checks",
+        "forces_gradient,translation",
+    ]
     assert cli.main(bad) == 1
     assert cli.main(["check", "--calculator", "nequip_np.testing.faults:nope", "--structure", str(xyz)]) == 2
 
@@ -201,9 +231,11 @@ def test_cli_as_a_process(tmp_path, mol):
     xyz = tmp_path / "ch4.xyz"
     ase.io.write(xyz, mol)
     base = [sys.executable, "-m", "nequip_np.testing.cli", "--structure", str(xyz), "--checks", "forces_gradient"]
-    ok = subprocess.run(base + ["--calculator", "nequip_np.testing.faults:make_smooth_pair"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        base + ["--calculator", "nequip_np.testing.faults:make_smooth_pair"], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and "PASS" in ok.stdout, ok.stdout + ok.stderr
-    bad = subprocess.run(base + ["--calculator", "nequip_np.testing.faults:make_nonconservative"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        base + ["--calculator", "nequip_np.testing.faults:make_nonconservative"], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "FAIL" in bad.stdout, bad.stdout + bad.stderr

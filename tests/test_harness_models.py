@@ -1,4 +1,5 @@
 """The harness passes correct calculators: ASE's Lennard-Jones, and our model in float64 and float32."""
+
 import numpy as np
 import pytest
 from ase import Atoms

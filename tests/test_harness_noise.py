@@ -1,4 +1,5 @@
 """Noise-aware verdicts, profiles, long-range locality, quick mode and the one-line entry points."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ def test_noisy_correct_calculator_passes_and_would_cry_wolf_without_the_floor(mo
         if not c.skipped:
             assert c.margin > 1 and c.allowed >= c.tolerance
     # the same calculator judged as an exact float64 model: its SCF noise reads as broken symmetry
-    naive = check_calculator(noisy(), mol, profile="float64", noise=False,
-                             checks=["rotation_invariance", "translation", "forces_gradient"])
+    naive = check_calculator(
+        noisy(), mol, profile="float64", noise=False, checks=["rotation_invariance", "translation", "forces_gradient"]
+    )
     assert set(naive.failed) == {"rotation_invariance", "translation", "forces_gradient"}
 
 
@@ -172,9 +174,25 @@ def test_pytest_fixture_in_another_project(tmp_path):
     )
     # the plugin named explicitly (and autoloading off, so an installed entry point cannot load it twice)
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "nequip_np.testing.pytest_plugin",
-                          "--harness-quick", "-p", "no:cacheprovider", str(tmp_path)],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "nequip_np.testing.pytest_plugin",
+            "--harness-quick",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 failed, 1 passed" in out.stdout and "harness FAILED (forces_gradient)" in out.stdout
     assert "quick=True" in out.stdout

@@ -5,6 +5,7 @@ default settings -- it is correct but its SCF converges only to ~1e-4 eV/Å in t
 with each planted fault on top. Official nequip's calculator (torch) must pass as an exact float64
 model. Measured costs are in docs/harness.md.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,9 @@ def test_gfn2_xtb_passes_with_defaults(xtb, ethanol):
     decay = report["additivity"].detail
     assert "long-range" in decay and report["additivity"].error < 0.2  # interaction falls faster than 1/R
     # what the issue saw: judged as an exact float64 model, SCF noise reads as broken symmetry
-    naive = check_calculator(xtb(), ethanol, profile="float64", noise=False,
-                             checks=["rotation_invariance", "translation", "additivity"])
+    naive = check_calculator(
+        xtb(), ethanol, profile="float64", noise=False, checks=["rotation_invariance", "translation", "additivity"]
+    )
     assert set(naive.failed) == {"rotation_invariance", "translation", "additivity"}
 
 
@@ -75,10 +77,20 @@ def test_official_nequip_calculator_passes_as_exact_model():
 
     set_global_state()
     types = ["H", "C", "O"]
-    model = NequIPGNNModel(seed=0, model_dtype="float64", type_names=types, r_max=4.0, num_layers=2, l_max=1,
-                           parity=True, num_features=8, avg_num_neighbors=5.0)
-    mapper = ChemicalSpeciesToAtomTypeMapper(model_type_names=types,
-                                             chemical_species_to_atom_type_map={t: t for t in types})
+    model = NequIPGNNModel(
+        seed=0,
+        model_dtype="float64",
+        type_names=types,
+        r_max=4.0,
+        num_layers=2,
+        l_max=1,
+        parity=True,
+        num_features=8,
+        avg_num_neighbors=5.0,
+    )
+    mapper = ChemicalSpeciesToAtomTypeMapper(
+        model_type_names=types, chemical_species_to_atom_type_map={t: t for t in types}
+    )
     calc = NequIPCalculator(model.eval(), device="cpu", transforms=[mapper, NeighborListTransform(r_max=4.0)])
     atoms = molecule("CH3CH2OH")
     atoms.rattle(0.05, seed=1)

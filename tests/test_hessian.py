@@ -1,4 +1,5 @@
 """Exact Hessians by the complex step: official nequip's autograd Hessian, finite differences, symmetry."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -7,8 +8,8 @@ from ase import Atoms
 
 from nequip_np.calculator import NequIPCalculator
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
-from nequip_np.model.hessian import hessian, hessian_vector_products
 from nequip_np.interop import load_nequip_npz
+from nequip_np.model.hessian import hessian, hessian_vector_products
 from tests.model_factory import molecule, periodic, small_model
 from tests.nequip_fixtures import FIXTURES, graph_from_fixture
 

@@ -1,4 +1,5 @@
 """The harness' Hessian checks pass on the exact Hessian and catch planted faults."""
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -50,11 +51,14 @@ def test_exact_hessian_passes(atoms):
     assert report["hessian_sum_rule"].error < 1e-13
 
 
-@pytest.mark.parametrize("cls, failing", [
-    (ScaledHessian, {"hessian_forces", "hessian_conservativity"}),
-    (SkewHessian, {"hessian_symmetry", "hessian_forces", "hessian_sum_rule"}),
-    (CurlForces, {"hessian_forces"}),
-])
+@pytest.mark.parametrize(
+    "cls, failing",
+    [
+        (ScaledHessian, {"hessian_forces", "hessian_conservativity"}),
+        (SkewHessian, {"hessian_symmetry", "hessian_forces", "hessian_sum_rule"}),
+        (CurlForces, {"hessian_forces"}),
+    ],
+)
 def test_planted_faults_fail(atoms, cls, failing):
     report = check_hessian(cls(small_model(seed=4)), atoms, **FAST)
     assert set(report.failed) == failing, str(report)

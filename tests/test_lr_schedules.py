@@ -4,6 +4,7 @@ tests/fixtures/lr_schedules_torch.json comes from tools/make_schedule_fixtures.p
 LinearLR, CosineAnnealingLR, StepLR, SequentialLR, ChainedScheduler on one Adam group). The
 schedulers use torch's recursive formulas, so the sequences agree float for float.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,14 +59,16 @@ def test_resumed_schedule_is_bit_identical(case):
     assert rest == full[11:]
 
 
-@pytest.mark.parametrize("spec, match", [
-    ({"name": "cosin", "T_max": 3}, "did you mean 'cosine'"),
-    ({"name": "cosine"}, "needs 'T_max'"),
-    ({"name": "step", "step_size": 2, "gama": 0.5}, "unknown key"),
-    ({"name": "linear", "start_factor": 0.0}, "start_factor must be in"),
-    ({"name": "sequential", "milestones": [2, 4], "schedulers": [{"name": "step", "step_size": 1}]},
-     "milestones"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"name": "cosin", "T_max": 3}, "did you mean 'cosine'"),
+        ({"name": "cosine"}, "needs 'T_max'"),
+        ({"name": "step", "step_size": 2, "gama": 0.5}, "unknown key"),
+        ({"name": "linear", "start_factor": 0.0}, "start_factor must be in"),
+        ({"name": "sequential", "milestones": [2, 4], "schedulers": [{"name": "step", "step_size": 1}]}, "milestones"),
+    ],
+)
 def test_bad_scheduler_specs_are_refused(spec, match):
     with pytest.raises(ValueError, match=match):
         check_lr_scheduler_spec(spec)

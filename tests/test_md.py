@@ -3,6 +3,7 @@
 A tiny random model (one layer, l_max = 1) keeps every run to a few seconds; the physics checked here
 (equipartition under a thermostat, Verlet energy conservation) holds for any smooth potential.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,10 +60,19 @@ def test_langevin_holds_the_target_temperature():
     atoms.set_cell([7.0, 7.0, 7.0])
     atoms.pbc = True
     target = 400.0
-    res = run_md(atoms, NequIPCalculator(tiny_model(), skin=0.5), steps=1000, timestep_fs=0.5,
-                 temperature_K=target, ensemble="langevin", friction=0.2, seed=3, log_interval=1)
+    res = run_md(
+        atoms,
+        NequIPCalculator(tiny_model(), skin=0.5),
+        steps=1000,
+        timestep_fs=0.5,
+        temperature_K=target,
+        ensemble="langevin",
+        friction=0.2,
+        seed=3,
+        log_interval=1,
+    )
     temps = np.array([r[5] for r in res.log])
-    second = temps[len(temps) // 2:]
+    second = temps[len(temps) // 2 :]
     mean, err = _block_mean_and_error(second)
     # one sample fluctuates by T sqrt(2/3N) = 115 K; a strong friction (kinetic energy decorrelates
     # in ~1/(2 gamma) = 2.5 fs) makes the 500 samples worth ~100 independent ones: err ~ 10-15 K
@@ -74,8 +84,16 @@ def test_langevin_holds_the_target_temperature():
 def test_nve_conserves_energy():
     rng = np.random.default_rng(2)
     atoms = molecule(rng, 8)
-    res = run_md(atoms, NequIPCalculator(tiny_model()), steps=400, timestep_fs=0.25, temperature_K=300.0,
-                 ensemble="nve", seed=1, log_interval=1)
+    res = run_md(
+        atoms,
+        NequIPCalculator(tiny_model()),
+        steps=400,
+        timestep_fs=0.25,
+        temperature_K=300.0,
+        ensemble="nve",
+        seed=1,
+        log_interval=1,
+    )
     log = np.array(res.log)
     epot, etot = log[:, 2], log[:, 4]
     assert np.ptp(epot) > 1e-3  # energy flows between kinetic and potential...
@@ -87,17 +105,43 @@ def test_nve_conserves_energy():
 def test_blow_up_on_absurd_displacement_names_the_step():
     atoms = molecule(np.random.default_rng(4), 6)
     with pytest.raises(MDBlowUpError, match=r"step 1 .*moved") as err:
-        run_md(atoms, NequIPCalculator(tiny_model()), steps=5, timestep_fs=0.5, temperature_K=300.0,
-               max_displacement=1e-5, seed=0)
+        run_md(
+            atoms,
+            NequIPCalculator(tiny_model()),
+            steps=5,
+            timestep_fs=0.5,
+            temperature_K=300.0,
+            max_displacement=1e-5,
+            seed=0,
+        )
     assert err.value.step == 1
 
 
 # ---------------------------------------------------------------------------------- md command
 def test_md_cli_langevin_traj(model_file, structure, tmp_path, capsys):
     traj = tmp_path / "run.traj"
-    rc = main(["md", str(model_file), str(structure), "--steps", "40", "--timestep", "0.5", "--temperature",
-               "300", "--ensemble", "langevin", "--trajectory", str(traj), "--log-interval", "10", "--seed", "1",
-               "--no-progress"])
+    rc = main(
+        [
+            "md",
+            str(model_file),
+            str(structure),
+            "--steps",
+            "40",
+            "--timestep",
+            "0.5",
+            "--temperature",
+            "300",
+            "--ensemble",
+            "langevin",
+            "--trajectory",
+            str(traj),
+            "--log-interval",
+            "10",
+            "--seed",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     frames = read(traj, ":")
@@ -114,16 +158,50 @@ def test_md_cli_langevin_traj(model_file, structure, tmp_path, capsys):
     assert abs(epot - frames[-1].get_potential_energy()) < 1e-5
     assert "Epot[eV]" in out and log_lines[-1] in out  # the log also goes to stdout
     # same seed, same run
-    rc = main(["md", str(model_file), str(structure), "--steps", "40", "--ensemble", "langevin", "--trajectory",
-               str(tmp_path / "again.traj"), "--seed", "1", "--no-progress", "--timestep", "0.5"])
+    rc = main(
+        [
+            "md",
+            str(model_file),
+            str(structure),
+            "--steps",
+            "40",
+            "--ensemble",
+            "langevin",
+            "--trajectory",
+            str(tmp_path / "again.traj"),
+            "--seed",
+            "1",
+            "--no-progress",
+            "--timestep",
+            "0.5",
+        ]
+    )
     np.testing.assert_array_equal(read(tmp_path / "again.traj").positions, frames[-1].positions)
 
 
 @pytest.mark.parametrize("ensemble", ["nve", "nose-hoover"])
 def test_md_cli_extxyz(model_file, structure, tmp_path, ensemble):
     traj = tmp_path / "run.extxyz"
-    rc = main(["md", str(model_file), str(structure), "--steps", "20", "--ensemble", ensemble, "--trajectory",
-               str(traj), "--log-interval", "5", "--traj-interval", "10", "--no-progress", "--seed", "0"])
+    rc = main(
+        [
+            "md",
+            str(model_file),
+            str(structure),
+            "--steps",
+            "20",
+            "--ensemble",
+            ensemble,
+            "--trajectory",
+            str(traj),
+            "--log-interval",
+            "5",
+            "--traj-interval",
+            "10",
+            "--no-progress",
+            "--seed",
+            "0",
+        ]
+    )
     assert rc == 0
     frames = read(traj, ":")
     assert len(frames) == 3
@@ -136,8 +214,19 @@ def test_md_cli_never_overwrites(model_file, structure, tmp_path, capsys):
     rc = main(["md", str(model_file), str(structure), "--steps", "2", "--trajectory", str(traj), "--no-progress"])
     assert rc == 2 and traj.read_bytes() == b"precious"
     assert "already exists" in capsys.readouterr().err
-    rc = main(["md", str(model_file), str(structure), "--steps", "2", "--trajectory", str(traj), "--overwrite",
-               "--no-progress"])
+    rc = main(
+        [
+            "md",
+            str(model_file),
+            str(structure),
+            "--steps",
+            "2",
+            "--trajectory",
+            str(traj),
+            "--overwrite",
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and len(read(traj, ":")) == 2
 
 
@@ -178,8 +267,7 @@ def test_md_cli_read_only_folder(model_file, structure, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("suffix,fault", [(".traj", "huge"), (".extxyz", "nan")])
-def test_md_cli_blow_up_keeps_partial_trajectory(model_file, structure, tmp_path, capsys, monkeypatch, suffix,
-                                                 fault):
+def test_md_cli_blow_up_keeps_partial_trajectory(model_file, structure, tmp_path, capsys, monkeypatch, suffix, fault):
     """Forces go wrong from the 25th evaluation (step 24): stop there, name it, keep frames 0..20."""
     original = NequIPCalculator.calculate
 
@@ -190,13 +278,30 @@ def test_md_cli_blow_up_keeps_partial_trajectory(model_file, structure, tmp_path
 
     monkeypatch.setattr(NequIPCalculator, "calculate", faulty)
     traj = tmp_path / f"run{suffix}"
-    rc = main(["md", str(model_file), str(structure), "--steps", "100", "--trajectory", str(traj),
-               "--log-interval", "5", "--no-progress", "--seed", "0"])
+    rc = main(
+        [
+            "md",
+            str(model_file),
+            str(structure),
+            "--steps",
+            "100",
+            "--trajectory",
+            str(traj),
+            "--log-interval",
+            "5",
+            "--no-progress",
+            "--seed",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 3
     assert "blew up at step 24" in err and str(traj) in err
-    assert ("force 1" in err and "eV/Å on atom" in err and "exceeds the limit" in err if fault == "huge"
-            else "non-finite force" in err and "largest force" in err)
+    assert (
+        "force 1" in err and "eV/Å on atom" in err and "exceeds the limit" in err
+        if fault == "huge"
+        else "non-finite force" in err and "largest force" in err
+    )
     frames = read(traj, ":")
     assert len(frames) == 5  # steps 0, 5, 10, 15, 20 — all written before the blow-up, file closed cleanly
     assert all(np.isfinite(f.get_forces()).all() for f in frames)
@@ -206,8 +311,9 @@ def test_md_cli_blow_up_keeps_partial_trajectory(model_file, structure, tmp_path
 def test_md_cli_coincident_atoms(model_file, tmp_path, capsys):
     path = tmp_path / "bad.xyz"
     write(path, Atoms("CO", positions=[[0, 0, 0], [0, 0, 0]]))
-    rc = main(["md", str(model_file), str(path), "--steps", "5", "--trajectory", str(tmp_path / "r.traj"),
-               "--no-progress"])
+    rc = main(
+        ["md", str(model_file), str(path), "--steps", "5", "--trajectory", str(tmp_path / "r.traj"), "--no-progress"]
+    )
     err = capsys.readouterr().err
     assert rc == 3 and "step 0" in err and "same position" in err
 
@@ -216,8 +322,21 @@ def test_md_cli_coincident_atoms(model_file, tmp_path, capsys):
 @pytest.mark.parametrize("optimizer", ["BFGS", "FIRE"])
 def test_relax_cli(model_file, structure, tmp_path, capsys, optimizer):
     out = tmp_path / "relaxed.extxyz"
-    rc = main(["relax", str(model_file), str(structure), "--fmax", "0.01", "--steps", "400", "--optimizer",
-               optimizer, "--output", str(out)])
+    rc = main(
+        [
+            "relax",
+            str(model_file),
+            str(structure),
+            "--fmax",
+            "0.01",
+            "--steps",
+            "400",
+            "--optimizer",
+            optimizer,
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr()
     assert "converged" in capsys.readouterr().out
     relaxed = read(out)

@@ -1,4 +1,5 @@
 """``kernels/memory.retain_freed_memory``: freed large arrays are reused without page faults (glibc)."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def test_retained_memory_is_reused_without_page_faults():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root)
     env.pop("NEQUIP_NP_RETAIN_MEMORY", None)
-    out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, cwd=root, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], env=env, cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     applied, before, after = out.stdout.split()
     if applied != "True":

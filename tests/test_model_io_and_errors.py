@@ -1,4 +1,5 @@
 """Save/load round trip and the model's clear errors on bad input."""
+
 import json
 
 import numpy as np
@@ -37,13 +38,19 @@ def test_newer_format_version_is_refused(tmp_path):
         load_model(tmp_path / "missing.npz")
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Atoms("CN", positions=[[0, 0, 0], [1.2, 0, 0]]), "'N'.*H.*C.*O"),
-    (lambda: Atoms("CO", positions=[[0, 0, 0], [np.nan, 0, 0]]), "finite"),
-    (lambda: Atoms("CO", positions=[[0, 0, 0], [0, 0, 0]]), "same position|coincident|distance"),
-    (lambda: Atoms(), "empty"),
-    (lambda: Atoms("CO", positions=[[0, 0, 0], [1, 0, 0]], cell=[[2, 0, 0], [4, 0, 0], [0, 0, 3]], pbc=True), "singular|volume"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Atoms("CN", positions=[[0, 0, 0], [1.2, 0, 0]]), "'N'.*H.*C.*O"),
+        (lambda: Atoms("CO", positions=[[0, 0, 0], [np.nan, 0, 0]]), "finite"),
+        (lambda: Atoms("CO", positions=[[0, 0, 0], [0, 0, 0]]), "same position|coincident|distance"),
+        (lambda: Atoms(), "empty"),
+        (
+            lambda: Atoms("CO", positions=[[0, 0, 0], [1, 0, 0]], cell=[[2, 0, 0], [4, 0, 0], [0, 0, 3]], pbc=True),
+            "singular|volume",
+        ),
+    ],
+)
 def test_bad_structures_get_clear_errors(make, message):
     model = small_model(num_layers=1)
     with pytest.raises(ValueError, match=message):
@@ -82,6 +89,7 @@ def test_interop_file_with_missing_or_mismatched_weights(tmp_path):
         meta = json.loads(str(a["metadata"]))
         meta["num_features"] = 99
         a["metadata"] = np.array(json.dumps(meta))
+
     _rewrite(src, tmp_path / "meta.npz", bad_meta)
     with pytest.raises(ValueError, match="has shape"):
         load_nequip_npz(tmp_path / "meta.npz")

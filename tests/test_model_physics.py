@@ -1,4 +1,5 @@
 """Rung 4: physics of the full model in float64 (DESIGN.md ladder)."""
+
 import numpy as np
 import pytest
 from ase import Atoms

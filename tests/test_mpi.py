@@ -5,6 +5,7 @@ the receptive-field shell is exact and smaller than the system when the system i
 gradients of a batch sum to the batch gradient for uneven and empty shards. With mpi4py and ``mpirun``
 (``pip install 'nequip-np[mpi]'``): ``mpirun -np 2 nequip-np train`` gives the single-process model.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,15 @@ from ase.build import bulk
 
 from nequip_np.data.graph import batch_graphs, graph_from_atoms
 from nequip_np.parallel.mpi import (
-    GhostCache, SerialComm, decomposed_energy_forces, ghost_energy_forces, hop_distance, owned_energy_forces,
-    receptive_subgraph, shard_frames, shard_loss_and_grad,
+    GhostCache,
+    SerialComm,
+    decomposed_energy_forces,
+    ghost_energy_forces,
+    hop_distance,
+    owned_energy_forces,
+    receptive_subgraph,
+    shard_frames,
+    shard_loss_and_grad,
 )
 from nequip_np.parallel.threads import run_thread_ranks, slab_ghosts
 from nequip_np.train.loss import LossCoefficients, loss_and_grad
@@ -55,8 +63,11 @@ class _OneRank:
 @pytest.mark.parametrize("structure", ["long", "small_box", "molecule"])
 def test_partitioned_energies_and_forces_sum_to_the_model(model, structure):
     rng = np.random.default_rng(0)
-    atoms = {"long": lambda: _long_crystal(rng), "small_box": lambda: periodic(rng, small=True),
-             "molecule": lambda: molecule(rng, 9)}[structure]()
+    atoms = {
+        "long": lambda: _long_crystal(rng),
+        "small_box": lambda: periodic(rng, small=True),
+        "molecule": lambda: molecule(rng, 9),
+    }[structure]()
     graph = graph_from_atoms(atoms, TYPES, model.config.r_max)
     ref = model.compute(graph)
     owner = rng.integers(0, 3, len(atoms))
@@ -96,8 +107,9 @@ def test_decomposed_evaluation_is_independent_of_the_atom_order(model):
     np.testing.assert_allclose(out["forces"], ref["forces"][perm], atol=1e-12)
     np.testing.assert_allclose(out["virial"], ref["virial"][0], atol=1e-11)
     with pytest.raises(ValueError, match="not unique"):
-        decomposed_energy_forces(model, SerialComm(), np.zeros(len(atoms), int), graph.atom_types, graph.pos,
-                                 graph.cell[0])
+        decomposed_energy_forces(
+            model, SerialComm(), np.zeros(len(atoms), int), graph.atom_types, graph.pos, graph.cell[0]
+        )
 
 
 @pytest.mark.parametrize("fold", [False, True])
@@ -113,8 +125,15 @@ def test_ghost_decomposition_equals_the_periodic_model(model, size, fold):
     cut = model.config.num_layers * model.config.r_max + 0.5
 
     def work(comm):
-        ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank,
-                                              comm.size, cut, np.random.default_rng(comm.rank))
+        ids, types, pos, nlocal = slab_ghosts(
+            atoms.positions,
+            atoms.cell.lengths(),
+            graph.atom_types,
+            comm.rank,
+            comm.size,
+            cut,
+            np.random.default_rng(comm.rank),
+        )
         cache = GhostCache(model.config.r_max)
         kw = {}
         if fold:
@@ -158,12 +177,14 @@ def test_ghost_cache_reuses_folding_and_neighbour_list_between_steps(model, size
         refs.append(model.compute(graph_from_atoms(moved, TYPES, model.config.r_max)))
 
     def work(comm):
-        ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank,
-                                              comm.size, cut)
+        ids, types, pos, nlocal = slab_ghosts(
+            atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank, comm.size, cut
+        )
         cache = GhostCache(model.config.r_max, skin=0.5)
         kw = dict(cell=atoms.cell.array, origin=np.zeros(3), fold=(comm.size == 1, True, True))
-        outs = [ghost_energy_forces(model, comm, ids, types, pos + disp[ids - 1], nlocal, cache, **kw)
-                for disp in steps]
+        outs = [
+            ghost_energy_forces(model, comm, ids, types, pos + disp[ids - 1], nlocal, cache, **kw) for disp in steps
+        ]
         return ids[:nlocal], outs, cache.nl.builds, cache.fold_builds, cache.owners.rebuilds
 
     results = run_thread_ranks(size, work)
@@ -185,8 +206,9 @@ def test_a_failure_on_one_rank_stops_every_rank(model):
     cut = model.config.num_layers * model.config.r_max + 0.5
 
     def work(comm):
-        ids, types, pos, nlocal = slab_ghosts(atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank,
-                                              comm.size, cut)
+        ids, types, pos, nlocal = slab_ghosts(
+            atoms.positions, atoms.cell.lengths(), graph.atom_types, comm.rank, comm.size, cut
+        )
         if comm.rank == 1:
             pos[0] = np.nan
         return ghost_energy_forces(model, comm, ids, types, pos, nlocal, GhostCache(model.config.r_max))
@@ -243,12 +265,25 @@ def test_two_rank_training_equals_one_process(tmp_path):
     for name in ("one", "two"):
         cfg = {
             "run_name": name,
-            "model": {"type_names": ["H", "C", "O"], "r_max": 3.0, "num_layers": 2, "l_max": 1, "num_features": 4,
-                      "radial_mlp_width": 8, "per_type_energy_shifts": "least_squares"},
+            "model": {
+                "type_names": ["H", "C", "O"],
+                "r_max": 3.0,
+                "num_layers": 2,
+                "l_max": 1,
+                "num_features": 4,
+                "radial_mlp_width": 8,
+                "per_type_energy_shifts": "least_squares",
+            },
             "data": {"path": str(DATA), "train": 15, "val": 2, "test": 0, "split_seed": 3},
             # 15 frames in batches of 3 -> 5 steps per epoch: 20 steps; shards of 2 and 1 frames
-            "training": {"batch_size": 3, "max_epochs": 4, "learning_rate": 0.01, "early_stopping": None,
-                         "seed": 5, "output_dir": str(tmp_path / name)},
+            "training": {
+                "batch_size": 3,
+                "max_epochs": 4,
+                "learning_rate": 0.01,
+                "early_stopping": None,
+                "seed": 5,
+                "output_dir": str(tmp_path / name),
+            },
         }
         configs[name] = tmp_path / f"{name}.yaml"
         configs[name].write_text(yaml.safe_dump(cfg))

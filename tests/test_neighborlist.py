@@ -1,4 +1,5 @@
 """Neighbour list vs ase.neighborlist, the O(N²) reference, and the contract (sorting, strictness, errors)."""
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -86,7 +87,7 @@ def test_supercell_matches_ase_and_is_sorted_csr():
     off = csr_offsets(ei[0], len(atoms))
     assert off.shape == (len(atoms) + 1,) and off[0] == 0 and off[-1] == ei.shape[1]
     for a in (0, 5, len(atoms) - 1):
-        assert np.all(ei[0, off[a]:off[a + 1]] == a)
+        assert np.all(ei[0, off[a] : off[a + 1]] == a)
         assert off[a + 1] - off[a] == np.sum(ei[0] == a)
 
 
@@ -103,7 +104,8 @@ def test_periodic_image_exactly_at_cutoff_is_excluded():
     assert ei.shape == (2, 0)
     ei, s = neighbor_list(np.zeros((1, 3)), np.eye(3) * 2.0, True, 2.0001)
     assert sorted(map(tuple, s.tolist())) == sorted(
-        [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)])
+        [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+    )
 
 
 def test_work_scales_linearly():

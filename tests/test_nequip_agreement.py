@@ -1,4 +1,5 @@
 """Rung 4: the same weights give official nequip 0.19.1's numbers (fixtures from tools/make_nequip_fixtures.py)."""
+
 import numpy as np
 import pytest
 

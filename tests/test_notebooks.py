@@ -7,6 +7,7 @@ set in each notebook's first code cell; the full-size outputs committed in noteb
 ``python tools/run_notebooks.py``. Each notebook is edited as its jupytext percent-format ``.py``;
 ``test_notebook_matches_its_jupytext_source`` fails when the pair disagrees.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -55,10 +56,12 @@ def test_notebook_conventions(path):
     first = nb.cells[0]
     assert first.cell_type == "markdown", f"{path.name}: the first cell must be markdown"
     assert "What this covers" in first.source and "does not" in first.source, (
-        f"{path.name}: the first cell must say what the notebook covers and what it does not")
+        f"{path.name}: the first cell must say what the notebook covers and what it does not"
+    )
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert any(SMOKE_VAR in src for src in code), (
-        f"{path.name}: no code cell reads {SMOKE_VAR}; CI could not run it with tiny sizes")
+        f"{path.name}: no code cell reads {SMOKE_VAR}; CI could not run it with tiny sizes"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -91,11 +94,15 @@ def test_notebook_matches_its_jupytext_source(path):
     source = path.with_suffix(".py")
     assert source.exists(), f"{path.name} has no jupytext source {source.name}"
     py, nb = runner.sources(source), runner.sources(path)
-    assert len(py) == len(nb), (f"{source.name} has {len(py)} cells, {path.name} {len(nb)}; "
-                                f"run python tools/run_notebooks.py --sync-only {path.stem[:2]}")
+    assert len(py) == len(nb), (
+        f"{source.name} has {len(py)} cells, {path.name} {len(nb)}; "
+        f"run python tools/run_notebooks.py --sync-only {path.stem[:2]}"
+    )
     for k, (a, b) in enumerate(zip(py, nb)):
-        assert a == b, (f"cell {k} of {path.name} differs from {source.name}; "
-                        f"run python tools/run_notebooks.py --sync-only {path.stem[:2]}")
+        assert a == b, (
+            f"cell {k} of {path.name} differs from {source.name}; "
+            f"run python tools/run_notebooks.py --sync-only {path.stem[:2]}"
+        )
 
 
 def test_every_notebook_source_has_a_notebook():

@@ -4,6 +4,7 @@ Every fixture was written by nequip-train / nequip-package 0.19.1; its ``NAME_re
 nequip's energies, forces and virials (``ckpt/``: ModelFromCheckpoint, i.e. EMA weights; ``package/``:
 ModelFromPackage; ``live/``: the non-EMA weights).
 """
+
 import json
 import subprocess
 import sys
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nequip_np.interop.official import load_official, read_official
 from nequip_np.interop.model_file import detect_format, load_any_model
+from nequip_np.interop.official import load_official, read_official
 from tests.nequip_fixtures import graph_from_fixture, structures
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
@@ -30,8 +31,12 @@ def _compare(model, ref, prefix):
     rtol = 1e-5 if model.config.model_dtype == "float32" else 1e-10
     for s in structures(ref):
         out = model.compute(graph_from_fixture(ref, s))
-        for key, ours in (("total_energy", out["total_energy"]), ("forces", out["forces"]),
-                          ("virial", out["virial"][0]), ("atomic_energy", out["atomic_energy"])):
+        for key, ours in (
+            ("total_energy", out["total_energy"]),
+            ("forces", out["forces"]),
+            ("virial", out["virial"][0]),
+            ("atomic_energy", out["atomic_energy"]),
+        ):
             err = _rel(ours, ref[f"{prefix}/{s}/{key}"])
             assert err <= rtol, f"{prefix}/{s}/{key}: relative error {err:.2e} > {rtol}"
 
@@ -139,8 +144,20 @@ def test_model_path_verbs_and_calculator_accept_official_files(tmp_path, capsys)
     pkg = OFFICIAL / "perl.nequip.zip"
     assert main(["evaluate", str(pkg), str(tmp_path / "two.extxyz"), "--output", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["n_frames"] == 2
-    assert main(["check", "--model", str(OFFICIAL / "perl.ckpt"), "--structure", str(tmp_path / "two.extxyz"),
-                 "--checks", "translation,permutation"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "--model",
+                str(OFFICIAL / "perl.ckpt"),
+                "--structure",
+                str(tmp_path / "two.extxyz"),
+                "--checks",
+                "translation,permutation",
+            ]
+        )
+        == 0
+    )
     atoms = frames[0].copy()
     atoms.calc = NequIPCalculator(str(OFFICIAL / "perl.ckpt"))
     ref = load_any_model(OFFICIAL / "perl.ckpt")

@@ -1,4 +1,5 @@
 """Hostile and broken model files: clear errors, nothing executed; and the torch-free checkpoint writer."""
+
 import collections
 import pickle
 import shutil
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 
 from nequip_np.interop.export_ckpt import checkpoint_dict, export_checkpoint, official_state_dict
-from nequip_np.interop.torch_zip import TorchZip, UnsafeFileError, dumps, write_torch_zip
 from nequip_np.interop.model_file import load_any_model
+from nequip_np.interop.torch_zip import TorchZip, UnsafeFileError, dumps, write_torch_zip
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
 NEQUIP = Path(__file__).parent / "fixtures" / "nequip"
@@ -45,12 +46,17 @@ def test_pickle_calling_os_system_is_refused_and_nothing_runs(tmp_path):
 
 def test_package_pickle_cannot_call_builtins_and_module_classes_stay_inert(tmp_path):
     marker = tmp_path / "pwned"
-    evil = b"\x80\x02cbuiltins\nexec\nX" + len(f"open({str(marker)!r},'w')").to_bytes(4, "little") \
-        + f"open({str(marker)!r},'w')".encode() + b"\x85R."
+    evil = (
+        b"\x80\x02cbuiltins\nexec\nX"
+        + len(f"open({str(marker)!r},'w')").to_bytes(4, "little")
+        + f"open({str(marker)!r},'w')".encode()
+        + b"\x85R."
+    )
     entries = {"p/model/eager_model.pkl": evil, "p/model/config.yaml": b"training_module: {model: {}}\n"}
     with pytest.raises(UnsafeFileError, match="builtins.exec"):
-        TorchZip(_zip(tmp_path / "evil.nequip.zip", entries)).load_pickle("model/eager_model.pkl",
-                                                                          allow_module_records=True)
+        TorchZip(_zip(tmp_path / "evil.nequip.zip", entries)).load_pickle(
+            "model/eager_model.pkl", allow_module_records=True
+        )
     # a nequip-namespace class is only recorded: calling it runs no code of the real class
     inert = b"\x80\x02cnequip.nn.graph_model\nGraphModel\nX\x03\x00\x00\x00abc\x85R."
     with TorchZip(_zip(tmp_path / "inert.nequip.zip", {"p/model/eager_model.pkl": inert})) as z:
@@ -117,13 +123,15 @@ def test_exported_state_dict_has_exactly_the_official_entries(name):
     """Lightning loads state dicts strictly: every key, shape, dtype and bookkeeping value must match."""
     with TorchZip(OFFICIAL / f"{name}.ckpt") as z:
         official = z.load_pickle()["state_dict"]
-    official = {k[len("model.sole_model."):]: np.asarray(v) for k, v in official.items()
-                if k.startswith("model.sole_model.")}
+    official = {
+        k[len("model.sole_model.") :]: np.asarray(v) for k, v in official.items() if k.startswith("model.sole_model.")
+    }
     model = load_any_model(OFFICIAL / f"{name}.ckpt")  # EMA weights; the state_dict holds the live ones
     ours = official_state_dict(model)
     assert sorted(ours) == sorted(official)
-    buffers = ("bias", "_rmax_recip", "atomic_numbers", "_qqr2exesquare") + \
-        (() if model.config.bessel_trainable else ("bessel_weights",))
+    buffers = ("bias", "_rmax_recip", "atomic_numbers", "_qqr2exesquare") + (
+        () if model.config.bessel_trainable else ("bessel_weights",)
+    )
     for key, ref in official.items():
         assert ours[key].shape == ref.shape and ours[key].dtype == ref.dtype, key
         if "mask" in key or "_w3j_" in key or key.endswith(buffers):
@@ -153,7 +161,7 @@ def test_exported_state_dict_matches_the_official_state_dicts_of_the_npz_fixture
     from nequip_np.interop import load_nequip_npz
 
     with np.load(path) as data:
-        official = {k[len("state/"):]: data[k] for k in data.files if k.startswith("state/")}
+        official = {k[len("state/") :]: data[k] for k in data.files if k.startswith("state/")}
     ours = official_state_dict(load_nequip_npz(path))
     assert sorted(ours) == sorted(official)
     for key, ref in official.items():

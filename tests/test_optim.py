@@ -49,8 +49,7 @@ def _lr_at(step, lr0, fx):
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize(
-    "case", ["default", "amsgrad", "weight_decay", "amsgrad_weight_decay", "small_beta1"])
+@pytest.mark.parametrize("case", ["default", "amsgrad", "weight_decay", "amsgrad_weight_decay", "small_beta1"])
 def test_adam_matches_torch(fx, case):
     names = _names(fx)
     hp = _hparams(fx, f"adam/{case}/hparams")
@@ -109,6 +108,7 @@ def _random_problem(seed=0):
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_state_dict_continuation_is_bitwise(amsgrad):
     """10 steps, checkpoint, restore into fresh objects, 10 more == 20 uninterrupted."""
+
     def make(params):
         opt = Adam(params, lr=0.05, weight_decay=0.01, amsgrad=amsgrad)
         return opt, ReduceLROnPlateau(opt, factor=0.5, patience=1), EMA(params, decay=0.95)
@@ -131,7 +131,9 @@ def test_state_dict_continuation_is_bitwise(amsgrad):
 
     p_b = {k: v.copy() for k, v in saved[0].items()}
     opt2, sched2, ema2 = make(p_b)
-    opt2.load_state_dict(saved[1]); sched2.load_state_dict(saved[2]); ema2.load_state_dict(saved[3])
+    opt2.load_state_dict(saved[1])
+    sched2.load_state_dict(saved[2])
+    ema2.load_state_dict(saved[3])
     run(p_b, opt2, sched2, ema2, grads, 10, 20)
 
     assert opt2.lr == objs[0].lr and opt2.lr < 0.05
@@ -156,7 +158,8 @@ def test_amsgrad_uses_running_max():
     pa, pm = {"w": np.zeros(1)}, {"w": np.zeros(1)}
     adam, ams = Adam(pa, lr=0.1, betas=(0.9, 0.9)), Adam(pm, lr=0.1, betas=(0.9, 0.9), amsgrad=True)
     for gi in g:
-        adam.step({"w": gi}); ams.step({"w": gi})
+        adam.step({"w": gi})
+        ams.step({"w": gi})
     assert np.all(ams.max_exp_avg_sq["w"] >= ams.exp_avg_sq["w"])
     assert ams.max_exp_avg_sq["w"][0] > 10 * ams.exp_avg_sq["w"][0]
     assert abs(pm["w"][0]) < abs(pa["w"][0])
@@ -170,13 +173,16 @@ def test_missing_grad_skips_parameter():
     assert opt.steps == {"a": 1, "b": 0}
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(lr=-1.0), "lr must be >= 0"),
-    (dict(betas=(1.0, 0.999)), r"betas\[0\]"),
-    (dict(betas=(0.9, -0.1)), r"betas\[1\]"),
-    (dict(eps=-1e-8), "eps"),
-    (dict(weight_decay=-0.1), "weight_decay"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(lr=-1.0), "lr must be >= 0"),
+        (dict(betas=(1.0, 0.999)), r"betas\[0\]"),
+        (dict(betas=(0.9, -0.1)), r"betas\[1\]"),
+        (dict(eps=-1e-8), "eps"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+    ],
+)
 def test_adam_rejects_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Adam({"w": np.zeros(2)}, **kwargs)

@@ -4,6 +4,7 @@ The tables are checked against the plan they flatten (walking them in NumPy repr
 operation), the kernels are shown to read the plan's tables (a plan whose tables say something else
 changes the result), and no kernel module keeps a table cache of its own.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,9 +26,18 @@ IRREPS_OUT = Irreps("2x0e + 1x1o + 3x1e + 1x2e + 1x0o")
 
 @pytest.fixture(scope="module")
 def model_plan():
-    return build_plan(l_max=2, parity=True, num_layers=3, num_features=[4, 3, 2], type_embed_num_features=3,
-                      num_bessels=4, radial_mlp_depth=1, radial_mlp_width=4, readout_mlp_hidden_layers_depth=1,
-                      readout_mlp_hidden_layers_width=3)
+    return build_plan(
+        l_max=2,
+        parity=True,
+        num_layers=3,
+        num_features=[4, 3, 2],
+        type_embed_num_features=3,
+        num_bessels=4,
+        radial_mlp_depth=1,
+        radial_mlp_width=4,
+        readout_mlp_hidden_layers_depth=1,
+        readout_mlp_hidden_layers_width=3,
+    )
 
 
 def _records(mp):
@@ -119,15 +129,17 @@ def test_gate_tables_invert_the_column_lists(model_plan):
         used = len(t.scalar_cols) + len(t.gate_cols) + len(t.gated_cols)
         assert (t.role[:, 0] == P.ROLE_UNUSED).sum() == g.irreps_in.dim - used
         for q in range(len(t.gate_cols)):  # CSR of gated_copy: gate q's gated columns, in column order
-            np.testing.assert_array_equal(t.gate_perm[t.gate_ptr[q] : t.gate_ptr[q + 1]],
-                                          np.flatnonzero(t.gated_copy == q))
+            np.testing.assert_array_equal(
+                t.gate_perm[t.gate_ptr[q] : t.gate_ptr[q + 1]], np.flatnonzero(t.gated_copy == q)
+            )
 
 
 def flip_gate_tables(g):
     """(plan whose TABLES flip every scalar's parity, plan whose column lists do) — SiLU ↔ tanh."""
     t = g.tables
-    by_tables = dataclasses.replace(g, tables=gate_tables(
-        g.irreps_in.dim, t.scalar_cols, -t.scalar_parity, t.gate_cols, t.gated_cols, t.gated_copy))
+    by_tables = dataclasses.replace(
+        g, tables=gate_tables(g.irreps_in.dim, t.scalar_cols, -t.scalar_parity, t.gate_cols, t.gated_cols, t.gated_copy)
+    )
     return by_tables, dataclasses.replace(g, scalar_parity=-g.scalar_parity)
 
 
@@ -151,8 +163,12 @@ def test_no_kernel_module_builds_or_caches_plan_tables():
     offenders = []
     for path in sorted(KERNELS.glob("*/*.py")):
         text = path.read_text()
-        for pattern in (r"id\(plan\)", r"plan_tables", r"^_[A-Z_]+\s*(:\s*\w+)?\s*=\s*(\{\}|dict\(\))",
-                        r"def _\w*tables\("):
+        for pattern in (
+            r"id\(plan\)",
+            r"plan_tables",
+            r"^_[A-Z_]+\s*(:\s*\w+)?\s*=\s*(\{\}|dict\(\))",
+            r"def _\w*tables\(",
+        ):
             if re.search(pattern, text, re.MULTILINE):
                 offenders.append(f"{path.relative_to(KERNELS)}: {pattern}")
     assert not offenders, offenders

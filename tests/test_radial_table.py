@@ -5,6 +5,7 @@ of the embedding and the MLP against the reference and finite differences; Numba
 backward vs finite differences; the model with tables: F = −∇E of the *tabulated* energy, the error
 against the MLP at the default size, the harness's checks, NVE drift; the opt-in switches and errors.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,8 +45,9 @@ def test_quintic_hermite_reproduces_quintics_and_joins_c2():
     poly = np.polynomial.polynomial
     n = 9
     x = np.linspace(0, 1, n)
-    table = rt_ref.make_table(poly.polyval(x, coef).T, poly.polyval(x, poly.polyder(coef)).T,
-                              poly.polyval(x, poly.polyder(coef, 2)).T)
+    table = rt_ref.make_table(
+        poly.polyval(x, coef).T, poly.polyval(x, poly.polyder(coef)).T, poly.polyval(x, poly.polyder(coef, 2)).T
+    )
     xs = rng.uniform(0, 0.999, 200)
     S, dS = rt_ref.evaluate(xs, table)
     np.testing.assert_allclose(S, poly.polyval(xs, coef).T, atol=1e-12)
@@ -75,17 +77,22 @@ def test_embedding_and_mlp_derivatives_are_exact():
     want, _ = emb_ref.forward(vec, np.full(x.size, 1 / c.r_max), *args)
     np.testing.assert_allclose(b, want, rtol=1e-13, atol=1e-14)
     h = 1e-5
-    for fn in (lambda x: embedding_derivs(x, *args),
-               lambda x: mlp_derivs(*embedding_derivs(x, *args), [model.params["layer1.radial.0"],
-                                                                    model.params["layer1.radial.1"]],
-                                    _alphas(model.plan.layers[1].radial_dims))):
+    for fn in (
+        lambda x: embedding_derivs(x, *args),
+        lambda x: mlp_derivs(
+            *embedding_derivs(x, *args),
+            [model.params["layer1.radial.0"], model.params["layer1.radial.1"]],
+            _alphas(model.plan.layers[1].radial_dims),
+        ),
+    ):
         f0, f1, f2 = fn(x)
         p, m = fn(x + h), fn(x - h)
         np.testing.assert_allclose((p[0] - m[0]) / (2 * h), f1, rtol=1e-7, atol=1e-7 * np.abs(f1).max())
         np.testing.assert_allclose((p[1] - m[1]) / (2 * h), f2, rtol=1e-7, atol=1e-7 * np.abs(f2).max())
     layer = model.plan.layers[1]
-    w_mlp, _ = mlp_ref.forward(want, [model.params["layer1.radial.0"], model.params["layer1.radial.1"]],
-                               _alphas(layer.radial_dims), "silu")
+    w_mlp, _ = mlp_ref.forward(
+        want, [model.params["layer1.radial.0"], model.params["layer1.radial.1"]], _alphas(layer.radial_dims), "silu"
+    )
     np.testing.assert_allclose(f0, w_mlp, rtol=1e-12, atol=1e-13 * np.abs(w_mlp).max())
     # near x = 0 the Taylor branch and the closed form agree (no cancellation blow-up)
     b_small = embedding_derivs(np.array([0.0, 1e-6, 0.1 / np.pi / args[0].max()]), *args)
@@ -140,8 +147,15 @@ def test_complex_edges_are_refused():
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_tabulated_forces_are_minus_the_gradient_of_the_tabulated_energy(backend):
     rng = np.random.default_rng(5)
-    model = _table_model(small_model(seed=6, backend=backend, per_edge_type_cutoff=PAIR_CUTOFFS,  # E ~ 1 eV:
-                                     per_type_energy_shifts={"H": 0.0, "C": 0.0, "O": 0.0}), n_points=24)  # FD noise 1e-11
+    model = _table_model(
+        small_model(
+            seed=6,
+            backend=backend,
+            per_edge_type_cutoff=PAIR_CUTOFFS,  # E ~ 1 eV:
+            per_type_energy_shifts={"H": 0.0, "C": 0.0, "O": 0.0},
+        ),
+        n_points=24,
+    )  # FD noise 1e-11
     atoms = molecule(rng, 6)
     out = model.compute(_graph(model, atoms))
     v, h = rng.standard_normal(atoms.positions.shape), 1e-5
@@ -176,8 +190,9 @@ def test_harness_checks_pass_with_tables(rng):
     model = small_model(seed=4, num_layers=2)
     calc = NequIPCalculator(model, radial_table=True)
     for atoms in (molecule(rng, 6), periodic(rng, small=True)):
-        report = check_calculator(calc, atoms, cutoff=model.config.r_max, md_steps=20,
-                                  n_rotations=2, fd_samples=4, md_timestep_fs=0.25)
+        report = check_calculator(
+            calc, atoms, cutoff=model.config.r_max, md_steps=20, n_rotations=2, fd_samples=4, md_timestep_fs=0.25
+        )
         assert report.passed, str(report)
     assert calc.model.radial_tables is not None and model.radial_tables is None  # the caller's model untouched
 
@@ -186,8 +201,7 @@ def test_nve_drift_with_tables():
     rng = np.random.default_rng(2)
     atoms = molecule(rng, 8)
     calc = NequIPCalculator(small_model(num_layers=1, l_max=1, num_features=4), radial_table=True)
-    res = run_md(atoms, calc, steps=400, timestep_fs=0.25, temperature_K=300.0, ensemble="nve", seed=1,
-                 log_interval=1)
+    res = run_md(atoms, calc, steps=400, timestep_fs=0.25, temperature_K=300.0, ensemble="nve", seed=1, log_interval=1)
     log = np.array(res.log)
     epot, etot = log[:, 2], log[:, 4]
     assert np.ptp(epot) > 1e-3

@@ -1,12 +1,22 @@
 """``kernels.common.scatter_sum``: the bincount path equals the sparse-matrix path bit for bit."""
+
 import numpy as np
 import pytest
 
 from nequip_np.kernels import common
 
 
-@pytest.mark.parametrize("shape,dtype", [((50,), np.float64), ((50, 3), np.float64), ((50, 3, 3), np.float64),
-                                         ((50, 4), np.complex128), ((50, 40), np.float64), ((50, 3), np.float32)])
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [
+        ((50,), np.float64),
+        ((50, 3), np.float64),
+        ((50, 3, 3), np.float64),
+        ((50, 4), np.complex128),
+        ((50, 40), np.float64),
+        ((50, 3), np.float32),
+    ],
+)
 def test_scatter_sum_paths_agree_bitwise(rng, shape, dtype, monkeypatch):
     values = rng.standard_normal(shape).astype(dtype)
     if np.iscomplexobj(values):

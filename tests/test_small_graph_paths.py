@@ -6,6 +6,7 @@ rows, real) and BLAS per path; ``linear`` / ``self_connection``
 with ``weight_grads=False`` (forces only). Each path is forced in turn, float64 and complex128, and must
 equal the reference to 1e-12; the model's energies and forces too, on a molecule and a periodic cell.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,16 +1,24 @@
 """Clebsch–Gordan / Wigner-3j: e3nn fixture, closed forms, equivariance, orthogonality, selection
 rules, and an exact re-derivation of part of the committed table."""
+
 import importlib.util
 import itertools
 import pathlib
-from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from nequip_np.so3 import (Irrep, allowed_path, cg_lmax, cg_provenance, clebsch_gordan,
-                           clebsch_gordan_exact, clebsch_gordan_exact_entries, random_rotation,
-                           wigner_D)
+from nequip_np.so3 import (
+    Irrep,
+    allowed_path,
+    cg_lmax,
+    cg_provenance,
+    clebsch_gordan,
+    clebsch_gordan_exact,
+    clebsch_gordan_exact_entries,
+    random_rotation,
+    wigner_D,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "e3nn_so3.npz"
@@ -36,14 +44,12 @@ def test_against_e3nn_wigner_3j_fixture():
     assert len(keys) == len(list(_triples(4)))
     for k in keys:
         l1, l2, l3 = map(int, k.split("_")[1:])
-        np.testing.assert_allclose(clebsch_gordan(l1, l2, l3), data[k], rtol=0, atol=1e-12,
-                                   err_msg=k)
+        np.testing.assert_allclose(clebsch_gordan(l1, l2, l3), data[k], rtol=0, atol=1e-12, err_msg=k)
 
 
 def test_closed_forms():
     eps = np.zeros((3, 3, 3))
-    for (i, j, k), s in {(0, 1, 2): 1, (1, 2, 0): 1, (2, 0, 1): 1,
-                         (0, 2, 1): -1, (2, 1, 0): -1, (1, 0, 2): -1}.items():
+    for (i, j, k), s in {(0, 1, 2): 1, (1, 2, 0): 1, (2, 0, 1): 1, (0, 2, 1): -1, (2, 1, 0): -1, (1, 0, 2): -1}.items():
         eps[i, j, k] = s
     np.testing.assert_allclose(clebsch_gordan(1, 1, 0)[:, :, 0], np.eye(3) / np.sqrt(3), atol=1e-16)
     np.testing.assert_allclose(clebsch_gordan(1, 1, 1), eps / np.sqrt(6), atol=1e-16)
@@ -91,8 +97,9 @@ def test_selection_rules():
             assert ok == (triangle and p1 * p2 == p3)
 
 
-@pytest.mark.parametrize("triple, nnz", [((1, 1, 0), 3), ((1, 1, 1), 6), ((1, 1, 2), 11),
-                                         ((0, 3, 3), 7), ((2, 2, 2), 25)])
+@pytest.mark.parametrize(
+    "triple, nnz", [((1, 1, 0), 3), ((1, 1, 1), 6), ((1, 1, 2), 11), ((0, 3, 3), 7), ((2, 2, 2), 25)]
+)
 def test_nonzero_counts(triple, nnz):
     assert np.count_nonzero(clebsch_gordan(*triple)) == nnz
 
@@ -102,8 +109,7 @@ def test_exact_entries_and_errors():
     import sympy as sp
 
     assert ex[0, 0, 4] == -sp.sqrt(10) / 10 and ex[0, 1, 1] == sp.sqrt(10) / 10
-    np.testing.assert_allclose(np.array(ex.tolist(), dtype=float), clebsch_gordan(1, 1, 2),
-                               atol=1e-16)
+    np.testing.assert_allclose(np.array(ex.tolist(), dtype=float), clebsch_gordan(1, 1, 2), atol=1e-16)
     with pytest.raises(ValueError, match="l <= 8"):
         clebsch_gordan(9, 1, 8)
     with pytest.raises(ValueError, match="non-negative"):

@@ -1,4 +1,5 @@
 """Irreps algebra: parsing, errors, order, products, sort/simplify against e3nn's own results."""
+
 import json
 import pathlib
 
@@ -74,13 +75,13 @@ def test_irreps_properties():
     assert Irreps.spherical_harmonics(3) == Irreps("1x0e+1x1o+1x2e+1x3o")
     assert Irreps.spherical_harmonics(2, p=1) == Irreps("0e+1e+2e")
     with pytest.raises(ValueError):
-        Irreps("").lmax
+        _ = Irreps("").lmax
 
 
 def test_allowed_path():
     assert allowed_path("1o", "1o", "0e") and allowed_path("1o", "1o", "1e")
-    assert not allowed_path("1o", "1o", "1o")   # parity
-    assert not allowed_path("1o", "1o", "3e")   # triangle
+    assert not allowed_path("1o", "1o", "1o")  # parity
+    assert not allowed_path("1o", "1o", "3e")  # triangle
     assert allowed_path("2e", "1o", "3o") and not allowed_path("2e", "1o", "0o")
 
 

@@ -1,4 +1,5 @@
 """Spherical harmonics: e3nn fixture, normalisation, closed forms, gradients, complex step, import."""
+
 import importlib.util
 import pathlib
 import subprocess
@@ -7,15 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from nequip_np.so3 import (SH_LMAX, sh_polynomials, sh_polynomials_grad, spherical_harmonics,
-                           spherical_harmonics_grad)
+from nequip_np.so3 import SH_LMAX, sh_polynomials, sh_polynomials_grad, spherical_harmonics, spherical_harmonics_grad
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "e3nn_so3.npz"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _block(y, l):
-    return y[:, l * l:(l + 1) ** 2]
+    return y[:, l * l : (l + 1) ** 2]
 
 
 def test_against_e3nn_fixture():
@@ -39,9 +39,16 @@ def test_component_normalisation_and_low_orders():
     x_, y_, z_ = u.T
     np.testing.assert_allclose(y[:, 0], 1.0)
     np.testing.assert_allclose(y[:, 1:4], np.sqrt(3) * u, atol=1e-15)
-    l2 = np.stack([np.sqrt(15) * x_ * z_, np.sqrt(15) * x_ * y_,
-                   np.sqrt(5) * (y_**2 - (x_**2 + z_**2) / 2), np.sqrt(15) * y_ * z_,
-                   np.sqrt(15) / 2 * (z_**2 - x_**2)], axis=1)
+    l2 = np.stack(
+        [
+            np.sqrt(15) * x_ * z_,
+            np.sqrt(15) * x_ * y_,
+            np.sqrt(5) * (y_**2 - (x_**2 + z_**2) / 2),
+            np.sqrt(15) * y_ * z_,
+            np.sqrt(15) / 2 * (z_**2 - x_**2),
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(_block(y, 2), l2, atol=1e-14)
 
 
@@ -56,14 +63,18 @@ def test_matches_scipy_standard_harmonics_with_axis_permutation():
     ours = spherical_harmonics(6, u)
     for l in range(7):
         for m in range(-l, l + 1):
-            c = sph.sph_harm_y(l, abs(m), theta, phi) if hasattr(sph, "sph_harm_y") else \
-                sph.sph_harm(abs(m), l, phi, theta)
+            c = (
+                sph.sph_harm_y(l, abs(m), theta, phi)
+                if hasattr(sph, "sph_harm_y")
+                else sph.sph_harm(abs(m), l, phi, theta)
+            )
             if m == 0:
                 ref = c.real
             else:
                 ref = np.sqrt(2) * (-1) ** m * (c.imag if m < 0 else c.real)
-            np.testing.assert_allclose(ours[:, l * l + l + m], np.sqrt(4 * np.pi) * ref,
-                                       atol=1e-12, err_msg=f"l={l} m={m}")
+            np.testing.assert_allclose(
+                ours[:, l * l + l + m], np.sqrt(4 * np.pi) * ref, atol=1e-12, err_msg=f"l={l} m={m}"
+            )
 
 
 def test_parity_and_homogeneity():
@@ -82,12 +93,15 @@ def test_zero_vector_and_shapes():
     assert spherical_harmonics(2, np.ones((4, 3))).shape == (4, 9)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.ones((4, 2)), r"expected shape \(n, 3\)"),
-    (np.ones((2, 3, 3)), r"expected shape \(n, 3\)"),
-    (np.array([[np.nan, 0, 0]]), "non-finite"),
-    (np.array([[np.inf, 0, 0]]), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.ones((4, 2)), r"expected shape \(n, 3\)"),
+        (np.ones((2, 3, 3)), r"expected shape \(n, 3\)"),
+        (np.array([[np.nan, 0, 0]]), "non-finite"),
+        (np.array([[np.inf, 0, 0]]), "non-finite"),
+    ],
+)
 def test_input_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         spherical_harmonics(2, bad)
@@ -107,8 +121,7 @@ def test_dtype_preserved():
     for dt in (np.float32, np.float64, np.complex128):
         y, dy = sh_polynomials_grad(8, v.astype(dt))
         assert y.dtype == dt and dy.dtype == dt and sh_polynomials(8, v.astype(dt)).dtype == dt
-    np.testing.assert_allclose(sh_polynomials(8, v.astype(np.float32)), sh_polynomials(8, v),
-                               rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(sh_polynomials(8, v.astype(np.float32)), sh_polynomials(8, v), rtol=2e-4, atol=2e-4)
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -121,8 +134,7 @@ def test_gradient_vs_central_differences(normalize):
     for a in range(3):
         e = np.zeros(3)
         e[a] = h
-        fd = (spherical_harmonics(SH_LMAX, v + e, normalize) -
-              spherical_harmonics(SH_LMAX, v - e, normalize)) / (2 * h)
+        fd = (spherical_harmonics(SH_LMAX, v + e, normalize) - spherical_harmonics(SH_LMAX, v - e, normalize)) / (2 * h)
         scale = max(1.0, abs(fd).max())
         np.testing.assert_allclose(dy[:, :, a], fd, atol=1e-6 * scale)
 
@@ -141,8 +153,7 @@ def test_complex_step_equals_directional_gradient():
     y, dy = sh_polynomials_grad(SH_LMAX, u)
     yc = sh_polynomials(SH_LMAX, u + 1j * h * w)
     np.testing.assert_allclose(yc.real, y, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(yc.imag / h, np.einsum("nka,na->nk", dy, w),
-                               rtol=1e-12, atol=1e-12 * abs(dy).max())
+    np.testing.assert_allclose(yc.imag / h, np.einsum("nka,na->nk", dy, w), rtol=1e-12, atol=1e-12 * abs(dy).max())
     yc2, dyc = sh_polynomials_grad(SH_LMAX, u + 1j * h * w)
     np.testing.assert_allclose(dyc.real, dy, rtol=1e-13, atol=1e-13)
 
@@ -199,9 +210,12 @@ def test_rederive_low_orders_exactly_with_sympy_tools():
 
 
 def test_import_is_fast_and_sympy_free():
-    code = ("import time, sys; t = time.perf_counter(); import nequip_np.so3; "
-            "print(time.perf_counter() - t, 'sympy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=ROOT).stdout.split()
+    code = (
+        "import time, sys; t = time.perf_counter(); import nequip_np.so3; "
+        "print(time.perf_counter() - t, 'sympy' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.split()
     assert out[1] == "False"
     assert float(out[0]) < 5.0

@@ -1,9 +1,9 @@
 """Wigner D: Y(R x) = D(R) Y(x) with and without inversion, D^1 = R, homomorphism, irreps_D."""
+
 import numpy as np
 import pytest
 
-from nequip_np.so3 import (Irrep, Irreps, irreps_D, random_rotation, spherical_harmonics,
-                           wigner_D)
+from nequip_np.so3 import Irrep, Irreps, irreps_D, random_rotation, spherical_harmonics, wigner_D
 
 
 def _rotations(seed=0, n=3):
@@ -20,8 +20,9 @@ def test_sh_equivariance(improper):
         y, yr = spherical_harmonics(8, x), spherical_harmonics(8, x @ R.T)
         for l in range(9):
             D = wigner_D(l, R)
-            np.testing.assert_allclose(yr[:, l * l:(l + 1) ** 2], y[:, l * l:(l + 1) ** 2] @ D.T,
-                                       atol=1e-12, err_msg=f"l={l}")
+            np.testing.assert_allclose(
+                yr[:, l * l : (l + 1) ** 2], y[:, l * l : (l + 1) ** 2] @ D.T, atol=1e-12, err_msg=f"l={l}"
+            )
             np.testing.assert_allclose(D @ D.T, np.eye(2 * l + 1), atol=1e-12)
 
 
@@ -37,8 +38,7 @@ def test_D1_is_R_and_parity():
 def test_homomorphism():
     R1, R2 = _rotations(3, 2)
     for l in (2, 5, 8):
-        np.testing.assert_allclose(wigner_D(l, R1 @ R2), wigner_D(l, R1) @ wigner_D(l, R2),
-                                   atol=1e-12)
+        np.testing.assert_allclose(wigner_D(l, R1 @ R2), wigner_D(l, R1) @ wigner_D(l, R2), atol=1e-12)
 
 
 def test_irreps_D_block_structure():
@@ -57,8 +57,7 @@ def test_irreps_D_block_structure():
 def test_random_rotation_is_uniform_rotation():
     rng = np.random.default_rng(5)
     Rs = np.array([random_rotation(rng) for _ in range(4000)])
-    np.testing.assert_allclose(np.einsum("nij,nkj->nik", Rs, Rs), np.broadcast_to(np.eye(3),
-                               Rs.shape), atol=1e-14)
+    np.testing.assert_allclose(np.einsum("nij,nkj->nik", Rs, Rs), np.broadcast_to(np.eye(3), Rs.shape), atol=1e-14)
     assert np.allclose(np.linalg.det(Rs), 1.0)
     # Haar: E[R] = 0 and E[R_ij^2] = 1/3
     assert abs(Rs.mean(0)).max() < 0.05

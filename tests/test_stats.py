@@ -1,4 +1,5 @@
 """Dataset statistics against values computed by hand on two tiny frames."""
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -79,8 +80,13 @@ def test_compute_statistics_and_absent_type(graphs):
     assert np.isnan(stats["per_type_num_neighbors_mean"]["C"])
     assert np.isnan(stats["per_type_forces_rms"]["C"])
     assert stats["forces_rms"] == pytest.approx(np.sqrt(13 / 15))
-    assert set(stats) >= {"per_atom_energy_mean", "per_atom_energy_std", "total_energy_std",
-                          "per_type_energy_shifts", "per_type_forces_rms"}
+    assert set(stats) >= {
+        "per_atom_energy_mean",
+        "per_atom_energy_std",
+        "total_energy_std",
+        "per_type_energy_shifts",
+        "per_type_forces_rms",
+    }
     graphs[0].forces = None
     assert "forces_rms" not in compute_statistics(graphs, NAMES)
     with pytest.raises(ValueError, match="'forces'"):

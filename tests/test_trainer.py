@@ -1,4 +1,5 @@
 """Trainer, checkpoints, resume, CLI and bad-input errors (tiny runs on the shipped aspirin example)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,24 @@ DATA = Path(__file__).resolve().parents[1] / "examples" / "aspirin" / "aspirin_x
 def _config(tmp_path, **training):
     cfg = {
         "run_name": "t",
-        "model": {"type_names": ["H", "C", "O"], "r_max": 3.0, "num_layers": 2, "l_max": 1, "num_features": 4,
-                  "radial_mlp_width": 8, "per_type_energy_shifts": "least_squares"},
+        "model": {
+            "type_names": ["H", "C", "O"],
+            "r_max": 3.0,
+            "num_layers": 2,
+            "l_max": 1,
+            "num_features": 4,
+            "radial_mlp_width": 8,
+            "per_type_energy_shifts": "least_squares",
+        },
         "data": {"path": str(DATA), "train": 6, "val": 2, "test": 2, "split_seed": 3},
-        "training": {"batch_size": 3, "max_epochs": 3, "learning_rate": 0.01, "early_stopping": None,
-                     "output_dir": str(tmp_path / "run"), **training},
+        "training": {
+            "batch_size": 3,
+            "max_epochs": 3,
+            "learning_rate": 0.01,
+            "early_stopping": None,
+            "output_dir": str(tmp_path / "run"),
+            **training,
+        },
     }
     return cfg
 
@@ -83,8 +97,19 @@ def test_cli_train_evaluate_and_refuse_to_overwrite(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     model = tmp_path / "run" / "model.npz"
     metrics = tmp_path / "m.json"
-    code = main(["evaluate", str(model), str(_data_subset(tmp_path)), "--output", str(metrics),
-                 "--predictions", str(tmp_path / "pred.extxyz"), "--parity-plot", str(tmp_path / "p.png")])
+    code = main(
+        [
+            "evaluate",
+            str(model),
+            str(_data_subset(tmp_path)),
+            "--output",
+            str(metrics),
+            "--predictions",
+            str(tmp_path / "pred.extxyz"),
+            "--parity-plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
     assert code == 0 and metrics.exists() and (tmp_path / "p.png").stat().st_size > 1000
     import json
 
@@ -92,14 +117,17 @@ def test_cli_train_evaluate_and_refuse_to_overwrite(tmp_path, capsys):
     assert m["n_frames"] == 10 and m["forces_mae"] > 0
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unparsable", "could not"),
-    ("no_forces", "forces"),
-    ("nan_label", "non-finite"),
-    ("unknown_species", "not in model.type_names"),
-    ("split_too_large", "needs 1004 frames but the data have 300"),
-    ("unknown_key", "did you mean 'learning_rate'"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unparsable", "could not"),
+        ("no_forces", "forces"),
+        ("nan_label", "non-finite"),
+        ("unknown_species", "not in model.type_names"),
+        ("split_too_large", "needs 1004 frames but the data have 300"),
+        ("unknown_key", "did you mean 'learning_rate'"),
+    ],
+)
 def test_bad_input_is_rejected_before_training(tmp_path, case, message):
     from ase.io import read, write
 

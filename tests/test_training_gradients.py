@@ -1,5 +1,4 @@
 """The parameter gradient of the energy/force/stress loss: finite differences and official nequip's double backward."""
-import json
 
 import numpy as np
 import pytest
@@ -38,16 +37,25 @@ def _fd_check(model, graph, coeffs, rng, h=1e-6, rtol=1e-6):
 
 @pytest.mark.parametrize("kind", ["periodic", "molecule", "batch"])
 def test_loss_gradient_matches_finite_differences_per_parameter_block(rng, kind):
-    model = small_model(seed=5, bessel_trainable=True, per_type_energy_scales_trainable=True,
-                        per_type_energy_shifts_trainable=True, num_layers=2)
-    frames = {"periodic": [periodic(rng)], "molecule": [molecule(rng)],
-              "batch": [periodic(rng, small=True), molecule(rng, 5)]}[kind]
+    model = small_model(
+        seed=5,
+        bessel_trainable=True,
+        per_type_energy_scales_trainable=True,
+        per_type_energy_shifts_trainable=True,
+        num_layers=2,
+    )
+    frames = {
+        "periodic": [periodic(rng)],
+        "molecule": [molecule(rng)],
+        "batch": [periodic(rng, small=True), molecule(rng, 5)],
+    }[kind]
     graph = batch_graphs([_labelled(model, a, rng) for a in frames])
     _fd_check(model, graph, LossCoefficients(1.0, 1.0, 1.0), rng)
 
 
-@pytest.mark.parametrize("coeffs", [LossCoefficients(1.0, 0.0, 0.0), LossCoefficients(0.0, 1.0, 0.0)],
-                         ids=["energy_only", "forces_only"])
+@pytest.mark.parametrize(
+    "coeffs", [LossCoefficients(1.0, 0.0, 0.0), LossCoefficients(0.0, 1.0, 0.0)], ids=["energy_only", "forces_only"]
+)
 def test_energy_only_and_force_only_losses(rng, coeffs):
     model = small_model(seed=6, num_layers=2)
     graph = batch_graphs([_labelled(model, periodic(rng), rng, stress=False)])

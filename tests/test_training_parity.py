@@ -1,4 +1,5 @@
 """Training against official nequip 0.19.1: double-backward gradients and a 20-step Adam + EMA run."""
+
 import json
 
 import numpy as np
@@ -22,8 +23,10 @@ def test_loss_gradient_equals_torch_double_backward():
     with np.load(PATH) as data:
         graph = batch_graphs([labelled_graph(data, f"input/f{k}") for k in data["batch_frames"]])
         mapping = param_map(model, {k[5:]: None for k in data.files if k.startswith("grad/")})
-        for coeffs, loss_key, grad_prefix in [(LossCoefficients(1, 1, 1), "loss", "grad/"),
-                                              (LossCoefficients(1, 1, 0), "loss_ef", "grad_ef/")]:
+        for coeffs, loss_key, grad_prefix in [
+            (LossCoefficients(1, 1, 1), "loss", "grad/"),
+            (LossCoefficients(1, 1, 0), "loss_ef", "grad_ef/"),
+        ]:
             loss, _, grads, _ = loss_and_grad(model, graph, coeffs)
             assert abs(loss - float(data[loss_key])) <= 1e-10 * abs(float(data[loss_key]))
             for name, g in grads.items():
@@ -34,7 +37,7 @@ def test_loss_gradient_equals_torch_double_backward():
 def test_twenty_adam_steps_with_ema_match_torch():
     with np.load(PATH) as data:
         kwargs = json.loads(str(data["traj/metadata"]))
-        state = {k[len("traj/state/"):]: data[k] for k in data.files if k.startswith("traj/state/")}
+        state = {k[len("traj/state/") :]: data[k] for k in data.files if k.startswith("traj/state/")}
         model = model_from_state(kwargs, state)
         pool = [labelled_graph(data, f"traj/pool/p{k}") for k in range(6)]
         mapping = param_map(model, state)

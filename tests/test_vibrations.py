@@ -1,7 +1,6 @@
 """Vibrations, thermochemistry and phonons from the exact Hessian, against ASE's finite differences."""
-import numpy as np
 
-from nequip_np.data.examples import xtb_vibrations_path
+import numpy as np
 import pytest
 from ase import Atoms, units
 from ase.build import bulk, molecule
@@ -12,6 +11,7 @@ from ase.vibrations import Vibrations
 from nequip_np import NequIPModel
 from nequip_np.calculator import NequIPCalculator
 from nequip_np.cli import main
+from nequip_np.data.examples import xtb_vibrations_path
 from nequip_np.md.run import relax
 from nequip_np.md.vibrations import (
     acoustic_sum_rule_error,
@@ -24,8 +24,16 @@ from tests.model_factory import small_model
 
 
 def cu_model():
-    return NequIPModel(type_names=["Cu"], r_max=3.0, num_layers=2, l_max=1, num_features=4,
-                       avg_num_neighbors=12.0, radial_mlp_width=8, seed=3)
+    return NequIPModel(
+        type_names=["Cu"],
+        r_max=3.0,
+        num_layers=2,
+        l_max=1,
+        num_features=4,
+        avg_num_neighbors=12.0,
+        radial_mlp_width=8,
+        seed=3,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +142,23 @@ def test_cli_vib_warns_on_unrelaxed_structure(water, tmp_path, capsys):
 def test_cli_phonons(tmp_path, capsys):
     cu_model().save(tmp_path / "cu.npz")
     write(tmp_path / "cu.xyz", bulk("Cu", "fcc", a=3.61))
-    rc = main(["phonons", str(tmp_path / "cu.npz"), str(tmp_path / "cu.xyz"), "--supercell", "2", "2", "2",
-               "--npoints", "30", "--dos-kpts", "6", "--output", str(tmp_path / "ph")])
+    rc = main(
+        [
+            "phonons",
+            str(tmp_path / "cu.npz"),
+            str(tmp_path / "cu.xyz"),
+            "--supercell",
+            "2",
+            "2",
+            "2",
+            "--npoints",
+            "30",
+            "--dos-kpts",
+            "6",
+            "--output",
+            str(tmp_path / "ph"),
+        ]
+    )
     out = capsys.readouterr()
     assert rc in (0, 1), out.err
     assert "acoustic sum rule" in out.out

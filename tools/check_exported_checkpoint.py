@@ -16,6 +16,7 @@ that loads has exactly the entries official nequip's model has. With ``--package
 ``nequip-package build`` accepts the exported file (for models with H, C and O, whose checkpoints
 name the shipped aspirin frames as their example data).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,12 @@ def export(out: Path) -> None:
             for s in structures(data):
                 g = graph_from_fixture(data, s)
                 res = model.compute(g)
-                arrays.update({f"input/{s}/{k}": data[f"input/{s}/{k}"] for k in
-                               ("pos", "atom_types", "cell", "pbc", "edge_index", "edge_cell_shift")})
+                arrays.update(
+                    {
+                        f"input/{s}/{k}": data[f"input/{s}/{k}"]
+                        for k in ("pos", "atom_types", "cell", "pbc", "edge_index", "edge_cell_shift")
+                    }
+                )
                 arrays[f"ours/{s}/total_energy"] = np.asarray(res["total_energy"]).reshape(())
                 arrays[f"ours/{s}/forces"] = np.asarray(res["forces"])
                 arrays[f"ours/{s}/virial"] = np.asarray(res["virial"][0])
@@ -79,12 +84,17 @@ def verify(out: Path, package) -> int:
         tol = 1e-5 if str(ours["dtype"]) == "float32" else 1e-10
         errs = {"E": 0.0, "F": 0.0, "virial": 0.0, "atomic_E": 0.0}
         for s in sorted({k.split("/")[1] for k in ours.files if k.startswith("input/")}):
-            g = {k: ours[f"input/{s}/{k}"] for k in ("pos", "atom_types", "cell", "pbc", "edge_index",
-                                                     "edge_cell_shift")}
+            g = {
+                k: ours[f"input/{s}/{k}"] for k in ("pos", "atom_types", "cell", "pbc", "edge_index", "edge_cell_shift")
+            }
             d = from_dict({**g, "cell": g["cell"].reshape(3, 3)})
             res = model(d)
-            for key, name in (("total_energy", "E"), ("forces", "F"), ("virial", "virial"),
-                              ("atomic_energy", "atomic_E")):
+            for key, name in (
+                ("total_energy", "E"),
+                ("forces", "F"),
+                ("virial", "virial"),
+                ("atomic_energy", "atomic_E"),
+            ):
                 ref = res[key].detach().double().numpy().reshape(ours[f"ours/{s}/{key}"].shape)
                 scale = max(np.max(np.abs(ref)), 1e-300)
                 errs[name] = max(errs[name], float(np.max(np.abs(ref - ours[f"ours/{s}/{key}"])) / scale))
@@ -92,8 +102,9 @@ def verify(out: Path, package) -> int:
         worst |= not ok
         line = f"{ck.stem:<16} {ours['dtype']!s:<8} " + "  ".join(f"{k} {v:.1e}" for k, v in errs.items())
         if package is not None and (not package or ck.stem in package) and bool(ours["has_data"]):
-            r = subprocess.run(["nequip-package", "build", str(ck), str(out / f"{ck.stem}.nequip.zip")],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                ["nequip-package", "build", str(ck), str(out / f"{ck.stem}.nequip.zip")], capture_output=True, text=True
+            )
             line += "  package " + ("ok" if r.returncode == 0 else "FAILED: " + r.stderr.strip()[-300:])
             worst |= r.returncode != 0
         rows.append(line + ("" if ok else "  EXCEEDS " + str(tol)))
@@ -106,8 +117,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=["export", "verify"])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--package", nargs="*", default=None, metavar="NAME",
-                    help="verify: also run nequip-package build (on the named models; all if none named)")
+    ap.add_argument(
+        "--package",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="verify: also run nequip-package build (on the named models; all if none named)",
+    )
     args = ap.parse_args(argv)
     if args.step == "export":
         export(args.out)

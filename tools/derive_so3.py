@@ -27,6 +27,7 @@ The mathematics is in ``docs/derivations/spherical_harmonics_and_cg.md``. In sho
    :math:`C[a,b,c] = \mathrm{Re}\sum Q_1[i,a]\,Q_2[k,b]\,\overline{Q_3[n,c]}\,C_c[i,k,n]`, divided
    by its Frobenius norm.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ import math
 import pathlib
 import sys
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import sympy as sp
@@ -182,8 +183,7 @@ def emit_sh_block(l: int, grad: bool) -> str:
         rx = [f"X*PR{fa}"] if has_r else []
         ry = [f"Y*PR{fa}"] if has_r else []
         zz = (["PZ"] if has_z else []) + (["Z*PR"] if has_r else [])
-        dzs = (f"({' + '.join(zz)}){fa}" if fa and len(zz) > 1 else f"{' + '.join(zz)}{fa}") \
-            if zz else "0.0"
+        dzs = (f"({' + '.join(zz)}){fa}" if fa and len(zz) > 1 else f"{' + '.join(zz)}{fa}") if zz else "0.0"
         dxs = " + ".join(gx + rx) or "0.0"
         dys = " + ".join(gy + ry) or "0.0"
         # e3nn axes: d/dx = d/dY, d/dy = d/dZ, d/dz = d/dX
@@ -219,8 +219,7 @@ def exact_sh_table(lmax: int) -> dict[str, list[str]]:
     out = {}
     for l in range(lmax + 1):
         for m in range(-l, l + 1):
-            out[f"{l},{m}"] = [f"{j},{k}:{sp.sstr(c)}" for (j, k), c in
-                               sorted(sh_factored(l, m).items(), reverse=True)]
+            out[f"{l},{m}"] = [f"{j},{k}:{sp.sstr(c)}" for (j, k), c in sorted(sh_factored(l, m).items(), reverse=True)]
     return out
 
 
@@ -231,8 +230,10 @@ def sh_module_body(lmax: int) -> str:
         "#: Exact coefficients: component (l, m) = F_m(X, Y) * sum c * Z**j * r2**k with\n"
         "#: (X, Y, Z) = (z, x, y), F_m = Re (X+iY)^m (m >= 0) or Im (X+iY)^|m| (m < 0).\n"
         f"EXACT_COEFFICIENTS = {table}\n\n\n"
-        + emit_sh_function("sh_fill", False, lmax) + "\n\n"
-        + emit_sh_function("sh_grad_fill", True, lmax))
+        + emit_sh_function("sh_fill", False, lmax)
+        + "\n\n"
+        + emit_sh_function("sh_grad_fill", True, lmax)
+    )
 
 
 def stamp(body: str) -> str:
@@ -253,14 +254,15 @@ def write_sh(lmax: int = SH_LMAX) -> str:
         f"SYMPY_VERSION = {sp.__version__!r}\n"
         f"BODY_SHA256 = {stamp(body)!r}\n"
         "BODY_START = '# ---- generated body ----'\n"
-        "# ---- generated body ----\n")
+        "# ---- generated body ----\n"
+    )
     return header + body
 
 
 # ----------------------------------------------------------------------------------------------
 # Clebsch–Gordan
 # ----------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def su2_cg(j1: int, m1: int, j2: int, m2: int, j3: int, m3: int) -> tuple[int, Fraction]:
     r"""Condon–Shortley :math:`\langle j_1 m_1 j_2 m_2 | j_3 m_3\rangle` (integer j) by Racah's
     formula, exactly: returns ``(sign, square)`` with value ``sign * sqrt(square)``."""
@@ -269,8 +271,7 @@ def su2_cg(j1: int, m1: int, j2: int, m2: int, j3: int, m3: int) -> tuple[int, F
     if abs(m1) > j1 or abs(m2) > j2 or abs(m3) > j3:
         return 0, Fraction(0)
     f = math.factorial
-    pref = Fraction((2 * j3 + 1) * f(j3 + j1 - j2) * f(j3 - j1 + j2) * f(j1 + j2 - j3),
-                    f(j1 + j2 + j3 + 1))
+    pref = Fraction((2 * j3 + 1) * f(j3 + j1 - j2) * f(j3 - j1 + j2) * f(j1 + j2 - j3), f(j1 + j2 + j3 + 1))
     pref *= f(j3 + m3) * f(j3 - m3) * f(j1 - m1) * f(j1 + m1) * f(j2 - m2) * f(j2 + m2)
     s = Fraction(0)
     for k in range(0, j1 + j2 - j3 + 1):
@@ -374,9 +375,13 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 
 def write_cg(path: pathlib.Path = CG_PATH, lmax: int = CG_LMAX) -> None:
     arrays = cg_arrays(lmax)
-    prov = {"sympy": sp.__version__, "command": COMMAND, "lmax": lmax,
-            "sha256": arrays_sha256(arrays),
-            "formula": "Racah (exact fractions) + e3nn real basis Q_l=(-i)^l Q0, Re, /Frobenius"}
+    prov = {
+        "sympy": sp.__version__,
+        "command": COMMAND,
+        "lmax": lmax,
+        "sha256": arrays_sha256(arrays),
+        "formula": "Racah (exact fractions) + e3nn real basis Q_l=(-i)^l Q0, Re, /Frobenius",
+    }
     np.savez_compressed(path, provenance=np.array(json.dumps(prov)), **arrays)
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def _init_nequip():
     set_global_state()
 
 
-def build_model(kwargs: Dict[str, Any]):
+def build_model(kwargs: dict[str, Any]):
     """Build an official ``NequIPGNNModel`` from keyword arguments (incl. ``seed``)."""
     _init_nequip()
     from nequip.model import NequIPGNNModel
@@ -85,7 +85,7 @@ def trainable_keys(model) -> list:
     return [k for k in model.state_dict().keys() if k in params]
 
 
-def state_arrays(model) -> Dict[str, np.ndarray]:
+def state_arrays(model) -> dict[str, np.ndarray]:
     out = {}
     for k, v in model.state_dict().items():
         out[STATE_PREFIX + k] = v.detach().cpu().numpy().copy()
@@ -96,12 +96,12 @@ def state_arrays(model) -> Dict[str, np.ndarray]:
     return out
 
 
-def metadata_json(model, kwargs: Dict[str, Any]) -> str:
+def metadata_json(model, kwargs: dict[str, Any]) -> str:
     meta = {k: _to_jsonable(v) for k, v in kwargs.items() if k not in ("seed", "_target_")}
     return json.dumps(meta, sort_keys=False)
 
 
-def export_arrays(model, kwargs: Dict[str, Any]) -> Dict[str, np.ndarray]:
+def export_arrays(model, kwargs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Arrays of the export format (without writing them)."""
     import nequip
 
@@ -112,7 +112,7 @@ def export_arrays(model, kwargs: Dict[str, Any]) -> Dict[str, np.ndarray]:
     return arrs
 
 
-def export_state(model, kwargs: Dict[str, Any], path: str, extra: Dict[str, np.ndarray] | None = None):
+def export_state(model, kwargs: dict[str, Any], path: str, extra: dict[str, np.ndarray] | None = None):
     """Write ``model``'s state_dict and ``kwargs`` metadata to ``path`` (.npz).
 
     ``extra`` arrays (e.g. ``input/...``, ``output/...``) are stored alongside.

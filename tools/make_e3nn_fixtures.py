@@ -16,6 +16,7 @@ Contents (all float64 unless stated):
 * ``irreps_cases`` (JSON string): ``Irreps(s).sort()`` / ``.simplify()`` / ``.ls`` / ``.dim`` /
   ``str`` / ``regroup()`` results for a few strings.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,10 +51,8 @@ def main() -> None:
     data: dict[str, np.ndarray] = {"sh_vectors": vectors}
     v = torch.tensor(vectors, dtype=torch.float64)
     for l in range(9):
-        data[f"sh_l{l}"] = o3.spherical_harmonics(
-            l, v, normalize=True, normalization="component").numpy()
-        data[f"shraw_l{l}"] = o3.spherical_harmonics(
-            l, v, normalize=False, normalization="component").numpy()
+        data[f"sh_l{l}"] = o3.spherical_harmonics(l, v, normalize=True, normalization="component").numpy()
+        data[f"shraw_l{l}"] = o3.spherical_harmonics(l, v, normalize=False, normalization="component").numpy()
     for l1 in range(5):
         for l2 in range(5):
             for l3 in range(abs(l1 - l2), min(l1 + l2, 4) + 1):
@@ -63,22 +62,31 @@ def main() -> None:
     for s in IRREPS_STRINGS:
         irreps = o3.Irreps(s)
         srt = irreps.sort()
-        cases.append({
-            "input": s,
-            "str": str(irreps),
-            "dim": irreps.dim,
-            "num_irreps": irreps.num_irreps,
-            "ls": list(irreps.ls),
-            "sorted": str(srt.irreps),
-            "p": list(srt.p),
-            "inv": list(srt.inv),
-            "simplified": str(irreps.simplify()),
-            "regrouped": str(irreps.regroup()),
-        })
+        cases.append(
+            {
+                "input": s,
+                "str": str(irreps),
+                "dim": irreps.dim,
+                "num_irreps": irreps.num_irreps,
+                "ls": list(irreps.ls),
+                "sorted": str(srt.irreps),
+                "p": list(srt.p),
+                "inv": list(srt.inv),
+                "simplified": str(irreps.simplify()),
+                "regrouped": str(irreps.regroup()),
+            }
+        )
     data["irreps_cases"] = np.array(json.dumps(cases))
-    data["provenance"] = np.array(json.dumps({
-        "e3nn": e3nn_version, "torch": torch.__version__, "python": sys.version.split()[0],
-        "command": "python tools/make_e3nn_fixtures.py"}))
+    data["provenance"] = np.array(
+        json.dumps(
+            {
+                "e3nn": e3nn_version,
+                "torch": torch.__version__,
+                "python": sys.version.split()[0],
+                "command": "python tools/make_e3nn_fixtures.py",
+            }
+        )
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(OUT, **data)
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(data)} arrays)")

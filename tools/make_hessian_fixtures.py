@@ -84,8 +84,12 @@ def main(argv=None):
     rng = np.random.default_rng(SEED)
     atoms = read(ASPIRIN, index=0)
     types = {s: k for k, s in enumerate(KWARGS["type_names"])}
-    struct = {"pos": atoms.positions, "atom_types": np.array([types[s] for s in atoms.get_chemical_symbols()]),
-                  "cell": np.zeros((3, 3)), "pbc": np.array([False, False, False])}
+    struct = {
+        "pos": atoms.positions,
+        "atom_types": np.array([types[s] for s in atoms.get_chemical_symbols()]),
+        "cell": np.zeros((3, 3)),
+        "pbc": np.array([False, False, False]),
+    }
     model = build_model(copy.deepcopy(KWARGS))
     model = randomise_weights(model, rng).eval()
     data = make_data(struct, KWARGS)
@@ -99,8 +103,10 @@ def main(argv=None):
     arrays["output/s0/forces"] = out["forces"].detach().numpy().reshape(-1, 3)
     arrays["output/s0/hessian"] = hess
     np.savez_compressed(a.out, **arrays)
-    print(f"aspirin N={len(atoms)} E={data['edge_index'].shape[1]}: |H|max={np.abs(hess).max():.3f} eV/A^2, "
-          f"asymmetry {asym:.1e}, row sums {rowsum:.1e}; wrote {a.out} ({os.path.getsize(a.out) / 1024:.1f} KiB)")
+    print(
+        f"aspirin N={len(atoms)} E={data['edge_index'].shape[1]}: |H|max={np.abs(hess).max():.3f} eV/A^2, "
+        f"asymmetry {asym:.1e}, row sums {rowsum:.1e}; wrote {a.out} ({os.path.getsize(a.out) / 1024:.1f} KiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_nequip import build_model, export_arrays  # noqa: E402
-
 import torch  # noqa: E402
+from export_nequip import build_model, export_arrays  # noqa: E402
 
 SEED = 20240611
 
@@ -76,73 +75,198 @@ def make_configs(rng: np.random.Generator):
         base.update(kw)
         cfgs.append((name, base))
 
-    add("model_00", HCO, num_layers=1, l_max=0, parity=True, num_features=8,
-        radial_mlp_depth=1, radial_mlp_width=8, num_bessels=8, polynomial_cutoff_p=6,
-        avg_num_neighbors=ann(HCO, False), per_type_energy_scales=scales(HCO, False),
-        per_type_energy_shifts=shifts(HCO, False))
-    add("model_01", HCO, num_layers=2, l_max=1, parity=True, num_features=6,
-        type_embed_num_features=3, radial_mlp_depth=2, radial_mlp_width=12,
-        readout_mlp_hidden_layers_depth=1, readout_mlp_hidden_layers_width=4,
-        num_bessels=6, polynomial_cutoff_p=5,
-        avg_num_neighbors=ann(HCO, True), per_type_energy_scales=scales(HCO, True),
-        per_type_energy_shifts=shifts(HCO, True))
-    rm = r_max()
-    add("model_02", HCO, r_max=rm, num_layers=3, l_max=1, parity=False, num_features=[8, 4],
-        radial_mlp_depth=1, radial_mlp_width=16, num_bessels=8, polynomial_cutoff_p=6,
-        avg_num_neighbors=ann(HCO, False), per_type_energy_scales=scales(HCO, False),
-        per_type_energy_shifts=shifts(HCO, True),
-        per_edge_type_cutoff={"H": round(rm - 0.8, 3), "C": rm, "O": round(rm - 0.4, 3)})
-    add("model_03", HCO, num_layers=2, l_max=2, parity=True, num_features=[8, 4, 2],
-        radial_mlp_depth=1, radial_mlp_width=8, num_bessels=8, polynomial_cutoff_p=7,
-        avg_num_neighbors=ann(HCO, True), per_type_energy_scales=scales(HCO, True),
+    add(
+        "model_00",
+        HCO,
+        num_layers=1,
+        l_max=0,
+        parity=True,
+        num_features=8,
+        radial_mlp_depth=1,
+        radial_mlp_width=8,
+        num_bessels=8,
+        polynomial_cutoff_p=6,
+        avg_num_neighbors=ann(HCO, False),
+        per_type_energy_scales=scales(HCO, False),
         per_type_energy_shifts=shifts(HCO, False),
-        pair_potential={"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal",
-                        "chemical_species": HCO})
-    add("model_04", CO, num_layers=4, l_max=2, parity=False, num_features=4,
-        radial_mlp_depth=2, radial_mlp_width=16,
-        readout_mlp_hidden_layers_depth=1, readout_mlp_hidden_layers_width=4,
-        num_bessels=6, polynomial_cutoff_p=7,
-        avg_num_neighbors=ann(CO, False), per_type_energy_scales=scales(CO, True),
-        per_type_energy_shifts=shifts(CO, True))
-    add("model_05", HO, num_layers=2, l_max=3, parity=True, num_features=[4, 4, 2, 2],
-        type_embed_num_features=3, radial_mlp_depth=1, radial_mlp_width=8,
-        num_bessels=8, polynomial_cutoff_p=6,
-        avg_num_neighbors=ann(HO, True), per_type_energy_scales=scales(HO, False),
-        per_type_energy_shifts=shifts(HO, False))
-    add("model_06", HCO, num_layers=3, l_max=3, parity=False, num_features=4,
-        radial_mlp_depth=2, radial_mlp_width=8, num_bessels=6, polynomial_cutoff_p=5,
-        avg_num_neighbors=ann(HCO, False), per_type_energy_scales=scales(HCO, True),
-        per_type_energy_shifts=shifts(HCO, True))
+    )
+    add(
+        "model_01",
+        HCO,
+        num_layers=2,
+        l_max=1,
+        parity=True,
+        num_features=6,
+        type_embed_num_features=3,
+        radial_mlp_depth=2,
+        radial_mlp_width=12,
+        readout_mlp_hidden_layers_depth=1,
+        readout_mlp_hidden_layers_width=4,
+        num_bessels=6,
+        polynomial_cutoff_p=5,
+        avg_num_neighbors=ann(HCO, True),
+        per_type_energy_scales=scales(HCO, True),
+        per_type_energy_shifts=shifts(HCO, True),
+    )
     rm = r_max()
-    add("model_07", HCO, r_max=rm, num_layers=5, l_max=0, parity=False, num_features=6,
-        radial_mlp_depth=1, radial_mlp_width=12, num_bessels=8, polynomial_cutoff_p=6,
-        readout_mlp_hidden_layers_depth=1, readout_mlp_hidden_layers_width=4,
-        avg_num_neighbors=ann(HCO, True), per_type_energy_scales=scales(HCO, False),
+    add(
+        "model_02",
+        HCO,
+        r_max=rm,
+        num_layers=3,
+        l_max=1,
+        parity=False,
+        num_features=[8, 4],
+        radial_mlp_depth=1,
+        radial_mlp_width=16,
+        num_bessels=8,
+        polynomial_cutoff_p=6,
+        avg_num_neighbors=ann(HCO, False),
+        per_type_energy_scales=scales(HCO, False),
+        per_type_energy_shifts=shifts(HCO, True),
+        per_edge_type_cutoff={"H": round(rm - 0.8, 3), "C": rm, "O": round(rm - 0.4, 3)},
+    )
+    add(
+        "model_03",
+        HCO,
+        num_layers=2,
+        l_max=2,
+        parity=True,
+        num_features=[8, 4, 2],
+        radial_mlp_depth=1,
+        radial_mlp_width=8,
+        num_bessels=8,
+        polynomial_cutoff_p=7,
+        avg_num_neighbors=ann(HCO, True),
+        per_type_energy_scales=scales(HCO, True),
+        per_type_energy_shifts=shifts(HCO, False),
+        pair_potential={"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal", "chemical_species": HCO},
+    )
+    add(
+        "model_04",
+        CO,
+        num_layers=4,
+        l_max=2,
+        parity=False,
+        num_features=4,
+        radial_mlp_depth=2,
+        radial_mlp_width=16,
+        readout_mlp_hidden_layers_depth=1,
+        readout_mlp_hidden_layers_width=4,
+        num_bessels=6,
+        polynomial_cutoff_p=7,
+        avg_num_neighbors=ann(CO, False),
+        per_type_energy_scales=scales(CO, True),
+        per_type_energy_shifts=shifts(CO, True),
+    )
+    add(
+        "model_05",
+        HO,
+        num_layers=2,
+        l_max=3,
+        parity=True,
+        num_features=[4, 4, 2, 2],
+        type_embed_num_features=3,
+        radial_mlp_depth=1,
+        radial_mlp_width=8,
+        num_bessels=8,
+        polynomial_cutoff_p=6,
+        avg_num_neighbors=ann(HO, True),
+        per_type_energy_scales=scales(HO, False),
+        per_type_energy_shifts=shifts(HO, False),
+    )
+    add(
+        "model_06",
+        HCO,
+        num_layers=3,
+        l_max=3,
+        parity=False,
+        num_features=4,
+        radial_mlp_depth=2,
+        radial_mlp_width=8,
+        num_bessels=6,
+        polynomial_cutoff_p=5,
+        avg_num_neighbors=ann(HCO, False),
+        per_type_energy_scales=scales(HCO, True),
+        per_type_energy_shifts=shifts(HCO, True),
+    )
+    rm = r_max()
+    add(
+        "model_07",
+        HCO,
+        r_max=rm,
+        num_layers=5,
+        l_max=0,
+        parity=False,
+        num_features=6,
+        radial_mlp_depth=1,
+        radial_mlp_width=12,
+        num_bessels=8,
+        polynomial_cutoff_p=6,
+        readout_mlp_hidden_layers_depth=1,
+        readout_mlp_hidden_layers_width=4,
+        avg_num_neighbors=ann(HCO, True),
+        per_type_energy_scales=scales(HCO, False),
         per_type_energy_shifts=shifts(HCO, True),
         per_edge_type_cutoff={
             "H": {"H": round(rm - 1.0, 3), "C": round(rm - 0.5, 3), "O": round(rm - 0.7, 3)},
             "C": {"H": round(rm - 0.3, 3), "C": rm, "O": round(rm - 0.2, 3)},
             "O": round(rm - 0.6, 3),
-        })
+        },
+    )
     rm = r_max()
-    add("model_08", HCO, r_max=rm, num_layers=5, l_max=1, parity=True, num_features=4,
-        radial_mlp_depth=1, radial_mlp_width=8, num_bessels=6, polynomial_cutoff_p=6,
-        avg_num_neighbors=ann(HCO, False), per_type_energy_scales=scales(HCO, True),
+    add(
+        "model_08",
+        HCO,
+        r_max=rm,
+        num_layers=5,
+        l_max=1,
+        parity=True,
+        num_features=4,
+        radial_mlp_depth=1,
+        radial_mlp_width=8,
+        num_bessels=6,
+        polynomial_cutoff_p=6,
+        avg_num_neighbors=ann(HCO, False),
+        per_type_energy_scales=scales(HCO, True),
         per_type_energy_shifts=shifts(HCO, False),
-        per_edge_type_cutoff={"H": round(rm - 0.5, 3), "C": {"H": round(rm - 0.5, 3), "C": rm, "O": rm},
-                              "O": rm},
-        pair_potential={"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal",
-                        "chemical_species": HCO})
-    add("model_09", HO, num_layers=3, l_max=2, parity=True, num_features=[6, 4, 2],
-        type_embed_num_features=3, radial_mlp_depth=2, radial_mlp_width=10,
-        readout_mlp_hidden_layers_depth=1, readout_mlp_hidden_layers_width=4,
-        num_bessels=8, polynomial_cutoff_p=5,
-        avg_num_neighbors=ann(HO, True), per_type_energy_scales=scales(HO, True),
-        per_type_energy_shifts=shifts(HO, True))
-    add("model_f32", HCO, model_dtype="float32", num_layers=2, l_max=2, parity=True,
-        num_features=4, radial_mlp_depth=1, radial_mlp_width=8, num_bessels=8,
-        polynomial_cutoff_p=6, avg_num_neighbors=ann(HCO, True),
-        per_type_energy_scales=scales(HCO, True), per_type_energy_shifts=shifts(HCO, True))
+        per_edge_type_cutoff={"H": round(rm - 0.5, 3), "C": {"H": round(rm - 0.5, 3), "C": rm, "O": rm}, "O": rm},
+        pair_potential={"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal", "chemical_species": HCO},
+    )
+    add(
+        "model_09",
+        HO,
+        num_layers=3,
+        l_max=2,
+        parity=True,
+        num_features=[6, 4, 2],
+        type_embed_num_features=3,
+        radial_mlp_depth=2,
+        radial_mlp_width=10,
+        readout_mlp_hidden_layers_depth=1,
+        readout_mlp_hidden_layers_width=4,
+        num_bessels=8,
+        polynomial_cutoff_p=5,
+        avg_num_neighbors=ann(HO, True),
+        per_type_energy_scales=scales(HO, True),
+        per_type_energy_shifts=shifts(HO, True),
+    )
+    add(
+        "model_f32",
+        HCO,
+        model_dtype="float32",
+        num_layers=2,
+        l_max=2,
+        parity=True,
+        num_features=4,
+        radial_mlp_depth=1,
+        radial_mlp_width=8,
+        num_bessels=8,
+        polynomial_cutoff_p=6,
+        avg_num_neighbors=ann(HCO, True),
+        per_type_energy_scales=scales(HCO, True),
+        per_type_energy_shifts=shifts(HCO, True),
+    )
     return cfgs
 
 
@@ -180,13 +304,18 @@ def make_structures(rng, num_types):
     out = []
     n = int(rng.integers(5, 13))
     pos = _random_positions(rng, n, 0.0, 3.2, 0.95)
-    out.append(dict(pos=pos, atom_types=rng.integers(0, num_types, n),
-                    cell=np.zeros((3, 3)), pbc=np.array([False, False, False])))
+    out.append(
+        dict(
+            pos=pos,
+            atom_types=rng.integers(0, num_types, n),
+            cell=np.zeros((3, 3)),
+            pbc=np.array([False, False, False]),
+        )
+    )
     n = int(rng.integers(8, 17))
     cell = np.diag(rng.uniform(4.2, 5.2, 3)) + np.triu(rng.uniform(-0.8, 0.8, (3, 3)), 1)
     pos = _random_positions(rng, n, 0, 0, 1.0, cell=cell)
-    out.append(dict(pos=pos, atom_types=rng.integers(0, num_types, n), cell=cell,
-                    pbc=np.array([True, True, True])))
+    out.append(dict(pos=pos, atom_types=rng.integers(0, num_types, n), cell=cell, pbc=np.array([True, True, True])))
     cell = np.diag(rng.uniform(2.4, 2.7, 3)) + np.triu(rng.uniform(-0.5, 0.5, (3, 3)), 1)
     cell = cell + np.tril(rng.uniform(-0.2, 0.2, (3, 3)), -1)
     pos = np.array([[0.1, 0.05, -0.1], [0.0, 0.0, 0.0]]) + rng.uniform(0, 1, (2, 3)) @ cell
@@ -243,12 +372,14 @@ def make_data(struct, kwargs, nl_backend="matscipy"):
     from nequip.data import from_dict
     from nequip.data.transforms import NeighborListTransform
 
-    d = from_dict({
-        "pos": np.asarray(struct["pos"], dtype=np.float64),
-        "atom_types": np.asarray(struct["atom_types"], dtype=np.int64),
-        "cell": np.asarray(struct["cell"], dtype=np.float64),
-        "pbc": np.asarray(struct["pbc"], dtype=bool),
-    })
+    d = from_dict(
+        {
+            "pos": np.asarray(struct["pos"], dtype=np.float64),
+            "atom_types": np.asarray(struct["atom_types"], dtype=np.int64),
+            "cell": np.asarray(struct["cell"], dtype=np.float64),
+            "pbc": np.asarray(struct["pbc"], dtype=bool),
+        }
+    )
     nl = NeighborListTransform(
         r_max=kwargs["r_max"],
         per_edge_type_cutoff=kwargs.get("per_edge_type_cutoff"),
@@ -284,7 +415,7 @@ def run_model(model, data, want_debug=True):
         for name, child in func.named_children():
             fields = DEBUG_FIELDS.get(name)
             if name.startswith("layer") and name.endswith("_convnet"):
-                k = name[len("layer"):-len("_convnet")]
+                k = name[len("layer") : -len("_convnet")]
                 fields = [("node_features", f"layer{k}")]
             if not fields:
                 continue
@@ -335,7 +466,8 @@ def check_consistency(model, data, res, h=1e-5, tag=""):
     fd = np.zeros_like(pos0)
     for i in range(pos0.shape[0]):
         for a in range(3):
-            p = pos0.copy(); p[i, a] += h
+            p = pos0.copy()
+            p[i, a] += h
             ep = energy_at(model, data, pos=p)
             p[i, a] -= 2 * h
             em = energy_at(model, data, pos=p)
@@ -346,7 +478,8 @@ def check_consistency(model, data, res, h=1e-5, tag=""):
     vir = np.zeros((3, 3))
     for i in range(3):
         for j in range(3):
-            s = np.zeros((3, 3)); s[i, j] = h
+            s = np.zeros((3, 3))
+            s[i, j] = h
             vir[i, j] = -(energy_at(model, data, strain=s) - energy_at(model, data, strain=-s)) / (2 * h)
     errv = np.abs(vir - res["virial"]).max()
     assert errv < 1e-6 * max(1.0, np.abs(res["virial"]).max()), (tag, "virial FD", errv)
@@ -401,15 +534,16 @@ def main(argv=None):
             arrays.update(structure_arrays(tag, data))
             arrays.update({f"output/{tag}/{k}": v for k, v in res.items()})
             arrays.update({f"debug/{tag}/{k}": v for k, v in dbg.items()})
-            print(f"{name} {tag}: N={len(st['pos'])} E={data['edge_index'].shape[1]} "
-                  f"Etot={res['total_energy']:.6f} |F|max={np.abs(res['forces']).max():.3f} "
-                  f"FDerr F={errf:.1e} V={errv:.1e}")
+            print(
+                f"{name} {tag}: N={len(st['pos'])} E={data['edge_index'].shape[1]} "
+                f"Etot={res['total_energy']:.6f} |F|max={np.abs(res['forces']).max():.3f} "
+                f"FDerr F={errf:.1e} V={errv:.1e}"
+            )
         if f32:
             # float64 twin with identical (float32-representable) weights, for reference
             kw64 = dict(kwargs, model_dtype="float64")
             m64 = build_model(copy.deepcopy(kw64))
-            m64.load_state_dict({k: v.double() if v.is_floating_point() else v
-                                 for k, v in model.state_dict().items()})
+            m64.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()})
             m64.eval()
             for si, st in enumerate(structs):
                 data = make_data(st, kwargs)

@@ -56,8 +56,7 @@ def main(out: str) -> None:
     init = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
     # gradients over several orders of magnitude (some comparable to eps) and with sign flips
     grads = {
-        k: rng.standard_normal((N_STEPS, *s)) * 10.0 ** rng.uniform(-7, 1, size=(1, *s))
-        for k, s in SHAPES.items()
+        k: rng.standard_normal((N_STEPS, *s)) * 10.0 ** rng.uniform(-7, 1, size=(1, *s)) for k, s in SHAPES.items()
     }
     for k in SHAPES:
         data[f"param_init/{k}"] = init[k]
@@ -115,12 +114,16 @@ def main(out: str) -> None:
         data[f"plateau/{case}/hparams"] = np.array(json.dumps(hp))
     data["plateau/lr0"] = np.array(0.01)
 
-    data["meta"] = np.array(json.dumps({
-        "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "n_steps": N_STEPS,
-        "shapes": {k: list(s) for k, s in SHAPES.items()},
-    }))
+    data["meta"] = np.array(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "n_steps": N_STEPS,
+                "shapes": {k: list(s) for k, s in SHAPES.items()},
+            }
+        )
+    )
     os.makedirs(os.path.dirname(out), exist_ok=True)
     np.savez_compressed(out, **data)
     print(f"wrote {out} ({os.path.getsize(out)} bytes, {len(data)} arrays)")

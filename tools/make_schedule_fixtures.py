@@ -9,6 +9,7 @@ Each case is built the way a nequip config builds it (a ``torch.optim.lr_schedul
 ``SequentialLR`` / ``ChainedScheduler`` for chains) on one Adam parameter group with ``lr0``; the
 fixture stores the learning rate before the first ``step()`` and after each of ``n_steps`` calls.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,36 +23,71 @@ N_STEPS = 40
 
 # name -> (spec written in nequip-np's config syntax, builder of the torch scheduler)
 CASES = {
-    "linear_warmup": ({"name": "linear", "start_factor": 0.1, "end_factor": 1.0, "total_iters": 5},
-                      lambda o: S.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=5)),
-    "linear_decay": ({"name": "linear", "start_factor": 1.0, "end_factor": 0.05, "total_iters": 30},
-                     lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.05, total_iters=30)),
-    "cosine": ({"name": "cosine", "T_max": 10, "eta_min": 1e-4},
-               lambda o: S.CosineAnnealingLR(o, T_max=10, eta_min=1e-4)),
-    "cosine_long": ({"name": "cosine", "T_max": 37, "eta_min": 0.0},
-                    lambda o: S.CosineAnnealingLR(o, T_max=37)),
-    "step": ({"name": "step", "step_size": 3, "gamma": 0.5},
-             lambda o: S.StepLR(o, step_size=3, gamma=0.5)),
+    "linear_warmup": (
+        {"name": "linear", "start_factor": 0.1, "end_factor": 1.0, "total_iters": 5},
+        lambda o: S.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=5),
+    ),
+    "linear_decay": (
+        {"name": "linear", "start_factor": 1.0, "end_factor": 0.05, "total_iters": 30},
+        lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.05, total_iters=30),
+    ),
+    "cosine": (
+        {"name": "cosine", "T_max": 10, "eta_min": 1e-4},
+        lambda o: S.CosineAnnealingLR(o, T_max=10, eta_min=1e-4),
+    ),
+    "cosine_long": ({"name": "cosine", "T_max": 37, "eta_min": 0.0}, lambda o: S.CosineAnnealingLR(o, T_max=37)),
+    "step": ({"name": "step", "step_size": 3, "gamma": 0.5}, lambda o: S.StepLR(o, step_size=3, gamma=0.5)),
     "warmup_then_cosine": (
-        {"name": "sequential", "milestones": [4], "schedulers": [
-            {"name": "linear", "start_factor": 0.01, "end_factor": 1.0, "total_iters": 4},
-            {"name": "cosine", "T_max": 30, "eta_min": 1e-5}]},
-        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.01, end_factor=1.0, total_iters=4),
-                                     S.CosineAnnealingLR(o, T_max=30, eta_min=1e-5)], milestones=[4])),
+        {
+            "name": "sequential",
+            "milestones": [4],
+            "schedulers": [
+                {"name": "linear", "start_factor": 0.01, "end_factor": 1.0, "total_iters": 4},
+                {"name": "cosine", "T_max": 30, "eta_min": 1e-5},
+            ],
+        },
+        lambda o: S.SequentialLR(
+            o,
+            [
+                S.LinearLR(o, start_factor=0.01, end_factor=1.0, total_iters=4),
+                S.CosineAnnealingLR(o, T_max=30, eta_min=1e-5),
+            ],
+            milestones=[4],
+        ),
+    ),
     "warmup_step_cosine": (
-        {"name": "sequential", "milestones": [3, 12], "schedulers": [
-            {"name": "linear", "start_factor": 0.2, "end_factor": 1.0, "total_iters": 3},
-            {"name": "step", "step_size": 4, "gamma": 0.7},
-            {"name": "cosine", "T_max": 20, "eta_min": 1e-4}]},
-        lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.2, end_factor=1.0, total_iters=3),
-                                     S.StepLR(o, step_size=4, gamma=0.7),
-                                     S.CosineAnnealingLR(o, T_max=20, eta_min=1e-4)], milestones=[3, 12])),
+        {
+            "name": "sequential",
+            "milestones": [3, 12],
+            "schedulers": [
+                {"name": "linear", "start_factor": 0.2, "end_factor": 1.0, "total_iters": 3},
+                {"name": "step", "step_size": 4, "gamma": 0.7},
+                {"name": "cosine", "T_max": 20, "eta_min": 1e-4},
+            ],
+        },
+        lambda o: S.SequentialLR(
+            o,
+            [
+                S.LinearLR(o, start_factor=0.2, end_factor=1.0, total_iters=3),
+                S.StepLR(o, step_size=4, gamma=0.7),
+                S.CosineAnnealingLR(o, T_max=20, eta_min=1e-4),
+            ],
+            milestones=[3, 12],
+        ),
+    ),
     "chained_warmup_step": (
-        {"name": "chained", "schedulers": [
-            {"name": "linear", "start_factor": 0.1, "end_factor": 1.0, "total_iters": 5},
-            {"name": "step", "step_size": 4, "gamma": 0.7}]},
-        lambda o: S.ChainedScheduler([S.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=5),
-                                      S.StepLR(o, step_size=4, gamma=0.7)], optimizer=o)),
+        {
+            "name": "chained",
+            "schedulers": [
+                {"name": "linear", "start_factor": 0.1, "end_factor": 1.0, "total_iters": 5},
+                {"name": "step", "step_size": 4, "gamma": 0.7},
+            ],
+        },
+        lambda o: S.ChainedScheduler(
+            [S.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=5), S.StepLR(o, step_size=4, gamma=0.7)],
+            optimizer=o,
+        ),
+    ),
 }
 
 

@@ -35,6 +35,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch  # noqa: E402
 from export_nequip import build_model, export_arrays, trainable_keys  # noqa: E402
 from make_nequip_fixtures import (  # noqa: E402
     _random_positions,
@@ -43,11 +44,10 @@ from make_nequip_fixtures import (  # noqa: E402
     structure_arrays,
 )
 
-import torch  # noqa: E402
-
 SEED = 777
-ASPIRIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
-                       "aspirin_xtb_500K.extxyz")
+ASPIRIN = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "aspirin_xtb_500K.extxyz"
+)
 
 GRAD_KWARGS = dict(
     seed=4242,
@@ -72,7 +72,8 @@ def batch_of(datas):
     from nequip.data import AtomicDataDict
 
     b = AtomicDataDict.batched_from_list(
-        [{k: v.clone() for k, v in d.items() if not k.startswith("ref_")} for d in datas])
+        [{k: v.clone() for k, v in d.items() if not k.startswith("ref_")} for d in datas]
+    )
     b["ref_total_energy"] = torch.cat([d["ref_total_energy"] for d in datas])
     b["ref_forces"] = torch.cat([d["ref_forces"] for d in datas])
     b["ref_stress"] = torch.cat([d["ref_stress"] for d in datas])
@@ -139,15 +140,33 @@ def part_a(rng):
     structs = []
     cell = np.diag([4.6, 4.9, 5.1]) + np.array([[0, 0.4, -0.3], [0, 0, 0.5], [0, 0, 0]])
     n = 9
-    structs.append(dict(pos=_random_positions(rng, n, 0, 0, 1.0, cell=cell), atom_types=rng.integers(0, 2, n),
-                        cell=cell, pbc=np.array([True] * 3)))
+    structs.append(
+        dict(
+            pos=_random_positions(rng, n, 0, 0, 1.0, cell=cell),
+            atom_types=rng.integers(0, 2, n),
+            cell=cell,
+            pbc=np.array([True] * 3),
+        )
+    )
     n = 7
-    structs.append(dict(pos=_random_positions(rng, n, 0, 3.0, 0.95), atom_types=rng.integers(0, 2, n),
-                        cell=np.zeros((3, 3)), pbc=np.array([False] * 3)))
+    structs.append(
+        dict(
+            pos=_random_positions(rng, n, 0, 3.0, 0.95),
+            atom_types=rng.integers(0, 2, n),
+            cell=np.zeros((3, 3)),
+            pbc=np.array([False] * 3),
+        )
+    )
     cell = np.array([[3.1, 0.0, 0.0], [0.5, 2.9, 0.0], [-0.3, 0.4, 3.3]])
     n = 3
-    structs.append(dict(pos=_random_positions(rng, n, 0, 0, 1.0, cell=cell), atom_types=np.array([0, 1, 1]),
-                        cell=cell, pbc=np.array([True] * 3)))
+    structs.append(
+        dict(
+            pos=_random_positions(rng, n, 0, 0, 1.0, cell=cell),
+            atom_types=np.array([0, 1, 1]),
+            cell=cell,
+            pbc=np.array([True] * 3),
+        )
+    )
 
     datas = []
     for k, st in enumerate(structs):
@@ -184,8 +203,10 @@ def part_a(rng):
             ptr = np.concatenate([[0], np.cumsum([len(s["pos"]) for s in structs])])
             for k in range(len(datas)):
                 arrays[f"pred/f{k}/total_energy"] = out["total_energy"][k].detach().numpy().reshape(())
-                arrays[f"pred/f{k}/atomic_energy"] = out["atomic_energy"][ptr[k]:ptr[k + 1]].detach().numpy().reshape(-1)
-                arrays[f"pred/f{k}/forces"] = out["forces"][ptr[k]:ptr[k + 1]].detach().numpy()
+                arrays[f"pred/f{k}/atomic_energy"] = (
+                    out["atomic_energy"][ptr[k] : ptr[k + 1]].detach().numpy().reshape(-1)
+                )
+                arrays[f"pred/f{k}/forces"] = out["forces"][ptr[k] : ptr[k + 1]].detach().numpy()
                 arrays[f"pred/f{k}/stress"] = out["stress"][k].detach().numpy().reshape(3, 3)
             # finite-difference check of a few gradient entries
             eval_model = model
@@ -220,9 +241,16 @@ def part_b(rng, n_steps=20, batch_size=2):
     r_max = 4.0
     structs = []
     for at in pool:
-        structs.append(dict(pos=at.get_positions(), atom_types=np.array([sym2type[s] for s in at.get_chemical_symbols()]),
-                            cell=np.zeros((3, 3)), pbc=np.array([False] * 3),
-                            energy=float(at.get_potential_energy()), forces=at.get_forces()))
+        structs.append(
+            dict(
+                pos=at.get_positions(),
+                atom_types=np.array([sym2type[s] for s in at.get_chemical_symbols()]),
+                cell=np.zeros((3, 3)),
+                pbc=np.array([False] * 3),
+                energy=float(at.get_potential_energy()),
+                forces=at.get_forces(),
+            )
+        )
     # dataset statistics (as nequip's defaults would derive them)
     e_per_atom = np.mean([s["energy"] / len(s["pos"]) for s in structs])
     f_rms = float(np.sqrt(np.mean(np.concatenate([s["forces"].ravel() for s in structs]) ** 2)))
@@ -230,9 +258,18 @@ def part_b(rng, n_steps=20, batch_size=2):
     datas = [make_data(s, kw_nl) for s in structs]
     ann = float(np.mean([d["edge_index"].shape[1] / len(s["pos"]) for d, s in zip(datas, structs)]))
     kwargs = dict(
-        seed=31337, model_dtype="float64", type_names=type_names, r_max=r_max,
-        num_layers=2, l_max=1, parity=True, num_features=6, radial_mlp_depth=1,
-        radial_mlp_width=8, num_bessels=8, polynomial_cutoff_p=6,
+        seed=31337,
+        model_dtype="float64",
+        type_names=type_names,
+        r_max=r_max,
+        num_layers=2,
+        l_max=1,
+        parity=True,
+        num_features=6,
+        radial_mlp_depth=1,
+        radial_mlp_width=8,
+        num_bessels=8,
+        polynomial_cutoff_p=6,
         avg_num_neighbors=round(ann, 6),
         per_type_energy_scales=round(f_rms, 6),
         per_type_energy_shifts=round(float(e_per_atom), 6),
@@ -243,7 +280,7 @@ def part_b(rng, n_steps=20, batch_size=2):
         d = _attach_labels(d, s["energy"], s["forces"], np.full((3, 3), np.nan))
         datas[k] = d
         for name, v in structure_arrays(f"p{k}", d).items():
-            arrays["traj/pool/" + name[len("input/"):]] = v
+            arrays["traj/pool/" + name[len("input/") :]] = v
         arrays[f"traj/pool/p{k}/energy"] = np.array(s["energy"])
         arrays[f"traj/pool/p{k}/forces"] = s["forces"].astype(np.float64)
     arrays["traj/pool_source_indices"] = np.array(pool_idx, dtype=np.int64)
@@ -284,13 +321,23 @@ def part_b(rng, n_steps=20, batch_size=2):
     for k in tkeys:
         arrays[f"traj/params_after/{k}"] = np.stack(p_after[k])
         arrays[f"traj/ema_after/{k}"] = np.stack(e_after[k])
-    arrays["traj/config"] = np.array(json.dumps({
-        "optimizer": "torch.optim.Adam", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8,
-        "amsgrad": False, "weight_decay": 0.0, "ema_decay": 0.999,
-        "ema_warmup": "d = min(decay, (1+n)/(10+n)), n = 1 at the first optimizer step",
-        "loss": "0.5*mean_frames(((E-E*)/N)^2) + 0.5*mean((F-F*)^2)",
-        "batch_size": batch_size, "n_steps": n_steps,
-    }))
+    arrays["traj/config"] = np.array(
+        json.dumps(
+            {
+                "optimizer": "torch.optim.Adam",
+                "lr": 0.01,
+                "betas": [0.9, 0.999],
+                "eps": 1e-8,
+                "amsgrad": False,
+                "weight_decay": 0.0,
+                "ema_decay": 0.999,
+                "ema_warmup": "d = min(decay, (1+n)/(10+n)), n = 1 at the first optimizer step",
+                "loss": "0.5*mean_frames(((E-E*)/N)^2) + 0.5*mean((F-F*)^2)",
+                "batch_size": batch_size,
+                "n_steps": n_steps,
+            }
+        )
+    )
     return arrays
 
 

@@ -12,6 +12,7 @@ Contents: ``numbers`` (21,), ``positions`` (21, 3) Å of the xTB minimum, ``ener
 (eV/Å reached), ``hessian`` (63, 63) eV/Å², ``frequencies_cm`` (63,) complex (ASE's convention:
 imaginary modes imaginary), ``delta`` (Å, displacement), ``nfree``, ``method``, ``tblite_version``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,18 @@ def main(argv=None):
     freqs = data.get_frequencies()
     print(data.tabulate())
     np.savez_compressed(
-        a.out, numbers=atoms.numbers, positions=atoms.positions, energy=energy, fmax=fmax,
-        hessian=data.get_hessian_2d(), frequencies_cm=freqs, delta=a.delta, nfree=a.nfree,
-        method=np.array("GFN2-xTB"), tblite_version=np.array(getattr(tblite, "__version__", "unknown")))
+        a.out,
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        energy=energy,
+        fmax=fmax,
+        hessian=data.get_hessian_2d(),
+        frequencies_cm=freqs,
+        delta=a.delta,
+        nfree=a.nfree,
+        method=np.array("GFN2-xTB"),
+        tblite_version=np.array(getattr(tblite, "__version__", "unknown")),
+    )
     print(f"wrote {a.out} ({os.path.getsize(a.out) / 1024:.1f} KiB)")
 
 

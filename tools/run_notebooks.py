@@ -17,6 +17,7 @@ kernel inherits this process's environment; ``NEQUIP_NP_NOTEBOOK_SMOKE`` is set 
 explicitly, so a stray value in the shell cannot shrink the committed outputs. Execution timing
 metadata is not recorded, so re-running an unchanged notebook changes only what really changed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def pairs(prefixes=()) -> list[tuple[pathlib.Path, pathlib.Path]]:
         names = [n for n in names if any(n.startswith(pre) for pre in prefixes)]
     lone = [n for n in names if not (NOTEBOOK_DIR / f"{n}.py").exists()]
     if lone:
-        raise FileNotFoundError(f"notebooks without a jupytext source: {lone}; create one with "
-                                f"`jupytext --to py:percent notebooks/<name>.ipynb`")
+        raise FileNotFoundError(
+            f"notebooks without a jupytext source: {lone}; create one with "
+            f"`jupytext --to py:percent notebooks/<name>.ipynb`"
+        )
     return [(NOTEBOOK_DIR / f"{n}.py", NOTEBOOK_DIR / f"{n}.ipynb") for n in names]
 
 
@@ -85,8 +88,9 @@ def execute_notebook(nb, cwd: pathlib.Path, smoke: bool, timeout: int = CELL_TIM
         os.environ.pop(SMOKE_VAR, None)
     try:  # the kernel is a child process: it inherits this environment
         start = time.perf_counter()
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                                resources={"metadata": {"path": str(cwd)}})
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(cwd)}}
+        )
         client.execute()
         return time.perf_counter() - start
     finally:

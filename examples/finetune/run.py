@@ -13,6 +13,7 @@
 
 About a minute of CPU (numpy backend).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "examples" / "aspirin" / "aspirin_xtb_300.extxyz"
 DELTA = {"H": 0.35, "C": -1.10, "O": 0.70}
-MODEL = {"type_names": ["H", "C", "O"], "r_max": 4.0, "num_layers": 2, "l_max": 1, "num_features": 8,
-         "radial_mlp_width": 16, "per_type_energy_shifts": "least_squares", "seed": 0}
+MODEL = {
+    "type_names": ["H", "C", "O"],
+    "r_max": 4.0,
+    "num_layers": 2,
+    "l_max": 1,
+    "num_features": 8,
+    "radial_mlp_width": 16,
+    "per_type_energy_shifts": "least_squares",
+    "seed": 0,
+}
 
 
 def write_frames(path, frames, delta=None):
@@ -65,11 +74,22 @@ def main(argv=None):
     frames = read(DATA, ":")
     write_frames(work / "pretrain.extxyz", frames[:100])
     write_frames(work / "new.extxyz", frames[200:260], DELTA)  # 10 train + 50 test, other energy zero
-    base = {"training": {"batch_size": 4, "learning_rate": 0.01, "ema_decay": 0.99, "early_stopping": None,
-                         "loss_coeffs": {"per_atom_energy": 1.0, "forces": 1.0}, "seed": 0}}
-    pre = {"run_name": "pretrain", "model": MODEL,
-           "data": {"path": str(work / "pretrain.extxyz"), "train": 100, "val": 0, "test": 0},
-           "training": {**base["training"], "max_epochs": args.pretrain_epochs}}
+    base = {
+        "training": {
+            "batch_size": 4,
+            "learning_rate": 0.01,
+            "ema_decay": 0.99,
+            "early_stopping": None,
+            "loss_coeffs": {"per_atom_energy": 1.0, "forces": 1.0},
+            "seed": 0,
+        }
+    }
+    pre = {
+        "run_name": "pretrain",
+        "model": MODEL,
+        "data": {"path": str(work / "pretrain.extxyz"), "train": 100, "val": 0, "test": 0},
+        "training": {**base["training"], "max_epochs": args.pretrain_epochs},
+    }
     _, _, t_pre = train(pre, work / "pretrain")
     new_data = {"path": str(work / "new.extxyz"), "train": 10, "val": 0, "test": 50, "split_seed": 1}
     small = {**base["training"], "max_epochs": args.epochs}
@@ -77,23 +97,29 @@ def main(argv=None):
         "from scratch (lr 1e-2)": {"model": MODEL, "training": small},
         "fine-tuned, shifts kept (lr 2e-3)": {
             "model": {"initial_model": str(work / "pretrain" / "model.npz")},
-            "training": {**small, "learning_rate": 0.002}},
+            "training": {**small, "learning_rate": 0.002},
+        },
         "fine-tuned, shifts re-fitted (lr 2e-3)": {
-            "model": {"initial_model": str(work / "pretrain" / "model.npz"),
-                      "per_type_energy_shifts": "least_squares"},
-            "training": {**small, "learning_rate": 0.002}},
+            "model": {"initial_model": str(work / "pretrain" / "model.npz"), "per_type_energy_shifts": "least_squares"},
+            "training": {**small, "learning_rate": 0.002},
+        },
     }
     rows = {"pretrain_seconds": round(t_pre, 1)}
     for i, (name, cfg) in enumerate(runs.items()):
         before, test, secs = train({"run_name": f"run{i}", "data": new_data, **cfg}, work / f"run{i}")
-        rows[name] = {"start_E_MAE_meV_per_atom": 1e3 * before["per_atom_energy_mae"],
-                      "start_F_MAE_meV_per_A": 1e3 * before["forces_mae"],
-                      "E_MAE_meV_per_atom": 1e3 * test["per_atom_energy_mae"],
-                      "F_MAE_meV_per_A": 1e3 * test["forces_mae"], "seconds": round(secs, 1)}
+        rows[name] = {
+            "start_E_MAE_meV_per_atom": 1e3 * before["per_atom_energy_mae"],
+            "start_F_MAE_meV_per_A": 1e3 * before["forces_mae"],
+            "E_MAE_meV_per_atom": 1e3 * test["per_atom_energy_mae"],
+            "F_MAE_meV_per_A": 1e3 * test["forces_mae"],
+            "seconds": round(secs, 1),
+        }
         r = rows[name]
-        print(f"{name:<40} E MAE {r['start_E_MAE_meV_per_atom']:8.1f} -> {r['E_MAE_meV_per_atom']:6.1f} meV/atom"
-              f"   F MAE {r['start_F_MAE_meV_per_A']:6.0f} -> {r['F_MAE_meV_per_A']:5.0f} meV/Å   {secs:5.1f} s",
-              flush=True)
+        print(
+            f"{name:<40} E MAE {r['start_E_MAE_meV_per_atom']:8.1f} -> {r['E_MAE_meV_per_atom']:6.1f} meV/atom"
+            f"   F MAE {r['start_F_MAE_meV_per_A']:6.0f} -> {r['F_MAE_meV_per_A']:5.0f} meV/Å   {secs:5.1f} s",
+            flush=True,
+        )
     (work / "results.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -12,6 +12,7 @@ label (``info['virial']``, or mapped) is converted to stress with nequip's conve
 :math:`\sigma = -W / |\det \mathrm{cell}|` (virial = −stress × volume; positive stress = tensile,
 ASE's sign) when the frame has no stress label.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,12 +22,16 @@ from ase import Atoms
 from ase import units as _ase_units
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from ..conventions import KCAL_MOL_TO_EV
-from ..conventions import voigt_to_stress
+from ..conventions import KCAL_MOL_TO_EV, voigt_to_stress
 from .graph import batch_graphs, graph_from_atoms
 
-_UNITS = {"eV": 1.0, "meV": 1e-3, "kcal/mol": KCAL_MOL_TO_EV, "kJ/mol": _ase_units.kJ / _ase_units.mol,
-          "Hartree": _ase_units.Hartree}
+_UNITS = {
+    "eV": 1.0,
+    "meV": 1e-3,
+    "kcal/mol": KCAL_MOL_TO_EV,
+    "kJ/mol": _ase_units.kJ / _ase_units.mol,
+    "Hartree": _ase_units.Hartree,
+}
 LABELS = ("energy", "forces", "stress", "virial")
 
 #: MD17 / rMD17 / sGDML key aliases, first match wins.
@@ -46,8 +51,9 @@ def _pick(data, name, path):
         if key in data:
             return np.asarray(data[key])
     if name in ("positions", "numbers"):
-        raise ValueError(f"{path}: npz has none of the keys {NPZ_KEYS[name]} for {name}; "
-                         f"keys present: {sorted(data.keys())}")
+        raise ValueError(
+            f"{path}: npz has none of the keys {NPZ_KEYS[name]} for {name}; keys present: {sorted(data.keys())}"
+        )
     return None
 
 
@@ -94,8 +100,9 @@ def _read_ase(path, index, format):
     except FileNotFoundError:
         raise
     except Exception as err:  # ASE parsers raise many types; report them uniformly
-        raise ValueError(f"could not read {path!s} (format={format or 'guessed'}): "
-                         f"{type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"could not read {path!s} (format={format or 'guessed'}): {type(err).__name__}: {err}"
+        ) from err
     return frames if isinstance(frames, list) else [frames]
 
 
@@ -131,8 +138,10 @@ def _stress_from_virial(virial, atoms, where):
     v = voigt_to_stress(v) if v.size == 6 else v.reshape(3, 3)
     volume = abs(np.linalg.det(atoms.cell.array))
     if not (np.all(atoms.pbc) and volume > 0):
-        raise ValueError(f"{where}: a virial label needs a periodic cell with non-zero volume "
-                         f"(pbc={atoms.pbc.tolist()}, volume={volume})")
+        raise ValueError(
+            f"{where}: a virial label needs a periodic cell with non-zero volume "
+            f"(pbc={atoms.pbc.tolist()}, volume={volume})"
+        )
     return -v / volume  # nequip: virial = -stress * volume
 
 
@@ -144,8 +153,9 @@ def _frame_labels(atoms, key_mapping, where):
         try:
             value = _find_key(atoms, key)
         except KeyError:
-            raise ValueError(f"{where} has no key {key!r} (data.key_mapping maps it to {label!r}); "
-                             f"{_keys_present(atoms)}") from None
+            raise ValueError(
+                f"{where} has no key {key!r} (data.key_mapping maps it to {label!r}); {_keys_present(atoms)}"
+            ) from None
         if label == "energy":
             energy = value
         elif label == "forces":
@@ -274,8 +284,9 @@ def iter_frames(path, format=None, units="eV", require=(), key_mapping=None):
     except (ValueError, FileNotFoundError):
         raise
     except Exception as err:  # ASE parsers raise many types; report them uniformly
-        raise ValueError(f"could not read {path} (format={format or 'guessed'}) at frame {n}: "
-                         f"{type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"could not read {path} (format={format or 'guessed'}) at frame {n}: {type(err).__name__}: {err}"
+        ) from err
     if n == 0:
         raise ValueError(f"{path} holds no frames")
 
@@ -317,10 +328,12 @@ def split_indices(n_frames, train, val, test=None, seed=0):
     if n_te is None:
         n_te = n_frames - n_tr - n_va
     if n_tr + n_va + max(n_te, 0) > n_frames or n_te < 0:
-        raise ValueError(f"split train={train}, val={val}, test={test} needs "
-                         f"{n_tr + n_va + max(n_te, 0)} frames but the data have {n_frames}")
+        raise ValueError(
+            f"split train={train}, val={val}, test={test} needs "
+            f"{n_tr + n_va + max(n_te, 0)} frames but the data have {n_frames}"
+        )
     perm = np.random.default_rng(seed).permutation(n_frames).astype(np.int64)
-    return perm[:n_tr], perm[n_tr:n_tr + n_va], perm[n_tr + n_va:n_tr + n_va + n_te]
+    return perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va : n_tr + n_va + n_te]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -343,8 +356,9 @@ class GraphDataset:
         self.graphs = []
         for f, atoms in enumerate(frames):
             try:
-                self.graphs.append(graph_from_atoms(atoms, self.type_names, self.r_max,
-                                                    per_edge_type_cutoff, with_labels=True))
+                self.graphs.append(
+                    graph_from_atoms(atoms, self.type_names, self.r_max, per_edge_type_cutoff, with_labels=True)
+                )
             except ValueError as err:
                 raise ValueError(f"frame {f}: {err}") from err
         with_stress = [g.stress is not None for g in self.graphs]
@@ -414,4 +428,4 @@ def iterate_batches(dataset, batch_size, shuffle=False, rng=None):
     else:
         order = np.arange(n)
     for start in range(0, n, batch_size):
-        yield batch_graphs([dataset[int(i)] for i in order[start:start + batch_size]])
+        yield batch_graphs([dataset[int(i)] for i in order[start : start + batch_size]])

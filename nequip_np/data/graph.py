@@ -6,6 +6,7 @@ Fields follow nequip 0.19.1's data keys (reference §1.3): ``pos``, ``atom_types
 ``num_atoms`` (F,). A single structure is a batch with F = 1. Labels are optional: ``energy`` (F,),
 ``forces`` (N, 3), ``stress`` (F, 3, 3) with ASE's sign (positive = tensile), all eV/Å units.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -53,8 +54,7 @@ class AtomicGraph:
 
     def __repr__(self) -> str:
         labels = [k for k in ("energy", "forces", "stress") if getattr(self, k) is not None]
-        return (f"AtomicGraph(n_frames={self.n_frames}, n_atoms={self.n_atoms}, "
-                f"n_edges={self.n_edges}, labels={labels})")
+        return f"AtomicGraph(n_frames={self.n_frames}, n_atoms={self.n_atoms}, n_edges={self.n_edges}, labels={labels})"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,7 +84,8 @@ def type_map_from_symbols(type_names, chemical_species_to_atom_type_map=None):
         if symbol not in atomic_numbers:
             raise ValueError(
                 f"{symbol!r} is not a chemical symbol; give chemical_species_to_atom_type_map "
-                f"{{symbol: type_name}} for type_names={type_names}")
+                f"{{symbol: type_name}} for type_names={type_names}"
+            )
         if name not in type_names:
             raise ValueError(f"species {symbol!r} maps to unknown type {name!r}; type_names={type_names}")
         out[symbol] = type_names.index(name)
@@ -136,8 +137,9 @@ def labels_from_atoms(atoms):
 # --------------------------------------------------------------------------------------------------
 # construction and batching
 # --------------------------------------------------------------------------------------------------
-def graph_from_atoms(atoms, type_names, r_max, per_edge_type_cutoff=None, with_labels=False,
-                     chemical_species_to_atom_type_map=None):
+def graph_from_atoms(
+    atoms, type_names, r_max, per_edge_type_cutoff=None, with_labels=False, chemical_species_to_atom_type_map=None
+):
     """Build the (single-frame) graph of an ``ase.Atoms``.
 
     Args:
@@ -153,8 +155,16 @@ def graph_from_atoms(atoms, type_names, r_max, per_edge_type_cutoff=None, with_l
         ValueError: empty structure, unknown element, non-finite positions, singular periodic cell,
             coincident atoms.
     """
-    graph = graph_from_arrays(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, type_names, r_max,
-                              per_edge_type_cutoff, chemical_species_to_atom_type_map=chemical_species_to_atom_type_map)
+    graph = graph_from_arrays(
+        atoms.numbers,
+        atoms.positions,
+        atoms.cell.array,
+        atoms.pbc,
+        type_names,
+        r_max,
+        per_edge_type_cutoff,
+        chemical_species_to_atom_type_map=chemical_species_to_atom_type_map,
+    )
     if with_labels:
         energy, forces, stress = labels_from_atoms(atoms)
         graph.energy = None if energy is None else np.array([energy])
@@ -163,8 +173,17 @@ def graph_from_atoms(atoms, type_names, r_max, per_edge_type_cutoff=None, with_l
     return graph
 
 
-def graph_from_arrays(numbers, positions, cell, pbc, type_names, r_max, per_edge_type_cutoff=None, edges=None,
-                      chemical_species_to_atom_type_map=None):
+def graph_from_arrays(
+    numbers,
+    positions,
+    cell,
+    pbc,
+    type_names,
+    r_max,
+    per_edge_type_cutoff=None,
+    edges=None,
+    chemical_species_to_atom_type_map=None,
+):
     """The unlabelled one-frame graph of atomic numbers (N,), positions (N, 3), cell (3, 3), pbc (3,).
 
     ``edges``: a precomputed ``(edge_index (2, E), edge_shift (E, 3))`` for exactly this ``r_max`` and
@@ -185,8 +204,13 @@ def graph_from_arrays(numbers, positions, cell, pbc, type_names, r_max, per_edge
     else:
         edge_index, shifts = (np.asarray(edges[0], dtype=np.int64), edges[1])
     return AtomicGraph(
-        pos=pos, atom_types=types, edge_index=edge_index, edge_shift=np.asarray(shifts, dtype=np.float64),
-        cell=cell[None], pbc=pbc[None], batch=np.zeros(len(pos), np.int64),
+        pos=pos,
+        atom_types=types,
+        edge_index=edge_index,
+        edge_shift=np.asarray(shifts, dtype=np.float64),
+        cell=cell[None],
+        pbc=pbc[None],
+        batch=np.zeros(len(pos), np.int64),
         num_atoms=np.array([len(pos)], np.int64),
     )
 
@@ -235,14 +259,20 @@ def split_batch(graph):
     for f in range(graph.n_frames):
         a0, a1 = atom_off[f], atom_off[f + 1]
         edges = edge_frame == f
-        out.append(replace(
-            graph,
-            pos=graph.pos[a0:a1], atom_types=graph.atom_types[a0:a1],
-            edge_index=graph.edge_index[:, edges] - a0, edge_shift=graph.edge_shift[edges],
-            cell=graph.cell[f:f + 1], pbc=graph.pbc[f:f + 1],
-            batch=np.zeros(a1 - a0, np.int64), num_atoms=graph.num_atoms[f:f + 1],
-            energy=None if graph.energy is None else graph.energy[f:f + 1],
-            forces=None if graph.forces is None else graph.forces[a0:a1],
-            stress=None if graph.stress is None else graph.stress[f:f + 1],
-        ))
+        out.append(
+            replace(
+                graph,
+                pos=graph.pos[a0:a1],
+                atom_types=graph.atom_types[a0:a1],
+                edge_index=graph.edge_index[:, edges] - a0,
+                edge_shift=graph.edge_shift[edges],
+                cell=graph.cell[f : f + 1],
+                pbc=graph.pbc[f : f + 1],
+                batch=np.zeros(a1 - a0, np.int64),
+                num_atoms=graph.num_atoms[f : f + 1],
+                energy=None if graph.energy is None else graph.energy[f : f + 1],
+                forces=None if graph.forces is None else graph.forces[a0:a1],
+                stress=None if graph.stress is None else graph.stress[f : f + 1],
+            )
+        )
     return out

@@ -28,6 +28,7 @@ orthogonal to the periodic ones, so a degenerate or zero cell there does not mat
 :math:`\ge r_\mathrm{max}|g_k|` (perpendicular width :math:`\ge r_\mathrm{max}`) only need their
 neighbouring bins searched; cells thinner than ``r_max`` get one bin and ``reach`` images each side.
 """
+
 from __future__ import annotations
 
 import numba
@@ -92,7 +93,7 @@ def _binning_basis(cell, pbc):
     # Orthonormal complement of the periodic rows: right singular vectors beyond the rank.
     if len(periodic) < 3:
         _, _, vt = np.linalg.svd(np.vstack([periodic, np.zeros((3 - len(periodic), 3))]))
-        basis[~pbc] = vt[len(periodic):]
+        basis[~pbc] = vt[len(periodic) :]
     return basis
 
 
@@ -113,8 +114,7 @@ def _shift_of(bin_coord, n_bins, periodic):
 
 
 @numba.njit(cache=True)
-def _visit_atom(i, pos, cell, r2, bin_of, wrap, n_bins, reach, pbc, bin_start, bin_atoms,
-                out_j, out_s, write, dup):
+def _visit_atom(i, pos, cell, r2, bin_of, wrap, n_bins, reach, pbc, bin_start, bin_atoms, out_j, out_s, write, dup):
     """Visit every candidate of atom ``i``; count (``write=False``) or write its neighbours.
 
     Returns (number of neighbours, number of distance evaluations). ``dup[0], dup[1]`` receive the
@@ -146,8 +146,7 @@ def _visit_atom(i, pos, cell, r2, bin_of, wrap, n_bins, reach, pbc, bin_start, b
                         continue
                     d2 = 0.0
                     for c in range(3):
-                        rc = (pos[j, c] - pos[i, c] + s0 * cell[0, c] + s1 * cell[1, c]
-                              + s2 * cell[2, c])
+                        rc = pos[j, c] - pos[i, c] + s0 * cell[0, c] + s1 * cell[1, c] + s2 * cell[2, c]
                         d2 += rc * rc
                     n_eval += 1
                     if d2 < r2:
@@ -173,8 +172,9 @@ def _count_pass(pos, cell, r2, bin_of, wrap, n_bins, reach, pbc, bin_start, bin_
     dummy_j = np.empty(0, np.int64)
     dummy_s = np.empty((0, 3), np.int64)
     for i in range(n):
-        counts[i], n_eval[i] = _visit_atom(i, pos, cell, r2, bin_of, wrap, n_bins, reach, pbc,
-                                           bin_start, bin_atoms, dummy_j, dummy_s, False, dups[i])
+        counts[i], n_eval[i] = _visit_atom(
+            i, pos, cell, r2, bin_of, wrap, n_bins, reach, pbc, bin_start, bin_atoms, dummy_j, dummy_s, False, dups[i]
+        )
     return counts, n_eval, dups
 
 
@@ -194,8 +194,23 @@ def _fill_pass(pos, cell, r2, bin_of, wrap, n_bins, reach, pbc, bin_start, bin_a
     dup = -np.ones(2, np.int64)
     for i in range(n):
         lo, hi = offsets[i], offsets[i + 1]
-        _visit_atom(i, pos, cell, r2, bin_of, wrap, n_bins, reach, pbc, bin_start, bin_atoms,
-                    nbr[lo:hi], shifts[lo:hi], True, dup.copy())
+        _visit_atom(
+            i,
+            pos,
+            cell,
+            r2,
+            bin_of,
+            wrap,
+            n_bins,
+            reach,
+            pbc,
+            bin_start,
+            bin_atoms,
+            nbr[lo:hi],
+            shifts[lo:hi],
+            True,
+            dup.copy(),
+        )
     smax = np.abs(shifts).max() if n_edges else 0
     for i in range(n):
         lo, hi = offsets[i], offsets[i + 1]
@@ -246,8 +261,12 @@ def _run_cell_list(positions, cell, pbc, r_max, fill=True):
             f"atoms {i} and {j} are at the same position (distance < {DUPLICATE_TOL} Å, possibly "
             "through a periodic image); every atom needs a distinct position"
         )
-    info = {"n_bins": tuple(int(b) for b in bins[2]), "reach": tuple(int(r) for r in bins[3]),
-            "n_distance_evaluations": int(n_eval.sum()), "n_edges": int(counts.sum())}
+    info = {
+        "n_bins": tuple(int(b) for b in bins[2]),
+        "reach": tuple(int(r) for r in bins[3]),
+        "n_distance_evaluations": int(n_eval.sum()),
+        "n_edges": int(counts.sum()),
+    }
     if not fill:
         return None, None, info
     offsets = csr_offsets_from_counts(counts)
@@ -397,8 +416,8 @@ def cutoff_table_from_config(per_edge_type_cutoff, type_names, r_max):
             for tgt, r in value.items():
                 if tgt not in index:
                     raise ValueError(
-                        f"per_edge_type_cutoff[{src!r}]: unknown neighbour type {tgt!r}; "
-                        f"type_names={type_names}")
+                        f"per_edge_type_cutoff[{src!r}]: unknown neighbour type {tgt!r}; type_names={type_names}"
+                    )
                 table[index[src], index[tgt]] = float(r)
         else:
             table[index[src], :] = float(value)

@@ -14,6 +14,7 @@ and turned into graphs once. Everything a bad input can break is checked here, b
 training starts: missing files, empty files, unmapped keys, label shapes, missing required labels,
 and species that the model does not have.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,13 +44,16 @@ class _Source:
             complete = self.store.meta.get("labels_complete", self.store.labels)
             lacking = [k for k in require if not complete.get(k)]
             if lacking:
-                raise ValueError(f"{self.path}: not every frame has the label(s) {lacking} the loss needs "
-                                 f"(required: {list(require)})")
+                raise ValueError(
+                    f"{self.path}: not every frame has the label(s) {lacking} the loss needs "
+                    f"(required: {list(require)})"
+                )
             self.species = set(self.store.species())
         else:
             self.store = None
-            self.frames = read_frames(self.path, format=d.format, units=d.units, require=require,
-                                      key_mapping=d.key_mapping)
+            self.frames = read_frames(
+                self.path, format=d.format, units=d.units, require=require, key_mapping=d.key_mapping
+            )
             self.species = {s for a in self.frames for s in a.get_chemical_symbols()}
 
     def __len__(self):
@@ -93,6 +97,7 @@ def build_datasets(data_cfg, type_names, r_max, per_edge_type_cutoff=None, requi
                 unknown = sorted(s.species - set(type_names))
                 if unknown:
                     raise ValueError(f"{s.path}: species {unknown} are not in model.type_names {list(type_names)}")
+
     def make(src):
         return src.dataset(type_names, r_max, per_edge_type_cutoff)
 
@@ -103,9 +108,12 @@ def build_datasets(data_cfg, type_names, r_max, per_edge_type_cutoff=None, requi
         out = Datasets(type_names, train, [("val", val)] if len(val) else [], [("test", test)] if len(test) else [])
     else:
         tr = [make(s) for s in groups["train"]]
-        out = Datasets(type_names, tr[0] if len(tr) == 1 else ConcatDataset(tr),
-                       [(_name("val", k), make(s)) for k, s in enumerate(groups["val"])],
-                       [(_name("test", k), make(s)) for k, s in enumerate(groups["test"])])
+        out = Datasets(
+            type_names,
+            tr[0] if len(tr) == 1 else ConcatDataset(tr),
+            [(_name("val", k), make(s)) for k, s in enumerate(groups["val"])],
+            [(_name("test", k), make(s)) for k, s in enumerate(groups["test"])],
+        )
     if len(out.train) == 0:
         raise ValueError("the training set is empty; check data.train")
     return out

@@ -18,6 +18,7 @@ name                               definition
 A type absent from the data gets NaN in the per-type dicts (nequip's padding quirk of assigning counts
 to the wrong type is not reproduced).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -198,6 +199,8 @@ def streaming_statistics(dataset, type_names) -> dict:
             per_type_energy_shifts={n: float(x) for n, x in zip(type_names, shifts)},
         )
     if has_f:
-        stats.update(forces_rms=float(np.sqrt(f2_t.sum() / (3.0 * atoms_t.sum()))),
-                     per_type_forces_rms={n: float(v) for n, v in zip(type_names, per_type_frms)})
+        stats.update(
+            forces_rms=float(np.sqrt(f2_t.sum() / (3.0 * atoms_t.sum()))),
+            per_type_forces_rms={n: float(v) for n, v in zip(type_names, per_type_frms)},
+        )
     return stats

@@ -46,6 +46,7 @@ Example:
     >>> len(store), store.n_atoms, store.graph(2, ["H", "O"], 3.0).energy
     (3, 9, array([-16.]))
 """
+
 from __future__ import annotations
 
 import json
@@ -62,10 +63,17 @@ from .neighborlist import neighbor_list
 FORMAT, VERSION = "nequip-np-frames", 1
 
 _ARRAYS = {  # name -> (dtype, trailing shape, per "frame" or "atom" or "edge", + 1 for offsets)
-    "offsets": ("int64", (), "frame+1"), "numbers": ("int16", (), "atom"), "positions": ("float64", (3,), "atom"),
-    "cell": ("float64", (3, 3), "frame"), "pbc": ("bool", (3,), "frame"), "energy": ("float64", (), "frame"),
-    "forces": ("float64", (3,), "atom"), "stress": ("float64", (3, 3), "frame"),
-    "edge_offsets": ("int64", (), "frame+1"), "edge_index": ("int32", (2,), "edge"), "edge_shift": ("int16", (3,), "edge"),
+    "offsets": ("int64", (), "frame+1"),
+    "numbers": ("int16", (), "atom"),
+    "positions": ("float64", (3,), "atom"),
+    "cell": ("float64", (3, 3), "frame"),
+    "pbc": ("bool", (3,), "frame"),
+    "energy": ("float64", (), "frame"),
+    "forces": ("float64", (3,), "atom"),
+    "stress": ("float64", (3, 3), "frame"),
+    "edge_offsets": ("int64", (), "frame+1"),
+    "edge_index": ("int32", (2,), "edge"),
+    "edge_shift": ("int16", (3,), "edge"),
 }
 
 
@@ -81,14 +89,16 @@ class FrameStore:
         self.path = Path(path)
         meta_path = self.path / "meta.json"
         if not meta_path.exists():
-            raise FileNotFoundError(f"{self.path} is not a frame store (no meta.json); "
-                                    "create one with `nequip-np prepare-data`")
+            raise FileNotFoundError(
+                f"{self.path} is not a frame store (no meta.json); create one with `nequip-np prepare-data`"
+            )
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
         if self.meta.get("version", 0) > VERSION:
-            raise ValueError(f"{self.path}: frame-store version {self.meta['version']} is newer than {VERSION}; "
-                             "upgrade nequip-np")
+            raise ValueError(
+                f"{self.path}: frame-store version {self.meta['version']} is newer than {VERSION}; upgrade nequip-np"
+            )
         self._maps, self._fds, self._offsets = {}, {}, {}
         self.labels = self.meta["labels"]
 
@@ -143,10 +153,20 @@ class FrameStore:
         if self.edges_cached_for(r_max, per_edge_type_cutoff):
             eo = self._offset("edge_offsets")
             e0, e1 = int(eo[f]), int(eo[f + 1])
-            edges = (self.read("edge_index", e0, e1).T.astype(np.int64),
-                     self.read("edge_shift", e0, e1).astype(np.float64))
-        g = graph_from_arrays(self.read("numbers", a0, a1), self.read("positions", a0, a1), self.read("cell", f, f + 1)[0],
-                              self.read("pbc", f, f + 1)[0], type_names, r_max, per_edge_type_cutoff, edges=edges)
+            edges = (
+                self.read("edge_index", e0, e1).T.astype(np.int64),
+                self.read("edge_shift", e0, e1).astype(np.float64),
+            )
+        g = graph_from_arrays(
+            self.read("numbers", a0, a1),
+            self.read("positions", a0, a1),
+            self.read("cell", f, f + 1)[0],
+            self.read("pbc", f, f + 1)[0],
+            type_names,
+            r_max,
+            per_edge_type_cutoff,
+            edges=edges,
+        )
         if self.labels["energy"]:
             e = float(self.read("energy", f, f + 1)[0])
             g.energy = None if np.isnan(e) else np.array([e])
@@ -189,8 +209,13 @@ class StreamedDataset:
         return self.store.graph(int(self.indices[k]), self.type_names, self.r_max, self.per_edge_type_cutoff)
 
     def subset(self, indices):
-        return StreamedDataset(self.store, self.type_names, self.r_max, self.per_edge_type_cutoff,
-                               self.indices[np.asarray(indices, dtype=np.int64)])
+        return StreamedDataset(
+            self.store,
+            self.type_names,
+            self.r_max,
+            self.per_edge_type_cutoff,
+            self.indices[np.asarray(indices, dtype=np.int64)],
+        )
 
     def __repr__(self):
         return f"StreamedDataset({str(self.store.path)!r}, n_frames={len(self)}, r_max={self.r_max})"
@@ -216,8 +241,9 @@ class _Writer:
             fh.close()
 
 
-def prepare_store(sources, out, format=None, units="eV", key_mapping=None, r_max=None, overwrite=False,
-                  progress=False) -> FrameStore:
+def prepare_store(
+    sources, out, format=None, units="eV", key_mapping=None, r_max=None, overwrite=False, progress=False
+) -> FrameStore:
     """Write the frames of ``sources`` (paths, any ASE format or .npz) to a frame store at ``out``.
 
     Args:
@@ -232,9 +258,14 @@ def prepare_store(sources, out, format=None, units="eV", key_mapping=None, r_max
     if not sources:
         raise ValueError("prepare-data needs at least one source file")
     frames = (a for src in sources for a in iter_frames(src, format=format, units=units, key_mapping=key_mapping))
-    return write_store(frames, out, r_max=r_max, overwrite=overwrite, progress=progress,
-                       provenance={"sources": [os.path.abspath(s) for s in sources], "units": units,
-                                   "key_mapping": key_mapping})
+    return write_store(
+        frames,
+        out,
+        r_max=r_max,
+        overwrite=overwrite,
+        progress=progress,
+        provenance={"sources": [os.path.abspath(s) for s in sources], "units": units, "key_mapping": key_mapping},
+    )
 
 
 def write_store(frames, out, r_max=None, overwrite=False, progress=False, provenance=None) -> FrameStore:
@@ -244,8 +275,10 @@ def write_store(frames, out, r_max=None, overwrite=False, progress=False, proven
     """
     out = Path(out)
     if out.exists() and not overwrite:
-        raise ValueError(f"{out} exists; choose another output or pass overwrite=True (--overwrite), "
-                         "so that nothing written is replaced silently")
+        raise ValueError(
+            f"{out} exists; choose another output or pass overwrite=True (--overwrite), "
+            "so that nothing written is replaced silently"
+        )
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -295,8 +328,12 @@ def _write_frame(w, atoms, r_max, has, missing, species, sizes):
     w.put("offsets", w.n_atoms)
     sizes.append(n)
     if r_max is not None:
-        edge_index, shifts = neighbor_list(np.array(atoms.positions, dtype=np.float64),
-                                           np.array(atoms.cell.array, dtype=np.float64), np.array(atoms.pbc), r_max)
+        edge_index, shifts = neighbor_list(
+            np.array(atoms.positions, dtype=np.float64),
+            np.array(atoms.cell.array, dtype=np.float64),
+            np.array(atoms.pbc),
+            r_max,
+        )
         if shifts.size and np.abs(shifts).max() > np.iinfo(np.int16).max:
             raise ValueError(f"frame {w.n_frames - 1}: a cell shift does not fit int16; the cell is too small")
         w.put("edge_index", edge_index.T)
@@ -309,13 +346,18 @@ def _write_meta(tmp, w, has, missing, species, sizes, provenance, r_max):
     from ase.data import chemical_symbols
 
     lengths = {"frame": w.n_frames, "frame+1": w.n_frames + 1, "atom": w.n_atoms, "edge": w.n_edges}
-    arrays = {n: [dt, [lengths[kind], *shape]] for n, (dt, shape, kind) in _ARRAYS.items()
-              if (tmp / n).exists()}
+    arrays = {n: [dt, [lengths[kind], *shape]] for n, (dt, shape, kind) in _ARRAYS.items() if (tmp / n).exists()}
     meta = {
-        "format": FORMAT, "version": VERSION, "n_frames": w.n_frames, "n_atoms": w.n_atoms,
-        "labels": has, "labels_complete": {k: has[k] and not missing[k] for k in has}, "species": [chemical_symbols[z] for z in sorted(species)],
+        "format": FORMAT,
+        "version": VERSION,
+        "n_frames": w.n_frames,
+        "n_atoms": w.n_atoms,
+        "labels": has,
+        "labels_complete": {k: has[k] and not missing[k] for k in has},
+        "species": [chemical_symbols[z] for z in sorted(species)],
         "atoms_per_frame": {"min": int(min(sizes)), "max": int(max(sizes)), "mean": float(np.mean(sizes))},
-        "units": "eV, Å", "provenance": provenance,
+        "units": "eV, Å",
+        "provenance": provenance,
         "edges": None if r_max is None else {"r_max": float(r_max), "n_edges": w.n_edges},
         "arrays": arrays,
     }
@@ -329,4 +371,5 @@ def _progress(enabled):
     def report(n):
         if n % 1000 == 0:
             print(f"  {n} frames", flush=True)
+
     return report

@@ -10,6 +10,7 @@ in the same (centre, neighbour, shift) order, so the edges are *identical* to a 
 not depend on the skin. Used by :class:`~nequip_np.calculator.NequIPCalculator` and by the ghost-atom
 decomposition (:class:`~nequip_np.parallel.ghost.GhostCache`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,9 @@ class NeighborListCache:
         if self._key is None or self.skin == 0.0:
             return False
         pos0, cell0, pbc0, numbers0 = self._key
-        if pos.shape != pos0.shape or not (np.array_equal(cell, cell0) and np.array_equal(pbc, pbc0)
-                                           and np.array_equal(numbers, numbers0)):
+        if pos.shape != pos0.shape or not (
+            np.array_equal(cell, cell0) and np.array_equal(pbc, pbc0) and np.array_equal(numbers, numbers0)
+        ):
             return False
         moved2 = np.einsum("ij,ij->i", pos - pos0, pos - pos0)
         return bool(moved2.max(initial=0.0) < (0.5 * self.skin) ** 2)
@@ -68,12 +70,18 @@ class NeighborListCache:
         # test agrees with a fresh build even for a pair at r_max to the last bit.
         cell = np.ascontiguousarray(np.where(np.asarray(pbc, dtype=bool)[:, None], cell, 0.0), dtype=np.float64)
         i, j = edge_index
-        d2 = pair_distances2(np.ascontiguousarray(pos, dtype=np.float64), cell, np.ascontiguousarray(edge_index),
-                             np.ascontiguousarray(shifts, dtype=np.int64))
+        d2 = pair_distances2(
+            np.ascontiguousarray(pos, dtype=np.float64),
+            cell,
+            np.ascontiguousarray(edge_index),
+            np.ascontiguousarray(shifts, dtype=np.int64),
+        )
         keep = d2 < self.r_max * self.r_max
         if np.any(d2[keep] < DUPLICATE_TOL * DUPLICATE_TOL):
             e = int(np.flatnonzero(keep & (d2 < DUPLICATE_TOL * DUPLICATE_TOL))[0])
-            raise ValueError(f"atoms {int(i[e])} and {int(j[e])} are at the same position (distance < "
-                             f"{DUPLICATE_TOL} Å, possibly through a periodic image); every atom needs a "
-                             "distinct position")
+            raise ValueError(
+                f"atoms {int(i[e])} and {int(j[e])} are at the same position (distance < "
+                f"{DUPLICATE_TOL} Å, possibly through a periodic image); every atom needs a "
+                "distinct position"
+            )
         return edge_index[:, keep], shifts[keep]

@@ -5,6 +5,7 @@
 r_max, parameter count and provenance. ``export`` writes a Lightning checkpoint that official nequip
 loads (``ModelFromCheckpoint``, ``nequip-package build``, ``nequip-compile``); see docs/interop.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,11 @@ class _Sub:
 
 
 def _add_info(subparsers):
-    p = subparsers.add_parser("info", help="format, architecture, types, r_max, parameters, provenance of a model file",
-                              description="Describe any model file this program reads.")
+    p = subparsers.add_parser(
+        "info",
+        help="format, architecture, types, r_max, parameters, provenance of a model file",
+        description="Describe any model file this program reads.",
+    )
     p.add_argument("model", help="any model file (.npz, official .ckpt or .nequip.zip)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
@@ -33,14 +37,21 @@ def _run_info(args) -> int:
 
 
 def _add_export(subparsers):
-    p = subparsers.add_parser("export", help="write a model as a Lightning checkpoint for official nequip",
-                              description="Write MODEL as OUT.ckpt, loadable by official nequip 0.19.x "
-                                          "(ModelFromCheckpoint, nequip-package, nequip-compile). No torch needed.")
+    p = subparsers.add_parser(
+        "export",
+        help="write a model as a Lightning checkpoint for official nequip",
+        description="Write MODEL as OUT.ckpt, loadable by official nequip 0.19.x "
+        "(ModelFromCheckpoint, nequip-package, nequip-compile). No torch needed.",
+    )
     p.add_argument("model", help="any model file this program reads")
     p.add_argument("out", help="output .ckpt (never overwritten)")
-    p.add_argument("--data", default=None, metavar="FILE",
-                   help="structures (ASE-readable) that nequip-package / nequip-compile draw their example "
-                        "structure from; recorded in the checkpoint's data config")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="FILE",
+        help="structures (ASE-readable) that nequip-package / nequip-compile draw their example "
+        "structure from; recorded in the checkpoint's data config",
+    )
     return p
 
 
@@ -63,8 +74,10 @@ def _run_export(args) -> int:
     model = load_any_model(args.model)
     export_checkpoint(model, out, data_file=data)
     n = sum(v.size for v in model.params.values())
-    print(f"wrote {out} (NequIPGNNModel, types {model.config.type_names}, r_max {model.config.r_max}, "
-          f"{n} parameters); load it with nequip.model.ModelFromCheckpoint or `nequip-package build`")
+    print(
+        f"wrote {out} (NequIPGNNModel, types {model.config.type_names}, r_max {model.config.r_max}, "
+        f"{n} parameters); load it with nequip.model.ModelFromCheckpoint or `nequip-package build`"
+    )
     return 0
 
 

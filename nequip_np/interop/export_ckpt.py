@@ -13,6 +13,7 @@ official nequip's tools take over (``nequip-package build``, ``nequip-compile``,
 described in ``info_dict["data"]``; give ``data_file`` (any ASE-readable file with the model's species)
 so that it points at real data.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,8 +41,11 @@ def official_kwargs(model) -> dict:
         kw["avg_num_neighbors"] = {str(k): float(v) for k, v in kw["avg_num_neighbors"].items()}
     pp = kw.get("pair_potential")
     if pp is not None:
-        kw["pair_potential"] = {"_target_": "nequip.nn.pair_potential.ZBL", "units": pp.get("units", "metal"),
-                                "chemical_species": list(pp.get("chemical_species", names))}
+        kw["pair_potential"] = {
+            "_target_": "nequip.nn.pair_potential.ZBL",
+            "units": pp.get("units", "metal"),
+            "chemical_species": list(pp.get("chemical_species", names)),
+        }
     return kw
 
 
@@ -58,8 +62,10 @@ def _w3j_keys(prefix: str, triples, dtype) -> dict:
 def _output_mask(lin, dt) -> np.ndarray:
     """e3nn's ``output_mask``: ones on the output blocks some path writes to, zeros elsewhere."""
     hit = {out for _, out, _ in lin.paths}
-    return np.concatenate([np.full(mul * ir.dim, 1.0 if b in hit else 0.0, dt)
-                           for b, (mul, ir) in enumerate(lin.irreps_out)] or [np.zeros(0, dt)])
+    return np.concatenate(
+        [np.full(mul * ir.dim, 1.0 if b in hit else 0.0, dt) for b, (mul, ir) in enumerate(lin.irreps_out)]
+        or [np.zeros(0, dt)]
+    )
 
 
 def official_state_dict(model) -> collections.OrderedDict:
@@ -73,8 +79,9 @@ def official_state_dict(model) -> collections.OrderedDict:
     sd["model._empty"] = empty.copy()
     sd[F + "type_embed.embed_module.weight"] = p["type_embed"]
     table = model.buffers["rmax_recip"]
-    sd[F + "edge_norm._rmax_recip"] = (np.asarray(1.0 / c.r_max, f64) if not c.per_edge_type_cutoff
-                                       else table.reshape(-1).astype(f64))
+    sd[F + "edge_norm._rmax_recip"] = (
+        np.asarray(1.0 / c.r_max, f64) if not c.per_edge_type_cutoff else table.reshape(-1).astype(f64)
+    )
     sd[F + "bessel_encode.bessel_weights"] = np.asarray(model._get("bessel_weights", p), f64).reshape(1, -1)
     for layer in plan.layers:
         k, base = layer.index, f"{F}layer{layer.index}_convnet."
@@ -87,8 +94,9 @@ def official_state_dict(model) -> collections.OrderedDict:
         sd[conv + "linear_1.output_mask"] = _output_mask(layer.linear_1, dt)
         sd[conv + "tp_scatter.tp.weight"] = empty.copy()
         sd[conv + "tp_scatter.tp.output_mask"] = np.ones(layer.conv.irreps_mid.dim, dt)
-        triples = [(layer.conv.irreps_in[t.i_in].ir.l, t.l_sh, layer.conv.irreps_mid[t.i_mid].ir.l)
-                   for t in layer.conv.paths]
+        triples = [
+            (layer.conv.irreps_in[t.i_in].ir.l, t.l_sh, layer.conv.irreps_mid[t.i_mid].ir.l) for t in layer.conv.paths
+        ]
         sd.update(_w3j_keys(conv + "tp_scatter.tp", triples, dt))
         m = 0
         while f"layer{k}.radial.{m}" in p:
@@ -129,22 +137,44 @@ def checkpoint_dict(model, data_file=None) -> dict:
     }
     if data_file is not None:
         info["data"] = {
-            "_target_": "nequip.data.datamodule.ASEDataModule", "seed": 0, "train_file_path": str(data_file),
+            "_target_": "nequip.data.datamodule.ASEDataModule",
+            "seed": 0,
+            "train_file_path": str(data_file),
             "val_file_path": str(data_file),
             "transforms": [
                 {"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": model.config.r_max},
-                {"_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper",
-                 "model_type_names": names, "chemical_species_to_atom_type_map": {t: t for t in names}},
+                {
+                    "_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper",
+                    "model_type_names": names,
+                    "chemical_species_to_atom_type_map": {t: t for t in names},
+                },
             ],
             "train_dataloader": {"_target_": "torch.utils.data.DataLoader", "batch_size": 1},
             "val_dataloader": {"_target_": "torch.utils.data.DataLoader", "batch_size": 1},
         }
-    hp = {"model": kwargs, "num_datasets": {"train": 1, "val": 0, "test": 0, "predict": 0},
-          "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.001}, "lr_scheduler": None, "loss": None,
-          "train_metrics": None, "val_metrics": None, "test_metrics": None, "info_dict": info}
-    return {"epoch": 0, "global_step": 0, "pytorch-lightning_version": LIGHTNING_VERSION, "state_dict": state,
-            "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": [], "hparams_name": "kwargs",
-            "hyper_parameters": hp}
+    hp = {
+        "model": kwargs,
+        "num_datasets": {"train": 1, "val": 0, "test": 0, "predict": 0},
+        "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.001},
+        "lr_scheduler": None,
+        "loss": None,
+        "train_metrics": None,
+        "val_metrics": None,
+        "test_metrics": None,
+        "info_dict": info,
+    }
+    return {
+        "epoch": 0,
+        "global_step": 0,
+        "pytorch-lightning_version": LIGHTNING_VERSION,
+        "state_dict": state,
+        "loops": {},
+        "callbacks": {},
+        "optimizer_states": [],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": hp,
+    }
 
 
 def export_checkpoint(model, path, data_file=None) -> None:

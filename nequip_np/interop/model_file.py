@@ -6,6 +6,7 @@ This is the loader of the entry points (:func:`nequip_np.load_model`,
 LAMMPS coupling). It sits in ``interop`` because it needs every reader: the project's own
 (:func:`nequip_np.model.io.load_model`, below it) and the official ones beside it.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -34,23 +35,29 @@ def detect_format(path) -> str:
     with open(path, "rb") as fh:
         zip_magic = fh.read(4) == b"PK\x03\x04"
     if kind is None and zip_magic and not zipfile.is_zipfile(path):
-        raise ValueError(f"{str(path)!r} starts like a zip archive (.ckpt, .nequip.zip, .npz) but cannot be "
-                         "read as one: the file is truncated or corrupt")
+        raise ValueError(
+            f"{str(path)!r} starts like a zip archive (.ckpt, .nequip.zip, .npz) but cannot be "
+            "read as one: the file is truncated or corrupt"
+        )
     if kind is not None:
         return {"checkpoint": "lightning-checkpoint", "package": "nequip-package"}[kind]
     try:
         with np.load(path, allow_pickle=False) as data:
             files = set(data.files)
     except Exception as exc:  # noqa: BLE001 - re-raised with what the file should be
-        raise ValueError(f"{str(path)!r} is not a model file this program reads: expected a nequip-np model "
-                         "(.npz), an official nequip Lightning checkpoint (.ckpt) or package (.nequip.zip), or "
-                         f"an .npz from tools/export_nequip.py ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(
+            f"{str(path)!r} is not a model file this program reads: expected a nequip-np model "
+            "(.npz), an official nequip Lightning checkpoint (.ckpt) or package (.nequip.zip), or "
+            f"an .npz from tools/export_nequip.py ({type(exc).__name__}: {exc})"
+        ) from exc
     if "format" in files:
         return "nequip-np"
     if "metadata" in files:
         return "nequip-npz-export"
-    raise ValueError(f"{str(path)!r} is an .npz but neither a nequip-np model (no 'format' entry) nor an "
-                     "official-nequip export (no 'metadata' entry)")
+    raise ValueError(
+        f"{str(path)!r} is an .npz but neither a nequip-np model (no 'format' entry) nor an "
+        "official-nequip export (no 'metadata' entry)"
+    )
 
 
 def load_any_model(path, backend: str = "numpy") -> NequIPModel:
@@ -76,7 +83,12 @@ def describe(path) -> dict:
     c = model.config
     arch = {k: v for k, v in c.to_dict().items() if k not in ("type_names", "r_max", "seed")}
     return {
-        "file": str(path), "format": fmt, "model": "NequIPGNNModel", "type_names": list(c.type_names),
-        "r_max": c.r_max, "parameters": int(sum(v.size for v in model.params.values())),
-        "architecture": arch, "provenance": getattr(model, "provenance", {}),
+        "file": str(path),
+        "format": fmt,
+        "model": "NequIPGNNModel",
+        "type_names": list(c.type_names),
+        "r_max": c.r_max,
+        "parameters": int(sum(v.size for v in model.params.values())),
+        "architecture": arch,
+        "provenance": getattr(model, "provenance", {}),
     }

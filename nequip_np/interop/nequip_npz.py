@@ -17,6 +17,7 @@ official key (prefix ``model.func.``)                                  nequip_np
 ``per_type_energy_scale_shift.scales`` / ``.shifts``                   ``per_type_energy_*``
 =====================================================================  ==========================
 """
+
 from __future__ import annotations
 
 import json
@@ -67,7 +68,7 @@ def read_nequip_npz(path):
         if "metadata" not in data.files:
             raise ValueError(f"{str(path)!r} has no 'metadata' array (JSON of the NequIPGNNModel kwargs)")
         kwargs = json.loads(str(data["metadata"]))
-        state = {k[len("state/"):]: data[k] for k in data.files if k.startswith("state/")}
+        state = {k[len("state/") :]: data[k] for k in data.files if k.startswith("state/")}
     if not state:
         raise ValueError(f"{str(path)!r} holds no 'state/<key>' arrays")
     return kwargs, state
@@ -85,7 +86,7 @@ def model_from_state(kwargs: dict, state: dict, backend: str = "numpy", source="
     kwargs = {k: v for k, v in kwargs.items() if k not in IGNORED_OPTIONS}
     model = NequIPModel(backend=backend, **kwargs)
     mapping = param_map(model, state)
-    for name, ref in model.params.items():
+    for name in model.params:
         key = mapping.get(name)
         if key not in state:
             raise ValueError(f"{str(path)!r}: missing weight {key!r} (needed for parameter {name!r})")
@@ -96,8 +97,10 @@ def model_from_state(kwargs: dict, state: dict, backend: str = "numpy", source="
     rmax_key = PREFIX + "edge_norm._rmax_recip"
     if rmax_key in state and state[rmax_key].size == 1 and not model.config.per_edge_type_cutoff:
         if not np.isclose(float(state[rmax_key]), 1.0 / model.config.r_max, rtol=1e-12):
-            raise ValueError(f"{str(path)!r}: {rmax_key!r} = {float(state[rmax_key])} does not match "
-                             f"1/r_max = {1.0 / model.config.r_max} from the metadata")
+            raise ValueError(
+                f"{str(path)!r}: {rmax_key!r} = {float(state[rmax_key])} does not match "
+                f"1/r_max = {1.0 / model.config.r_max} from the metadata"
+            )
     return model
 
 
@@ -105,6 +108,8 @@ def _assign(target: dict, name: str, value: np.ndarray, key: str, path) -> None:
     ref = target[name]
     value = np.asarray(value, dtype=np.float64)
     if value.size != ref.size:
-        raise ValueError(f"{str(path)!r}: weight {key!r} has shape {value.shape} ({value.size} values), "
-                         f"expected {ref.size} values for {name!r} of shape {ref.shape}")
+        raise ValueError(
+            f"{str(path)!r}: weight {key!r} has shape {value.shape} ({value.size} values), "
+            f"expected {ref.size} values for {name!r} of shape {ref.shape}"
+        )
     target[name] = np.ascontiguousarray(value.reshape(ref.shape), dtype=ref.dtype)

@@ -23,6 +23,7 @@ weights) and ``ModelFromCheckpoint`` / ``ModelFromPackage`` (fine-tuned models p
 started from; it is looked up as given, then next to the file being read). Per-type scales and shifts
 always come from the stored weights, so a modified model gets the values it was trained with.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,14 @@ CHECKPOINT_TARGETS = {"nequip.model.ModelFromCheckpoint", "nequip.model.saved_mo
 PACKAGE_TARGETS = {"nequip.model.ModelFromPackage", "nequip.model.saved_models.package.ModelFromPackage"}
 MODIFY_TARGETS = {"nequip.model.modify", "nequip.model.modify_utils.modify"}
 #: modifiers that change how official nequip computes, not what (kernels, outputs), or only scales/shifts
-NEUTRAL_MODIFIERS = {"enable_OpenEquivariance", "enable_CuEquivariance", "enable_LAMMPSMLIAPGhostExchange",
-                     "enable_ForceStressOutput", "disable_ForceStressOutput", "modify_PerTypeScaleShift"}
+NEUTRAL_MODIFIERS = {
+    "enable_OpenEquivariance",
+    "enable_CuEquivariance",
+    "enable_LAMMPSMLIAPGhostExchange",
+    "enable_ForceStressOutput",
+    "disable_ForceStressOutput",
+    "modify_PerTypeScaleShift",
+}
 COMPILED_SUFFIXES = (".nequip.pth", ".nequip.pt2", ".pth", ".pt2")
 SOLE = "sole_model"
 
@@ -62,7 +69,8 @@ def compiled_file_error(path) -> ValueError:
         f"{str(path)!r} is a compiled nequip model (nequip-compile output: TorchScript .nequip.pth or "
         "AOTInductor .nequip.pt2). It holds compiled torch code, not the architecture and weights in a "
         "form that can be read without torch. Use the file it was compiled from instead: the Lightning "
-        "checkpoint (.ckpt) or the package (.nequip.zip)")
+        "checkpoint (.ckpt) or the package (.nequip.zip)"
+    )
 
 
 def official_kind(path) -> str | None:
@@ -106,28 +114,38 @@ def _read_checkpoint(path: Path, weights: str, seen: tuple) -> OfficialModel:
     with TorchZip(path) as z:
         ckpt = z.load_pickle("data.pkl")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ValueError(f"{str(path)!r} is a torch file but not a Lightning checkpoint (no 'state_dict' "
-                         "and 'hyper_parameters' entries)")
+        raise ValueError(
+            f"{str(path)!r} is a torch file but not a Lightning checkpoint (no 'state_dict' "
+            "and 'hyper_parameters' entries)"
+        )
     hp = ckpt["hyper_parameters"]
     info = hp.get("info_dict") or {}
     kwargs = resolve_model_config(hp.get("model"), path, seen)
     sd = ckpt["state_dict"]
     names = sorted({k.split(".")[1] for k in sd if k.startswith("model.")})
     if names != [SOLE]:
-        raise ValueError(f"{str(path)!r} holds the models {names}; only single-model checkpoints "
-                         f"({SOLE!r}) are supported")
+        raise ValueError(
+            f"{str(path)!r} holds the models {names}; only single-model checkpoints ({SOLE!r}) are supported"
+        )
     prefix = f"model.{SOLE}."
-    state = {k[len(prefix):]: np.asarray(v) for k, v in sd.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: np.asarray(v) for k, v in sd.items() if k.startswith(prefix)}
     ema = {int(k.rsplit("_", 1)[1]): v for k, v in sd.items() if k.startswith("ema.ema_weight_")}
     holding = (sd.get("ema._extra_state") or {}).get("is_holding_ema_weights", True)
     prov = {
         "training_module": (info.get("training_module") or {}).get("_target_"),
-        "versions": info.get("versions"), "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
+        "versions": info.get("versions"),
+        "epoch": ckpt.get("epoch"),
+        "global_step": ckpt.get("global_step"),
         "lightning_version": ckpt.get("pytorch-lightning_version"),
         "model_target": (hp.get("model") or {}).get("_target_"),
     }
-    om = OfficialModel("lightning-checkpoint", kwargs, state, "live" if not ema else weights,
-                       {k: v for k, v in prov.items() if v is not None})
+    om = OfficialModel(
+        "lightning-checkpoint",
+        kwargs,
+        state,
+        "live" if not ema else weights,
+        {k: v for k, v in prov.items() if v is not None},
+    )
     # the ema.* buffers hold the EMA weights, unless a swap was in progress when the file was written
     if ema and (weights == "ema") == bool(holding):
         om.replace_trainable = [np.asarray(ema[i]) for i in range(len(ema))]
@@ -139,8 +157,9 @@ def _read_package(path: Path, seen: tuple) -> OfficialModel:
 
     with TorchZip(path) as z:
         config = yaml.safe_load(z.read("model/config.yaml").decode()) if z.has("model/config.yaml") else None
-        meta = yaml.safe_load(z.read("model/package_metadata.txt").decode()) \
-            if z.has("model/package_metadata.txt") else {}
+        meta = (
+            yaml.safe_load(z.read("model/package_metadata.txt").decode()) if z.has("model/package_metadata.txt") else {}
+        )
         if not z.has("model/eager_model.pkl"):
             raise ValueError(f"{str(path)!r}: the package has no model/eager_model.pkl")
         tree = z.load_pickle("model/eager_model.pkl", allow_module_records=True)
@@ -155,13 +174,17 @@ def _read_package(path: Path, seen: tuple) -> OfficialModel:
             raise ValueError(f"{str(path)!r} holds the models {list(mods)}; only single-model packages are supported")
         graph = mods[SOLE]
     if not (isinstance(graph, Record) and graph.cls.endswith("GraphModel")):
-        raise ValueError(f"{str(path)!r}: eager model is {getattr(graph, 'cls', type(graph).__name__)}, "
-                         "expected a nequip GraphModel")
+        raise ValueError(
+            f"{str(path)!r}: eager model is {getattr(graph, 'cls', type(graph).__name__)}, expected a nequip GraphModel"
+        )
     state = {}
     _flatten(graph, "", state, path)
-    prov = {"versions": (meta or {}).get("versions"), "package_version_id": (meta or {}).get("package_version_id"),
-            "model_target": (model_cfg or {}).get("_target_"),
-            "training_module": (config["training_module"] or {}).get("_target_")}
+    prov = {
+        "versions": (meta or {}).get("versions"),
+        "package_version_id": (meta or {}).get("package_version_id"),
+        "model_target": (model_cfg or {}).get("_target_"),
+        "training_module": (config["training_module"] or {}).get("_target_"),
+    }
     return OfficialModel("nequip-package", kwargs, state, "package", {k: v for k, v in prov.items() if v is not None})
 
 
@@ -197,8 +220,9 @@ def resolve_model_config(cfg, path, seen: tuple = ()) -> dict:
             mods = mods.get(SOLE, [])
         unknown = [m.get("modifier") for m in mods if m.get("modifier") not in NEUTRAL_MODIFIERS]
         if unknown:
-            raise ValueError(f"{str(path)!r}: model modifier(s) {unknown} are not supported; supported: "
-                             f"{sorted(NEUTRAL_MODIFIERS)}")
+            raise ValueError(
+                f"{str(path)!r}: model modifier(s) {unknown} are not supported; supported: {sorted(NEUTRAL_MODIFIERS)}"
+            )
         kwargs = resolve_model_config(cfg.get("model"), path, seen)
         for m in mods:
             if m.get("modifier") == "modify_PerTypeScaleShift":
@@ -212,11 +236,15 @@ def resolve_model_config(cfg, path, seen: tuple = ()) -> dict:
             raise ValueError(f"{str(path)!r}: model files refer to each other in a cycle ({ref})")
         return read_official(ref, _seen=seen + (str(Path(path).resolve()),)).kwargs
     if target.rsplit(".", 1)[-1] in ("PresetNequIPGNNModel", "FullNequIPGNNModel"):
-        raise ValueError(f"{str(path)!r} was built with {target}; nequip-np reads NequIP models whose config "
-                         "names nequip.model.NequIPGNNModel with explicit options (presets and the per-layer "
-                         "FullNequIPGNNModel form are not supported yet)")
-    raise ValueError(f"{str(path)!r} holds a {target} model; nequip-np implements only nequip's "
-                     "NequIPGNNModel (Allegro and other extension models cannot be read)")
+        raise ValueError(
+            f"{str(path)!r} was built with {target}; nequip-np reads NequIP models whose config "
+            "names nequip.model.NequIPGNNModel with explicit options (presets and the per-layer "
+            "FullNequIPGNNModel form are not supported yet)"
+        )
+    raise ValueError(
+        f"{str(path)!r} holds a {target} model; nequip-np implements only nequip's "
+        "NequIPGNNModel (Allegro and other extension models cannot be read)"
+    )
 
 
 def _find_reference(ref, path, target) -> Path:
@@ -229,7 +257,8 @@ def _find_reference(ref, path, target) -> Path:
     raise FileNotFoundError(
         f"{str(path)!r} was built from {ref!r} ({target.rsplit('.', 1)[-1]}: a fine-tuned model); that file "
         f"holds its architecture and was not found (looked as given and in {str(here)!r}). Put it there, or "
-        "read the package made from the fine-tuned checkpoint")
+        "read the package made from the fine-tuned checkpoint"
+    )
 
 
 # ------------------------------------------------------------------------------ building
@@ -237,8 +266,10 @@ def state_to_kwargs(kwargs: dict, state: dict) -> dict:
     """Kwargs whose scales/shifts match the stored weights (a modified model's values are in the weights)."""
     kwargs = {k: v for k, v in kwargs.items() if k not in ("compile_mode", "do_derivatives", "seed")}
     names = [str(t) for t in kwargs.get("type_names", [])]
-    for key, name in (("per_type_energy_scale_shift.scales", "per_type_energy_scales"),
-                      ("per_type_energy_scale_shift.shifts", "per_type_energy_shifts")):
+    for key, name in (
+        ("per_type_energy_scale_shift.scales", "per_type_energy_scales"),
+        ("per_type_energy_scale_shift.shifts", "per_type_energy_shifts"),
+    ):
         arr = state.get("model.func." + key)
         if arr is None:
             continue
@@ -262,8 +293,10 @@ def build_model(om: OfficialModel, backend: str = "numpy", source="file"):
             raise ValueError(f"{str(source)!r}: {len(ema)} EMA weights but {len(ordered)} trainable parameters")
         for key, value in zip(ordered, ema):
             if value.shape != state[key].shape:
-                raise ValueError(f"{str(source)!r}: EMA weight for {key!r} has shape {value.shape}, "
-                                 f"the parameter has {state[key].shape}")
+                raise ValueError(
+                    f"{str(source)!r}: EMA weight for {key!r} has shape {value.shape}, "
+                    f"the parameter has {state[key].shape}"
+                )
             state[key] = value
         model = model_from_state(state_to_kwargs(om.kwargs, state), state, backend=backend, source=source)
     model.provenance = {"format": om.format, "weights": om.weights, **om.provenance}

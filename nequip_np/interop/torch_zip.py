@@ -27,6 +27,7 @@ tensor view against its storage.
 which would need the torch globals importable) for plain containers, strings, numbers and NumPy arrays
 (written as tensors), and stores the storages 64-byte aligned the way torch does.
 """
+
 from __future__ import annotations
 
 import collections
@@ -43,17 +44,39 @@ import numpy as np
 
 #: torch storage class name -> NumPy dtype
 STORAGE_DTYPES = {
-    "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_, "ComplexDoubleStorage": np.complex128,
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "ComplexDoubleStorage": np.complex128,
     "ComplexFloatStorage": np.complex64,
 }
 _DTYPE_STORAGE = {np.dtype(v): k for k, v in STORAGE_DTYPES.items()}
 #: torch dtype objects (``torch.float64``) -> their NumPy name
-TORCH_DTYPES = {"float64": "float64", "double": "float64", "float32": "float32", "float": "float32",
-                "float16": "float16", "half": "float16", "int64": "int64", "long": "int64",
-                "int32": "int32", "int": "int32", "int16": "int16", "int8": "int8", "uint8": "uint8",
-                "bool": "bool", "bfloat16": "bfloat16", "complex128": "complex128", "complex64": "complex64"}
+TORCH_DTYPES = {
+    "float64": "float64",
+    "double": "float64",
+    "float32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "half": "float16",
+    "int64": "int64",
+    "long": "int64",
+    "int32": "int32",
+    "int": "int32",
+    "int16": "int16",
+    "int8": "int8",
+    "uint8": "uint8",
+    "bool": "bool",
+    "bfloat16": "bfloat16",
+    "complex128": "complex128",
+    "complex64": "complex64",
+}
 #: namespaces whose classes become inert :class:`Record` objects in package pickles
 RECORD_PREFIXES = ("nequip.", "e3nn.", "torch.nn.modules.", "torch.nn.functional", "torch.nn.parameter")
 MAX_PICKLE_BYTES = 256 * 2**20  # a model's data.pkl is kilobytes; refuse absurd ones before reading
@@ -103,8 +126,10 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks
         return np.zeros(size, dtype=storage.dtype)
     last = int(offset) + sum((n - 1) * s for n, s in zip(size, stride))
     if min(stride + (0,)) < 0 or last >= storage.size:
-        raise ValueError(f"tensor of size {size}, stride {stride} at offset {offset} reaches element {last}, "
-                         f"beyond its storage of {storage.size} elements")
+        raise ValueError(
+            f"tensor of size {size}, stride {stride} at offset {offset} reaches element {last}, "
+            f"beyond its storage of {storage.size} elements"
+        )
     item = storage.itemsize
     view = np.lib.stride_tricks.as_strided(storage[offset:], size, tuple(s * item for s in stride), writeable=False)
     return np.array(view)
@@ -121,7 +146,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("builtins", "slice"): slice,
         ("builtins", "complex"): complex,
     }
 
@@ -142,13 +169,14 @@ class RestrictedUnpickler(pickle.Unpickler):
             if key not in self._record_classes:
                 self._record_classes[key] = type(name, (Record,), {"cls": key})
             return self._record_classes[key]
-        raise UnsafeFileError(f"{self._what}: refusing to load global {module}.{name}: it is not on the "
-                              "allow-list of tensor/container types this reader resolves (nothing was "
-                              "imported or executed)")
+        raise UnsafeFileError(
+            f"{self._what}: refusing to load global {module}.{name}: it is not on the "
+            "allow-list of tensor/container types this reader resolves (nothing was "
+            "imported or executed)"
+        )
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType)):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise UnsafeFileError(f"{self._what}: unsupported persistent id {pid!r} (expected a storage)")
         _, stype, key, _location, numel = pid
         return self._load_storage(stype.dtype, str(key), int(numel))
@@ -165,8 +193,9 @@ class TorchZip:
             self.zip = zipfile.ZipFile(self.path)
             self.names = set(self.zip.namelist())
         except (zipfile.BadZipFile, OSError) as exc:
-            raise ValueError(f"{str(self.path)!r} is not a readable zip archive (truncated or not a torch "
-                             f"file?): {exc}") from exc
+            raise ValueError(
+                f"{str(self.path)!r} is not a readable zip archive (truncated or not a torch file?): {exc}"
+            ) from exc
         roots = {n.split("/", 1)[0] for n in self.names if "/" in n}
         if len(roots) != 1:
             raise ValueError(f"{str(self.path)!r}: expected one top-level folder in the archive, found {sorted(roots)}")
@@ -194,13 +223,15 @@ class TorchZip:
             raise ValueError(f"{str(self.path)!r}: the archive has no record {full!r}")
         info = self.zip.getinfo(full)
         if max_bytes is not None and info.file_size > max_bytes:
-            raise ValueError(f"{str(self.path)!r}: record {full!r} is {info.file_size} bytes, more than the "
-                             f"{max_bytes} allowed")
+            raise ValueError(
+                f"{str(self.path)!r}: record {full!r} is {info.file_size} bytes, more than the {max_bytes} allowed"
+            )
         try:
             return self.zip.read(full)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{str(self.path)!r}: record {full!r} cannot be read (truncated or corrupt "
-                             f"archive): {exc}") from exc
+            raise ValueError(
+                f"{str(self.path)!r}: record {full!r} cannot be read (truncated or corrupt archive): {exc}"
+            ) from exc
 
     def storage_name(self, key: str) -> str:
         return f"data/{key}" if self.has(f"data/{key}") else f".data/{key}.storage"
@@ -212,8 +243,10 @@ class TorchZip:
             raise ValueError(f"{str(self.path)!r}: storage {key!r} is referenced but the archive has no {full!r}")
         size = self.zip.getinfo(full).file_size
         if numel < 0 or size != numel * dtype.itemsize:
-            raise ValueError(f"{str(self.path)!r}: storage {key!r} should hold {numel} x {dtype.name} = "
-                             f"{numel * dtype.itemsize} bytes but the archive's record is {size} bytes")
+            raise ValueError(
+                f"{str(self.path)!r}: storage {key!r} should hold {numel} x {dtype.name} = "
+                f"{numel * dtype.itemsize} bytes but the archive's record is {size} bytes"
+            )
         raw = self.read(name)
         return np.frombuffer(raw, dtype=dtype.newbyteorder(self.byteorder)).astype(dtype)
 
@@ -262,7 +295,7 @@ class _Emitter:
                 self.w(b"K" + struct.pack("<B", v))
             elif 0 <= v < 65536:
                 self.w(b"M" + struct.pack("<H", v))
-            elif -2**31 <= v < 2**31:
+            elif -(2**31) <= v < 2**31:
                 self.w(b"J" + struct.pack("<i", v))
             else:
                 raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
@@ -312,7 +345,7 @@ class _Emitter:
             raise TypeError(f"no torch storage type for dtype {arr.dtype}")
         key = str(len(self.storages))
         self.storages.append(arr.astype(arr.dtype.newbyteorder("<")).reshape(-1))
-        stride = tuple(int(np.prod(arr.shape[i + 1:], dtype=np.int64)) for i in range(arr.ndim))
+        stride = tuple(int(np.prod(arr.shape[i + 1 :], dtype=np.int64)) for i in range(arr.ndim))
         self.global_("torch._utils", "_rebuild_tensor_v2")
         self.w(b"(")  # args tuple
         self.w(b"(")  # persistent id

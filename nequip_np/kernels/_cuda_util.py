@@ -20,6 +20,7 @@ reports GPU out-of-memory with the size attempted. :func:`launch` counts kernel 
 (``launch_count``); :func:`to_device` / :func:`to_host` count host↔device bytes (``transfer_bytes``)
 — every copy in the backend goes through them, so the counters are the whole traffic.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,7 @@ import os
 import types
 import weakref
 from collections import OrderedDict
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -91,7 +92,7 @@ def _kind(dtype) -> str:
     return "complex" if np.dtype(dtype).kind == "c" else "real"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _device_family(kind: str) -> dict:
     """The device-compiled functions of ``scalar_math`` for one number kind (compiled lazily by Numba)."""
     from nequip_np.kernels.scalar_math import compile_family
@@ -103,7 +104,7 @@ def _rebind(f, g: dict):
     return types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_kernel(f, dtype_str: str):
     """``cuda.jit(f)`` with its globals bound for one dtype (see the module docstring)."""
     from numba import cuda, from_dtype
@@ -244,7 +245,7 @@ def _k_copy(a, out):
 
 # ---------------------------------------------------------------------------- resident arrays
 #: content key -> (host copy, device array); most recently used last
-_RESIDENT: "OrderedDict" = OrderedDict()
+_RESIDENT: OrderedDict = OrderedDict()
 #: id(device array) -> (device array, host copy) for the arrays in _RESIDENT (host reads without a copy)
 _MIRROR: dict = {}
 RESIDENT_MAX = 256

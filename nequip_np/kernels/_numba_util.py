@@ -9,6 +9,7 @@ Building a CSR costs one stable argsort (~20 ms at E = 3·10⁵); every layer pa
 ``edge_index`` row, so the last few CSRs are kept, keyed by the index's *content* (an O(E) equality
 check, ~0.2 ms), never by object identity.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -4,6 +4,7 @@ r"""Index operations shared by the reference kernels: gather along edges and sca
 real and complex arrays alike (the training pass runs in complex arithmetic, see
 ``docs/derivations/training_gradients.md``) and is ~20× faster than ``np.add.at``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,9 +22,7 @@ def scatter_sum(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     flat = values.reshape(e, int(np.prod(values.shape[1:], dtype=np.int64)))
     if flat.shape[1] <= BINCOUNT_COLUMNS and flat.dtype in (np.float64, np.complex128):
         return _scatter_bincount(flat, np.asarray(index), n).reshape((n,) + values.shape[1:])
-    incidence = scipy.sparse.csr_matrix(
-        (np.ones(e, dtype=flat.dtype), (index, np.arange(e))), shape=(n, e)
-    )
+    incidence = scipy.sparse.csr_matrix((np.ones(e, dtype=flat.dtype), (index, np.arange(e))), shape=(n, e))
     return np.asarray(incidence @ flat).reshape((n,) + values.shape[1:])
 
 

@@ -16,6 +16,7 @@ process keeps its peak heap; memory is not lost, only not handed back to the sys
 because repeated calls with repeating shapes (MD, relaxation) are exactly the case it serves; the
 environment variable ``NEQUIP_NP_RETAIN_MEMORY=0`` turns it off everywhere.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -20,12 +20,13 @@ sections of the nequip dossier the project was specified from):
 * self-connection = e3nn ``FullyConnectedTensorProduct(I, T_f x 0e, O)``: per path weight
   (mul_in, T_f, mul_out), normalisation 1/√(Σ mul_in·T_f into i_out).
 """
+
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -135,8 +136,15 @@ def _linear_fields(bin_, bout, paths_io, norms) -> dict:
 
     (out_cols, out_paths), (in_cols, in_paths) = columns(bout, 1), columns(bin_, 0)
     w_owner = [(p, u, w) for p, r in enumerate(rows) for u in range(r[1]) for w in range(r[4])]
-    return dict(paths=_frozen(rows, width=6), norm=_frozen(norms, np.float64), out_cols=out_cols,
-                out_paths=out_paths, in_cols=in_cols, in_paths=in_paths, w_owner=_frozen(w_owner, width=3))
+    return dict(
+        paths=_frozen(rows, width=6),
+        norm=_frozen(norms, np.float64),
+        out_cols=out_cols,
+        out_paths=out_paths,
+        in_cols=in_cols,
+        in_paths=in_paths,
+        w_owner=_frozen(w_owner, width=3),
+    )
 
 
 @dataclass(frozen=True)
@@ -275,8 +283,9 @@ def conv_tables(irreps_in: Irreps, irreps_sh: Irreps, irreps_mid: Irreps, paths:
         nz0 = len(val)
         idx.extend(zip(a, b, c))
         val.extend(path.cg[a, b, c])
-        rows.append((bi.start, bi.dim, path.l_sh**2, 2 * path.l_sh + 1, bm.start, bm.dim, path.w_offset, bi.mul,
-                     nz0, len(val)))
+        rows.append(
+            (bi.start, bi.dim, path.l_sh**2, 2 * path.l_sh + 1, bm.start, bm.dim, path.w_offset, bi.mul, nz0, len(val))
+        )
         for key, keyvals in (("c", c), ("a", a), ("b", b)):
             k_idx, k_val, k_ptr = by[key]
             order = np.argsort(keyvals, kind="stable")
@@ -302,19 +311,32 @@ def conv_tables(irreps_in: Irreps, irreps_sh: Irreps, irreps_mid: Irreps, paths:
         k_idx, k_val, k_ptr = by[key]
         nz[f"nz_{key}"], nz[f"nz_{key}_val"] = _i64(k_idx, 3), np.array(k_val, np.float64).reshape(-1)
         nz[f"nz_{key}_ptr"] = _i64(k_ptr, kmax + 1)
-    return _freeze(ConvTables(
-        paths=_i64(rows, 10), cg_idx=_i64(idx, 3), cg_val=np.array(val, np.float64).reshape(-1),
-        max_yc=int(max([r[D1] * r[D3] for r in rows] or [1])), max_xu=int(max([r[D1] * r[MUL] for r in rows] or [1])),
-        in_cols=in_cols, in_inv=in_inv, mid_cols=mid_cols, mid_inv=mid_inv,
-        mid_owner=_i64([row[1:] for row in sorted(mid_owner)], 3), w_owner=_i64(w_owner, 2), in_owner=_i64(in_owner, 4),
-        in_paths=np.array(in_paths + [0], np.int64), sh_owner=_i64(sh_owner, 3),
-        sh_paths=np.array(sh_paths + [0], np.int64), **nz))
+    return _freeze(
+        ConvTables(
+            paths=_i64(rows, 10),
+            cg_idx=_i64(idx, 3),
+            cg_val=np.array(val, np.float64).reshape(-1),
+            max_yc=int(max([r[D1] * r[D3] for r in rows] or [1])),
+            max_xu=int(max([r[D1] * r[MUL] for r in rows] or [1])),
+            in_cols=in_cols,
+            in_inv=in_inv,
+            mid_cols=mid_cols,
+            mid_inv=mid_inv,
+            mid_owner=_i64([row[1:] for row in sorted(mid_owner)], 3),
+            w_owner=_i64(w_owner, 2),
+            in_owner=_i64(in_owner, 4),
+            in_paths=np.array(in_paths + [0], np.int64),
+            sh_owner=_i64(sh_owner, 3),
+            sh_paths=np.array(sh_paths + [0], np.int64),
+            **nz,
+        )
+    )
 
 
 def conv_plan(irreps_in: Irreps, irreps_sh: Irreps, irreps_out: Irreps) -> ConvPlan:
     mid, raw = [], []
     for i, (mul, ir_in) in enumerate(irreps_in):
-        for mul_sh, ir_sh in irreps_sh:
+        for _mul_sh, ir_sh in irreps_sh:
             for ir_out in ir_in * ir_sh:
                 if ir_out in irreps_out:
                     raw.append((i, ir_sh.l, len(mid)))
@@ -347,7 +369,7 @@ class SHTable:
     c: np.ndarray  # (T,) coefficient of term t
 
 
-@lru_cache(maxsize=None)
+@cache
 def sh_table(l_max: int) -> SHTable:
     """The :class:`SHTable` of components k < (l_max+1)² (built once per l_max)."""
     from nequip_np.so3 import _generated_sh as gen
@@ -405,8 +427,9 @@ def self_connection_plan(irreps_in: Irreps, n_attr: int, irreps_out: Irreps) -> 
         fan[o] += irreps_in[i].mul * n_attr
     norm = tuple(float(1.0 / np.sqrt(fan[o])) for _, o, _ in paths)  # Python floats: never upcast float32
     bin_, bout = blocks(irreps_in), blocks(irreps_out)
-    tables = SelfConnectionTables(**_linear_fields(bin_, bout, [(i, o) for i, o, _ in paths], norm),
-                                  sc_off=_frozen([w for _, _, w in paths]))
+    tables = SelfConnectionTables(
+        **_linear_fields(bin_, bout, [(i, o) for i, o, _ in paths], norm), sc_off=_frozen([w for _, _, w in paths])
+    )
     return SelfConnectionPlan(irreps_in, irreps_out, n_attr, tuple(paths), norm, off, bin_, bout, tables)
 
 
@@ -453,10 +476,16 @@ def gate_tables(dim_z: int, scalar_cols, scalar_parity, gate_cols, gated_cols, g
     copy = np.asarray(gated_copy, np.int64).reshape(-1)
     ptr = np.zeros(len(gate_cols) + 1, np.int64)
     np.cumsum(np.bincount(copy, minlength=len(gate_cols)), out=ptr[1:])
-    return GateTables(scalar_cols=_frozen(scalar_cols), scalar_parity=_frozen(scalar_parity),
-                      gate_cols=_frozen(gate_cols), gated_cols=_frozen(gated_cols), gated_copy=_frozen(copy),
-                      role=_frozen(role, width=2), gate_ptr=_frozen(ptr),
-                      gate_perm=_frozen(np.argsort(copy, kind="stable")))
+    return GateTables(
+        scalar_cols=_frozen(scalar_cols),
+        scalar_parity=_frozen(scalar_parity),
+        gate_cols=_frozen(gate_cols),
+        gated_cols=_frozen(gated_cols),
+        gated_copy=_frozen(copy),
+        role=_frozen(role, width=2),
+        gate_ptr=_frozen(ptr),
+        gate_perm=_frozen(np.argsort(copy, kind="stable")),
+    )
 
 
 @dataclass(frozen=True)
@@ -507,8 +536,7 @@ def gate_plan(irreps_in: Irreps, irreps_sh: Irreps, hidden: Irreps) -> GatePlan:
     # gated copies are numbered across all gated blocks: the u-th gate scales the u-th gated copy
     offsets = np.cumsum([0] + [m for m, _ in parts[2]])
     gated_copy = np.concatenate(
-        [np.repeat(np.arange(m), ir.dim) + offsets[b] for b, (m, ir) in enumerate(parts[2])]
-        or [np.zeros(0, np.int64)]
+        [np.repeat(np.arange(m), ir.dim) + offsets[b] for b, (m, ir) in enumerate(parts[2])] or [np.zeros(0, np.int64)]
     ).astype(np.int64)
     scalar_parity = scalar_parity.astype(np.int64)
     return GatePlan(
@@ -548,7 +576,7 @@ class ModelPlan:
 def hidden_irreps(l_max: int, parity: bool, num_features: list[int]) -> Irreps:
     out = []
     for l in range(l_max + 1):
-        for p in ((1, -1) if parity else ((-1) ** l,)):
+        for p in (1, -1) if parity else ((-1) ** l,):
             out.append((num_features[l], (l, p)))
     return Irreps(out)
 
@@ -581,7 +609,9 @@ def build_plan(
                 linear_1=linear_plan(irreps, irreps),
                 conv=conv,
                 linear_2=linear_plan(conv.irreps_mid.simplify(), gate.irreps_in),
-                self_connection=None if k == 0 else self_connection_plan(irreps, type_embed_num_features, gate.irreps_in),
+                self_connection=None
+                if k == 0
+                else self_connection_plan(irreps, type_embed_num_features, gate.irreps_in),
                 gate=gate,
                 radial_dims=(num_bessels,) + (radial_mlp_width,) * radial_mlp_depth + (conv.n_weights,),
             )
@@ -594,4 +624,6 @@ def build_plan(
 def mlp_alphas(dims, nonlinearity="silu"):
     """nequip forward init: gain/√fan_in with gain 1 for the first layer, √2 after a nonlinearity."""
     # Python floats: a NumPy float64 scalar would silently promote float32 models to float64
-    return [float((1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d)) for k, d in enumerate(dims[:-1])]
+    return [
+        float((1.0 if (k == 0 or not nonlinearity) else np.sqrt(2.0)) / np.sqrt(d)) for k, d in enumerate(dims[:-1])
+    ]

@@ -12,13 +12,25 @@ ImportError, except those listed in ``REFERENCE_ONLY`` (cheap per-edge or per-at
 in ``docs/kernels.md``, and the model's between-operation ``glue``), whose reference the CPU backends
 share; ``backend="cuda"`` has a ``cuda.py`` for every operation, so its arrays stay on the device.
 """
+
 from __future__ import annotations
 
 import importlib
 from types import SimpleNamespace
 
-OPERATIONS = ("edge_embedding", "spherical_harmonics", "mlp", "linear", "tp_conv", "self_connection", "gate",
-              "scale_shift", "zbl", "glue", "radial_table")
+OPERATIONS = (
+    "edge_embedding",
+    "spherical_harmonics",
+    "mlp",
+    "linear",
+    "tp_conv",
+    "self_connection",
+    "gate",
+    "scale_shift",
+    "zbl",
+    "glue",
+    "radial_table",
+)
 #: backend -> module file name inside each operation's folder
 BACKEND_FILES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
 #: operations whose reference is cheap enough (elementwise / per-node scalars) to serve the CPU backends
@@ -36,8 +48,9 @@ def get_ops(backend: str) -> SimpleNamespace:
         try:
             import numba  # noqa: F401
         except ImportError as exc:
-            raise ImportError("backend='numba' needs the numba package (pip install numba); "
-                              "use backend='numpy' without it") from exc
+            raise ImportError(
+                "backend='numba' needs the numba package (pip install numba); use backend='numpy' without it"
+            ) from exc
     if backend == "cuda":  # one error naming what is missing (numba.cuda, driver, device); simulator OK
         from nequip_np.kernels._cuda_util import require_cuda
 

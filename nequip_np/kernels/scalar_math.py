@@ -26,6 +26,7 @@ Rules that keep one source valid for float32/64, the complex training pass and b
 >>> round(act(1.0, 1) / C_SILU, 12) == round(silu(1.0), 12)
 True
 """
+
 from __future__ import annotations
 
 import cmath
@@ -41,8 +42,21 @@ C_TANH = float(NORMALIZE2MOM_TANH)
 
 #: compiled in this order (a function may call those listed before it)
 FUNCTIONS = (
-    "ipow", "power", "cutoff", "cutoff_grad", "bessel", "bessel_dx", "bessel_parts", "silu", "silu_grad",
-    "silu_grad2", "act", "act_grad", "sh_factor", "sh_value", "sh_vjp",
+    "ipow",
+    "power",
+    "cutoff",
+    "cutoff_grad",
+    "bessel",
+    "bessel_dx",
+    "bessel_parts",
+    "silu",
+    "silu_grad",
+    "silu_grad2",
+    "act",
+    "act_grad",
+    "sh_factor",
+    "sh_value",
+    "sh_vjp",
 )
 
 

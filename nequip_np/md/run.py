@@ -16,6 +16,7 @@ The temperature in the log is ASE's kinetic temperature :math:`T = 2E_\mathrm{ki
 ``fixcm=False``, so all 3N momenta are thermostatted and :math:`\langle T\rangle` equals the target
 (``fixcm=True`` pins the centre of mass and samples 3N − 3, a 1/N bias on small systems).
 """
+
 from __future__ import annotations
 
 import os
@@ -61,23 +62,27 @@ def check_writable(path, overwrite: bool = False, what: str = "output") -> Path:
     if path.is_dir():
         raise ValueError(f"cannot write the {what} {str(path)!r}: it is a folder")
     if path.exists() and not overwrite:
-        raise ValueError(f"the {what} {str(path)!r} already exists; pass --overwrite to replace it "
-                         "or choose another path")
+        raise ValueError(
+            f"the {what} {str(path)!r} already exists; pass --overwrite to replace it or choose another path"
+        )
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".nequip-np-write-test.")
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise ValueError(f"cannot write the {what} {str(path)!r}: folder {str(folder)!r} is not "
-                         f"writable ({exc.strerror})") from None
+        raise ValueError(
+            f"cannot write the {what} {str(path)!r}: folder {str(folder)!r} is not writable ({exc.strerror})"
+        ) from None
     return path
 
 
 def trajectory_format(path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in TRAJECTORY_SUFFIXES:
-        raise ValueError(f"trajectory {str(path)!r}: unknown suffix {suffix!r}; use one of "
-                         f"{', '.join(TRAJECTORY_SUFFIXES)} (ASE trajectory or extended XYZ)")
+        raise ValueError(
+            f"trajectory {str(path)!r}: unknown suffix {suffix!r}; use one of "
+            f"{', '.join(TRAJECTORY_SUFFIXES)} (ASE trajectory or extended XYZ)"
+        )
     return TRAJECTORY_SUFFIXES[suffix]
 
 
@@ -142,8 +147,16 @@ def maxwell_boltzmann(atoms, temperature_K: float, rng) -> None:
     atoms.set_momenta(p)
 
 
-def make_dynamics(atoms, ensemble: str, timestep_fs: float, temperature_K: float, *,
-                  friction: float = 0.01, tdamp_fs: float | None = None, rng=None):
+def make_dynamics(
+    atoms,
+    ensemble: str,
+    timestep_fs: float,
+    temperature_K: float,
+    *,
+    friction: float = 0.01,
+    tdamp_fs: float | None = None,
+    rng=None,
+):
     """An ASE integrator for ``ensemble`` ("nve", "langevin", "nose-hoover").
 
     Args:
@@ -163,8 +176,14 @@ def make_dynamics(atoms, ensemble: str, timestep_fs: float, temperature_K: float
 
         if not friction > 0:
             raise ValueError(f"Langevin needs a friction > 0 (1/fs), got {friction}")
-        return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=friction / units.fs,
-                        fixcm=False, rng=rng if rng is not None else np.random.default_rng())
+        return Langevin(
+            atoms,
+            timestep=dt,
+            temperature_K=temperature_K,
+            friction=friction / units.fs,
+            fixcm=False,
+            rng=rng if rng is not None else np.random.default_rng(),
+        )
     if ensemble == "nose-hoover":
         from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
@@ -227,11 +246,27 @@ def format_log_row(row) -> str:
     return f"{step:9d} {t_ps:10.4f} {epot:15.6f} {ekin:12.6f} {etot:15.6f} {temp:9.2f}"
 
 
-def run_md(atoms, calc, *, steps: int, timestep_fs: float, temperature_K: float, ensemble: str = "nve",
-           trajectory=None, traj_interval: int = 10, log=None, log_interval: int = 10, friction: float = 0.01,
-           tdamp_fs: float | None = None, seed: int | None = None, init_velocities: bool = True,
-           max_force: float = 1e3, max_displacement: float = 1.0, progress: bool = False,
-           stdout=None) -> MDResult:
+def run_md(
+    atoms,
+    calc,
+    *,
+    steps: int,
+    timestep_fs: float,
+    temperature_K: float,
+    ensemble: str = "nve",
+    trajectory=None,
+    traj_interval: int = 10,
+    log=None,
+    log_interval: int = 10,
+    friction: float = 0.01,
+    tdamp_fs: float | None = None,
+    seed: int | None = None,
+    init_velocities: bool = True,
+    max_force: float = 1e3,
+    max_displacement: float = 1.0,
+    progress: bool = False,
+    stdout=None,
+) -> MDResult:
     """Run ``steps`` MD steps of ``atoms`` with ``calc`` in place.
 
     Args:
@@ -280,8 +315,14 @@ def run_md(atoms, calc, *, steps: int, timestep_fs: float, temperature_K: float,
             (bar.write(line, file=stdout) if progress else print(line, file=stdout, flush=True))
 
     def blow_up(step, reason, fmax):
-        where = (f"; the trajectory up to step {(step - 1) // traj_interval * traj_interval} is kept in "
-                 f"{str(writer.path)!r} ({writer.frames} frames)") if writer is not None and step > 0 else ""
+        where = (
+            (
+                f"; the trajectory up to step {(step - 1) // traj_interval * traj_interval} is kept in "
+                f"{str(writer.path)!r} ({writer.frames} frames)"
+            )
+            if writer is not None and step > 0
+            else ""
+        )
         if writer is not None and step == 0:
             where = f"; nothing was written to {str(writer.path)!r}"
         fstr = "n/a" if fmax is None or not np.isfinite(fmax) else f"{fmax:.4g} eV/Å"
@@ -342,8 +383,9 @@ class RelaxResult:
     fmax: float
 
 
-def relax(atoms, calc, *, fmax: float = 0.05, steps: int = 500, optimizer: str = "BFGS", trajectory=None,
-          logfile=None) -> RelaxResult:
+def relax(
+    atoms, calc, *, fmax: float = 0.05, steps: int = 500, optimizer: str = "BFGS", trajectory=None, logfile=None
+) -> RelaxResult:
     """Relax the positions of ``atoms`` in place with ASE's BFGS or FIRE until max |F| < ``fmax`` eV/Å."""
     from ase.optimize import BFGS, FIRE
 
@@ -360,5 +402,6 @@ def relax(atoms, calc, *, fmax: float = 0.05, steps: int = 500, optimizer: str =
         if getattr(opt, "trajectory", None) is not None and hasattr(opt.trajectory, "close"):
             opt.trajectory.close()
     forces = atoms.get_forces()
-    return RelaxResult(converged, int(opt.nsteps), float(atoms.get_potential_energy()),
-                       float(np.linalg.norm(forces, axis=1).max()))
+    return RelaxResult(
+        converged, int(opt.nsteps), float(atoms.get_potential_energy()), float(np.linalg.norm(forces, axis=1).max())
+    )

@@ -23,6 +23,7 @@ Example:
     >>> vib.get_frequencies().shape
     (9,)
 """
+
 from __future__ import annotations
 
 import warnings
@@ -44,8 +45,10 @@ def _hessian_rows(calc, atoms, rows):
 
         return hessian(calc.model, calc.graph(atoms), atoms=rows)
     if not hasattr(calc, "get_hessian"):
-        raise TypeError(f"{type(calc).__name__} offers no get_hessian(atoms); use ase.vibrations.Vibrations "
-                        "(finite differences) for it")
+        raise TypeError(
+            f"{type(calc).__name__} offers no get_hessian(atoms); use ase.vibrations.Vibrations "
+            "(finite differences) for it"
+        )
     full = np.asarray(calc.get_hessian(atoms), dtype=np.float64)
     idx = (3 * np.asarray(rows)[:, None] + np.arange(3)).ravel()
     return full[idx]
@@ -106,13 +109,16 @@ class MinimumCheck:
         if self.ok:
             return f"no imaginary vibrational modes{f}"
         modes = ", ".join(f"{v:.1f}i" for v in self.imaginary_cm[:5]) + (" ..." if self.imaginary_cm.size > 5 else "")
-        return (f"{self.imaginary_cm.size} imaginary vibrational mode(s) beyond the {self.n_rigid} rigid ones: "
-                f"{modes} cm^-1{f}; the structure is not at a minimum (relax it first, e.g. with --relax); "
-                "harmonic thermochemistry is not meaningful there")
+        return (
+            f"{self.imaginary_cm.size} imaginary vibrational mode(s) beyond the {self.n_rigid} rigid ones: "
+            f"{modes} cm^-1{f}; the structure is not at a minimum (relax it first, e.g. with --relax); "
+            "harmonic thermochemistry is not meaningful there"
+        )
 
 
-def check_minimum(vib: VibrationsData, forces=None, partial: bool = False,
-                  threshold_cm: float = ZERO_MODE_CM) -> MinimumCheck:
+def check_minimum(
+    vib: VibrationsData, forces=None, partial: bool = False, threshold_cm: float = ZERO_MODE_CM
+) -> MinimumCheck:
     r"""Imaginary vibrational modes of ``vib`` once the rigid modes are set aside.
 
     The ``n_rigid`` modes of smallest :math:`|\nu|` are the translations/rotations (:func:`n_rigid_modes`);
@@ -132,12 +138,19 @@ def vibrational_energies(vib: VibrationsData, partial: bool = False) -> np.ndarr
     """Energies (eV) of the vibrational modes, rigid modes (smallest |E|) removed, ascending."""
     e = np.asarray(vib.get_energies())
     order = np.argsort(np.abs(e), kind="stable")
-    return e[order[n_rigid_modes(vib.get_atoms(), partial):]]
+    return e[order[n_rigid_modes(vib.get_atoms(), partial) :]]
 
 
-def thermochemistry(vib: VibrationsData, potential_energy: float, temperature: float = 298.15,
-                    pressure: float = 101325.0, kind: str = "auto", symmetrynumber: int = 1,
-                    spin: float = 0.0, partial: bool = False) -> dict:
+def thermochemistry(
+    vib: VibrationsData,
+    potential_energy: float,
+    temperature: float = 298.15,
+    pressure: float = 101325.0,
+    kind: str = "auto",
+    symmetrynumber: int = 1,
+    spin: float = 0.0,
+    partial: bool = False,
+) -> dict:
     r"""Zero-point energy and harmonic free energies through ASE's thermochemistry classes.
 
     ``kind="ideal_gas"`` (default for a free molecule): :class:`~ase.thermochemistry.IdealGasThermo`,
@@ -159,21 +172,37 @@ def thermochemistry(vib: VibrationsData, potential_energy: float, temperature: f
         raise ValueError(check.message())
     energies = vibrational_energies(vib, partial)
     energies = np.abs(energies.real)  # after the check: only round-off imaginary parts are left
-    out = {"kind": kind, "temperature_K": temperature, "vib_energies_eV": energies,
-           "zpe_eV": 0.5 * float(energies.sum())}
+    out = {
+        "kind": kind,
+        "temperature_K": temperature,
+        "vib_energies_eV": energies,
+        "zpe_eV": 0.5 * float(energies.sum()),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind == "ideal_gas":
-            th = IdealGasThermo(energies, geometry(atoms), potentialenergy=potential_energy, atoms=atoms,
-                                symmetrynumber=symmetrynumber, spin=spin, vib_selection="all")
-            out.update(pressure_Pa=pressure, enthalpy_eV=th.get_enthalpy(temperature, verbose=False),
-                       entropy_eV_per_K=th.get_entropy(temperature, pressure, verbose=False),
-                       gibbs_eV=th.get_gibbs_energy(temperature, pressure, verbose=False))
+            th = IdealGasThermo(
+                energies,
+                geometry(atoms),
+                potentialenergy=potential_energy,
+                atoms=atoms,
+                symmetrynumber=symmetrynumber,
+                spin=spin,
+                vib_selection="all",
+            )
+            out.update(
+                pressure_Pa=pressure,
+                enthalpy_eV=th.get_enthalpy(temperature, verbose=False),
+                entropy_eV_per_K=th.get_entropy(temperature, pressure, verbose=False),
+                gibbs_eV=th.get_gibbs_energy(temperature, pressure, verbose=False),
+            )
         elif kind == "harmonic":
             th = HarmonicThermo(energies, potentialenergy=potential_energy)
-            out.update(internal_energy_eV=th.get_internal_energy(temperature, verbose=False),
-                       entropy_eV_per_K=th.get_entropy(temperature, verbose=False),
-                       helmholtz_eV=th.get_helmholtz_energy(temperature, verbose=False))
+            out.update(
+                internal_energy_eV=th.get_internal_energy(temperature, verbose=False),
+                entropy_eV_per_K=th.get_entropy(temperature, verbose=False),
+                helmholtz_eV=th.get_helmholtz_energy(temperature, verbose=False),
+            )
         else:
             raise ValueError(f"kind must be 'auto', 'ideal_gas' or 'harmonic', got {kind!r}")
     return out
@@ -209,8 +238,15 @@ class HessianPhonons(Phonons):
         self.rows = _hessian_rows(self.calc, atoms_n, ref)
         return self.rows
 
-    def read(self, method: str = "standard", symmetrize: int = 3, acoustic: bool = True,
-             cutoff: float | None = None, born: bool = False, **kwargs):
+    def read(
+        self,
+        method: str = "standard",
+        symmetrize: int = 3,
+        acoustic: bool = True,
+        cutoff: float | None = None,
+        born: bool = False,
+        **kwargs,
+    ):
         """Force constants from the Hessian rows (ASE's keyword arguments; ``method`` is ignored)."""
         if born:
             raise ValueError("Born effective charges are not provided by this model")
@@ -251,8 +287,10 @@ def phonons(atoms, calc, supercell=(4, 4, 4), symmetrize: int = 0, acoustic: boo
     ``asr_error`` says how well); ASE's symmetrisation and sum-rule correction stay available.
     """
     if not np.all(atoms.pbc):
-        raise ValueError(f"phonons need a structure periodic in x, y and z (pbc={atoms.pbc.tolist()}); "
-                         "use vibrations() for molecules")
+        raise ValueError(
+            f"phonons need a structure periodic in x, y and z (pbc={atoms.pbc.tolist()}); "
+            "use vibrations() for molecules"
+        )
     ph = HessianPhonons(atoms, calc, supercell=tuple(int(s) for s in supercell))
     ph.read(symmetrize=symmetrize, acoustic=acoustic)
     return ph

@@ -15,11 +15,13 @@ Example:
     ...
     nequip_np.schema.Bad: must be an integer between 0 and 8
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +41,12 @@ REQUIRED = object()  # sentinel default: the option must be given
 
 # -- checks of single options -----------------------------------------------------------------------
 def _type_names(v):
-    if (not isinstance(v, (list, tuple)) or not v or not all(isinstance(t, str) and t for t in v)
-            or len(set(v)) != len(v)):
+    if (
+        not isinstance(v, (list, tuple))
+        or not v
+        or not all(isinstance(t, str) and t for t in v)
+        or len(set(v)) != len(v)
+    ):
         raise Bad("must be a non-empty list of distinct type names")
     return list(v)
 
@@ -57,14 +63,14 @@ def _per_type(what: str, positive: bool = True, optional: bool = True) -> Callab
         if isinstance(v, Mapping) and v and all(isinstance(k, str) and ok(x) for k, x in v.items()):
             return {k: float(x) for k, x in v.items()}
         raise Bad(f"must be {what}")
+
     return check
 
 
 def _num_features(v):
     if is_number(v) and isinstance(v, int) and v > 0:
         return int(v)
-    if isinstance(v, (list, tuple)) and v and all(
-            isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
         return list(v)
     raise Bad("must be a positive integer or a list of positive integers (one per l)")
 
@@ -166,8 +172,12 @@ _SHIFT_STATS = ("auto", "per_atom_energy_mean", "least_squares", "isolated_atom_
 MODEL_OPTIONS: dict[str, Option] = {
     "type_names": Option(REQUIRED, _type_names, statistics=("auto",)),
     "r_max": Option(REQUIRED, number(0, lo_open=True, what="a positive number")),
-    "avg_num_neighbors": Option(REQUIRED, _avg_num_neighbors, config_default="auto",
-                                statistics=("auto", "num_neighbors_mean", "per_type_num_neighbors_mean")),
+    "avg_num_neighbors": Option(
+        REQUIRED,
+        _avg_num_neighbors,
+        config_default="auto",
+        statistics=("auto", "num_neighbors_mean", "per_type_num_neighbors_mean"),
+    ),
     "num_layers": Option(4, integer(1)),
     "l_max": Option(1, integer(0, hi=8)),
     "parity": Option(True, boolean),
@@ -181,10 +191,18 @@ MODEL_OPTIONS: dict[str, Option] = {
     "num_bessels": Option(8, integer(1)),
     "bessel_trainable": Option(False, boolean),
     "polynomial_cutoff_p": Option(6, _p_exponent),
-    "per_type_energy_scales": Option(None, _per_type("a positive number or a {type: number} dict, or null"),
-                                     config_default="auto", statistics=_SCALE_STATS),
-    "per_type_energy_shifts": Option(None, _per_type("a number or a {type: number} dict, or null", positive=False),
-                                     config_default="auto", statistics=_SHIFT_STATS),
+    "per_type_energy_scales": Option(
+        None,
+        _per_type("a positive number or a {type: number} dict, or null"),
+        config_default="auto",
+        statistics=_SCALE_STATS,
+    ),
+    "per_type_energy_shifts": Option(
+        None,
+        _per_type("a number or a {type: number} dict, or null", positive=False),
+        config_default="auto",
+        statistics=_SHIFT_STATS,
+    ),
     "per_type_energy_scales_trainable": Option(False, boolean),
     "per_type_energy_shifts_trainable": Option(False, boolean),
     "per_edge_type_cutoff": Option(None, _per_edge_type_cutoff),
@@ -208,7 +226,7 @@ def check_model_options(opts: Mapping[str, Any], prefix: str = "") -> None:
     for src, x in (opts.get("per_edge_type_cutoff") or {}).items():
         if names is not None and src not in names:
             raise ValueError(f"{prefix}per_edge_type_cutoff: unknown type {src!r}; type names are {names}")
-        for nb, c in (x.items() if isinstance(x, dict) else [(None, x)]):
+        for nb, c in x.items() if isinstance(x, dict) else [(None, x)]:
             if names is not None and nb is not None and nb not in names:
                 raise ValueError(f"{prefix}per_edge_type_cutoff[{src!r}]: unknown type {nb!r}")
             if r_max is not None and c > r_max:
@@ -219,8 +237,9 @@ def check_model_options(opts: Mapping[str, Any], prefix: str = "") -> None:
             missing = [t for t in names if t not in value]
             extra = [t for t in value if t not in names]
             if missing or extra:
-                raise ValueError(f"{prefix}{key}: keys must be exactly the type names {names}; "
-                                 f"missing {missing}, unknown {extra}")
+                raise ValueError(
+                    f"{prefix}{key}: keys must be exactly the type names {names}; missing {missing}, unknown {extra}"
+                )
     pp = opts.get("pair_potential")
     if pp is not None and names is not None:
         from ase.data import atomic_numbers
@@ -228,8 +247,10 @@ def check_model_options(opts: Mapping[str, Any], prefix: str = "") -> None:
         species = list(pp.get("chemical_species", names))
         unknown = [s for s in species if s not in atomic_numbers]
         if unknown or len(species) != len(names):
-            raise ValueError(f"{prefix}pair_potential: ZBL needs one chemical symbol per type name {names} "
-                             f"(pair_potential.chemical_species); got {species}")
+            raise ValueError(
+                f"{prefix}pair_potential: ZBL needs one chemical symbol per type name {names} "
+                f"(pair_potential.chemical_species); got {species}"
+            )
 
 
 @dataclass
@@ -266,8 +287,12 @@ class ModelConfig:
         if unknown:
             import difflib
 
-            hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, MODEL_OPTIONS, 1)[0]!r}?)"
-                     if difflib.get_close_matches(k, MODEL_OPTIONS, 1) else repr(k) for k in unknown]
+            hints = [
+                f"{k!r} (did you mean {difflib.get_close_matches(k, MODEL_OPTIONS, 1)[0]!r}?)"
+                if difflib.get_close_matches(k, MODEL_OPTIONS, 1)
+                else repr(k)
+                for k in unknown
+            ]
             raise TypeError(f"unknown model option(s) {', '.join(hints)}")
         for req in ("type_names", "r_max", "avg_num_neighbors"):
             if kwargs.get(req) is None:
@@ -307,8 +332,9 @@ class ModelConfig:
             missing = [t for t in self.type_names if t not in value]
             extra = [t for t in value if t not in self.type_names]
             if missing or extra:
-                raise ValueError(f"{name}: keys must be exactly the type names {self.type_names}; "
-                                 f"missing {missing}, unknown {extra}")
+                raise ValueError(
+                    f"{name}: keys must be exactly the type names {self.type_names}; missing {missing}, unknown {extra}"
+                )
             return np.array([float(value[t]) for t in self.type_names])
         if isinstance(value, (list, tuple)):
             raise ValueError(f"{name}: give a float or a {{type: float}} dict (lists are ambiguous), got {value!r}")
@@ -332,12 +358,16 @@ class ModelConfig:
             species = list(self.pair_potential.get("chemical_species", self.type_names))
             unknown = [s for s in species if s not in atomic_numbers]
             if unknown or len(species) != len(self.type_names):
-                raise ValueError(f"ZBL needs one chemical symbol per type name {self.type_names} "
-                                 f"(pair_potential.chemical_species); got {species}")
+                raise ValueError(
+                    f"ZBL needs one chemical symbol per type name {self.type_names} "
+                    f"(pair_potential.chemical_species); got {species}"
+                )
             out["atomic_numbers"] = np.array([float(atomic_numbers[s]) for s in species])
             out["zbl_ke"] = ZBL_KE[self.pair_potential.get("units", "metal")]
             # nequip's ZBL has its own envelope exponent (default 6), independent of the model's
-            out["zbl_p"] = float(self.pair_potential.get("polynomial_cutoff_p", 6.0))  # settable: pair_potential.polynomial_cutoff_p
+            out["zbl_p"] = float(
+                self.pair_potential.get("polynomial_cutoff_p", 6.0)
+            )  # settable: pair_potential.polynomial_cutoff_p
         return out
 
     def cutoff_table(self) -> np.ndarray:
@@ -353,7 +383,9 @@ class ModelConfig:
                 if nb not in self.type_names:
                     raise ValueError(f"per_edge_type_cutoff[{center!r}]: unknown type {nb!r}")
                 if not 0 < float(rc) <= self.r_max:
-                    raise ValueError(f"per_edge_type_cutoff[{center!r}][{nb!r}] = {rc} must be in (0, r_max={self.r_max}]")
+                    raise ValueError(
+                        f"per_edge_type_cutoff[{center!r}][{nb!r}] = {rc} must be in (0, r_max={self.r_max}]"
+                    )
                 table[ci, self.type_names.index(nb)] = float(rc)
         return table
 

@@ -8,6 +8,7 @@ This module knows the file, not the model class: :meth:`NequIPModel.save
 <nequip_np.model.nequip.NequIPModel.save>` writes through :func:`save_model`, and
 :func:`nequip_np.model.io.load_model` builds the model from what :func:`read_model_file` returns.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,13 @@ def atomic_savez(path, **arrays) -> None:
 def save_model(model, path) -> None:
     """Write ``model`` (anything with ``params`` and ``config.to_dict()``) in the layout above."""
     arrays = {f"param/{k}": v for k, v in model.params.items()}
-    atomic_savez(path, format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
-                 config=np.array(json.dumps(model.config.to_dict())), **arrays)
+    atomic_savez(
+        path,
+        format=np.array(FORMAT),
+        format_version=np.array(FORMAT_VERSION),
+        config=np.array(json.dumps(model.config.to_dict())),
+        **arrays,
+    )
 
 
 def read_model_file(path) -> tuple[dict, dict]:
@@ -59,12 +65,16 @@ def read_model_file(path) -> tuple[dict, dict]:
         raise ValueError(f"{str(path)!r} is not a readable .npz model file: {exc}") from exc
     with data:
         if "format" not in data or str(data["format"]) != FORMAT:
-            raise ValueError(f"{str(path)!r} is not a nequip-np model file (no format={FORMAT!r} entry); "
-                             "official nequip weights are read with nequip_np.interop.load_nequip_npz")
+            raise ValueError(
+                f"{str(path)!r} is not a nequip-np model file (no format={FORMAT!r} entry); "
+                "official nequip weights are read with nequip_np.interop.load_nequip_npz"
+            )
         version = int(data["format_version"])
         if version > FORMAT_VERSION:
-            raise ValueError(f"{str(path)!r} has model format version {version}, newer than the versions "
-                             f"1..{FORMAT_VERSION} this nequip-np reads; upgrade nequip-np")
+            raise ValueError(
+                f"{str(path)!r} has model format version {version}, newer than the versions "
+                f"1..{FORMAT_VERSION} this nequip-np reads; upgrade nequip-np"
+            )
         config = json.loads(str(data["config"]))
-        params = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
+        params = {k[len("param/") :]: data[k] for k in data.files if k.startswith("param/")}
     return config, params

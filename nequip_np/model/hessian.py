@@ -34,6 +34,7 @@ Example:
     >>> H.shape, bool(np.allclose(H, H.T, rtol=0, atol=1e-12 * np.abs(H).max()))
     ((18, 18), True)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,15 +53,19 @@ MAX_BATCH_EDGES = 20_000
 
 def _check(model, graph):
     if graph.n_frames != 1:
-        raise ValueError(f"the Hessian is defined per structure; got a batch of {graph.n_frames} frames "
-                         "(split it with nequip_np.data.graph.split_batch)")
+        raise ValueError(
+            f"the Hessian is defined per structure; got a batch of {graph.n_frames} frames "
+            "(split it with nequip_np.data.graph.split_batch)"
+        )
     if graph.n_atoms == 0:
         raise ValueError("cannot compute the Hessian of an empty structure (0 atoms)")
     nt = len(model.config.type_names)
     types = graph.atom_types
     if types.min() < 0 or types.max() >= nt:
-        raise ValueError(f"atom_types must lie in [0, {nt}) for type_names {model.config.type_names}; "
-                         f"got types {sorted(set(types.tolist()))}")
+        raise ValueError(
+            f"atom_types must lie in [0, {nt}) for type_names {model.config.type_names}; "
+            f"got types {sorted(set(types.tolist()))}"
+        )
 
 
 def default_batch(graph) -> int:
@@ -68,8 +73,16 @@ def default_batch(graph) -> int:
     return int(max(1, min(3 * graph.n_atoms, MAX_BATCH_EDGES // max(graph.n_edges, 1))))
 
 
-def hessian_vector_products(model, graph, directions, *, batch: int | None = None, params=None,
-                            low_memory: bool = False, return_gradient: bool = False):
+def hessian_vector_products(
+    model,
+    graph,
+    directions,
+    *,
+    batch: int | None = None,
+    params=None,
+    low_memory: bool = False,
+    return_gradient: bool = False,
+):
     r"""Exact products :math:`H v_k` for K directions :math:`v_k` (each an (N, 3) displacement).
 
     Args:
@@ -104,7 +117,7 @@ def hessian_vector_products(model, graph, directions, *, batch: int | None = Non
     params = model.params if params is None else params
     out, grad = np.empty_like(v), None
     for k0 in range(0, len(v), batch):
-        out[k0:k0 + batch], grad = _batched_pass(model, graph, v[k0:k0 + batch], params, low_memory)
+        out[k0 : k0 + batch], grad = _batched_pass(model, graph, v[k0 : k0 + batch], params, low_memory)
     out = out[0] if single else out
     return (out, grad) if return_gradient else out
 
@@ -123,8 +136,13 @@ def _batched_pass(model, graph, v, params, low_memory):
     to_j, to_i = (src[None] + off).ravel(), (dst[None] + off).ravel()
 
     def to_atoms(x, m):  # dE/dR_n = sum_{e: j(e)=n} g_e - sum_{e: i(e)=n} g_e, per Cartesian component
-        return np.stack([np.bincount(to_j[:len(x)], x[:, c], minlength=m)
-                         - np.bincount(to_i[:len(x)], x[:, c], minlength=m) for c in range(3)], axis=1)
+        return np.stack(
+            [
+                np.bincount(to_j[: len(x)], x[:, c], minlength=m) - np.bincount(to_i[: len(x)], x[:, c], minlength=m)
+                for c in range(3)
+            ],
+            axis=1,
+        )
 
     hv = to_atoms(np.ascontiguousarray(g.imag), k * n).reshape(k, n, 3) / COMPLEX_STEP
     return hv, to_atoms(np.ascontiguousarray(g[:e].real), n)
@@ -149,6 +167,7 @@ def hessian(model, graph, *, atoms=None, batch: int | None = None, params=None, 
         raise ValueError(f"atom indices must lie in [0, {n}), got {rows.tolist()}")
     dirs = np.zeros((3 * len(rows), n, 3))
     for r, atom in enumerate(rows):
-        dirs[3 * r:3 * r + 3, atom, :] = np.eye(3)
-    return hessian_vector_products(model, graph, dirs, batch=batch, params=params,
-                                   low_memory=low_memory).reshape(3 * len(rows), 3 * n)
+        dirs[3 * r : 3 * r + 3, atom, :] = np.eye(3)
+    return hessian_vector_products(model, graph, dirs, batch=batch, params=params, low_memory=low_memory).reshape(
+        3 * len(rows), 3 * n
+    )

@@ -4,6 +4,7 @@
 :func:`load_model` reads only that format. A file that may also be an official-nequip export is read
 with :func:`nequip_np.interop.load_any_model`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -28,6 +28,7 @@ scaling, a gather or scatter by atom type — go through ``xp = ops.glue``: NumP
 numpy and numba backends, device kernels for cuda, so that with ``backend="cuda"`` the arrays stay on
 the device from the edge vectors to the forces.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
 from nequip_np.kernels.glue import reference as host_glue
-from nequip_np.kernels.plan import LayerPlan, build_plan, mlp_alphas as _alphas
+from nequip_np.kernels.plan import LayerPlan, build_plan
+from nequip_np.kernels.plan import mlp_alphas as _alphas
 from nequip_np.kernels.registry import get_ops
 from nequip_np.model.config import ModelConfig
 from nequip_np.model.file_format import save_model
@@ -87,14 +89,18 @@ class LayerWeights:
     @classmethod
     def of(cls, params: dict, layer: LayerPlan) -> LayerWeights:
         k = layer.index
-        return cls(params.get(f"layer{k}.sc"), params[f"layer{k}.linear_1"],
-                   [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)],
-                   params[f"layer{k}.linear_2"])
+        return cls(
+            params.get(f"layer{k}.sc"),
+            params[f"layer{k}.linear_1"],
+            [params[f"layer{k}.radial.{m}"] for m in range(len(layer.radial_dims) - 1)],
+            params[f"layer{k}.linear_2"],
+        )
 
 
 # ---------------------------------------------------------------------- one interaction layer
-def interaction(ops, layer: LayerPlan, W: LayerWeights, h, attr, types, emb, Y, src, dst, norm, low_memory=False,
-                table=None):
+def interaction(
+    ops, layer: LayerPlan, W: LayerWeights, h, attr, types, emb, Y, src, dst, norm, low_memory=False, table=None
+):
     r"""One NequIP interaction layer (``docs/model.md``); returns ``(h', LayerCache)``.
 
     Shapes: N atoms, E edges; I, MID, O, H = the layer's input, message, conv-output and output irreps.
@@ -146,8 +152,7 @@ def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, p
     dh_in, grads["linear_1"] = ops.linear.backward(xp.mul(dy, norm), lc.linear_1, param_grads)  # (N, dim I)
     d_attr = None
     if lc.self_connection is not None:
-        dh_sc, d_attr, grads["self_connection"] = ops.self_connection.backward(dz, lc.self_connection,
-                                                                               param_grads)
+        dh_sc, d_attr, grads["self_connection"] = ops.self_connection.backward(dz, lc.self_connection, param_grads)
         dh_in = xp.add(dh_in, dh_sc)
     return dh_in, d_attr, d_emb, d_Y, grads
 
@@ -171,9 +176,14 @@ class NequIPModel:
         c = self.config
         self.dtype = np.dtype(c.model_dtype)
         self.plan = build_plan(
-            l_max=c.l_max, parity=c.parity, num_layers=c.num_layers, num_features=c.num_features,
-            type_embed_num_features=c.type_embed_num_features, num_bessels=c.num_bessels,
-            radial_mlp_depth=c.radial_mlp_depth, radial_mlp_width=c.radial_mlp_width,
+            l_max=c.l_max,
+            parity=c.parity,
+            num_layers=c.num_layers,
+            num_features=c.num_features,
+            type_embed_num_features=c.type_embed_num_features,
+            num_bessels=c.num_bessels,
+            radial_mlp_depth=c.radial_mlp_depth,
+            radial_mlp_width=c.radial_mlp_width,
             readout_mlp_hidden_layers_depth=c.readout_mlp_hidden_layers_depth,
             readout_mlp_hidden_layers_width=c.readout_mlp_hidden_layers_width,
         )
@@ -237,10 +247,13 @@ class NequIPModel:
     def __repr__(self) -> str:
         c = self.config
         n = sum(v.size for v in self.params.values())
-        return (f"NequIPModel(type_names={c.type_names}, r_max={c.r_max}, num_layers={c.num_layers}, "
-                f"l_max={c.l_max}, parity={c.parity}, num_features={c.num_features}, "
-                f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n}"
-                + (f", radial_tables={self.radial_tables.n_points}" if self.radial_tables is not None else "") + ")")
+        return (
+            f"NequIPModel(type_names={c.type_names}, r_max={c.r_max}, num_layers={c.num_layers}, "
+            f"l_max={c.l_max}, parity={c.parity}, num_features={c.num_features}, "
+            f"model_dtype={c.model_dtype!r}, backend={self.backend!r}, params={n}"
+            + (f", radial_tables={self.radial_tables.n_points}" if self.radial_tables is not None else "")
+            + ")"
+        )
 
     # ------------------------------------------------------------------ forward
     def forward(self, graph, edge_vec, params: dict | None = None, low_memory: bool = False, to_host: bool = True):
@@ -263,8 +276,9 @@ class NequIPModel:
             emb = emb_cache = None
             if tables is None:
                 bessel_w = xp.resident(self._get("bessel_weights", params))  # (n_b,)
-                emb, emb_cache = ops.edge_embedding.forward(edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p,
-                                                            2.0 * np.pi / c.r_max**2)  # (E, n_b)
+                emb, emb_cache = ops.edge_embedding.forward(
+                    edge_vec, rmax_recip, bessel_w, c.polynomial_cutoff_p, 2.0 * np.pi / c.r_max**2
+                )  # (E, n_b)
                 emb = xp.cast(emb, cdt)
             Y, sh_cache = ops.spherical_harmonics.forward(edge_vec, c.l_max)  # (E, (l_max+1)²)
             Y = xp.cast(Y, cdt)
@@ -289,14 +303,22 @@ class NequIPModel:
             # 8. optional ZBL prior, per directed edge, added to the centre atom
             if c.pair_potential is not None:
                 z = self.buffers["atomic_numbers"]
-                e_pair, cache.zbl = ops.zbl.forward(edge_vec, z[types[dst]], z[types[src]], rmax_recip,
-                                                    self.buffers["zbl_p"], self.buffers["zbl_ke"])
+                e_pair, cache.zbl = ops.zbl.forward(
+                    edge_vec, z[types[dst]], z[types[src]], rmax_recip, self.buffers["zbl_p"], self.buffers["zbl_ke"]
+                )
                 atomic = xp.add(atomic, xp.scatter_sum(e_pair, dst, types.shape[0]))
         return (xp.to_host(atomic) if to_host else atomic), cache
 
     # ------------------------------------------------------------------ backward
-    def backward(self, d_atomic, cache: ModelCache, graph, params: dict | None = None, param_grads: bool = True,
-                 to_host: bool = True):
+    def backward(
+        self,
+        d_atomic,
+        cache: ModelCache,
+        graph,
+        params: dict | None = None,
+        param_grads: bool = True,
+        to_host: bool = True,
+    ):
         r"""Reverse pass: ``d_atomic`` (N,) → (:math:`\partial E/\partial\vec r_e` (E, 3), parameter gradients).
 
         Results are NumPy arrays, or backend arrays with ``to_host=False``. ``param_grads=False`` (forces
@@ -307,13 +329,18 @@ class NequIPModel:
         params = self.params if params is None else params  # read for names and shapes only
         types, dst = graph.atom_types, graph.edge_index[0]
         if param_grads and cache.emb is None:
-            raise RuntimeError("radial tables give no gradients of the radial MLP weights; call "
-                               "model.use_radial_tables(None) before training")
+            raise RuntimeError(
+                "radial tables give no gradients of the radial MLP weights; call "
+                "model.use_radial_tables(None) before training"
+            )
         with ops.call_context():
             d_atomic = xp.upload(d_atomic)  # (N,)
             d_e, d_scales, d_shifts = ops.scale_shift.backward(d_atomic, cache.scale_shift)  # (N, 1), (T,), (T,)
-            grads = {k: g for k, g in (("per_type_energy_shifts", d_shifts), ("per_type_energy_scales", d_scales))
-                     if k in params}
+            grads = {
+                k: g
+                for k, g in (("per_type_energy_shifts", d_shifts), ("per_type_energy_scales", d_scales))
+                if k in params
+            }
             dh, d_readout = ops.mlp.backward(d_e, cache.readout, param_grads)
             grads.update({f"readout.{m}": g for m, g in enumerate(d_readout) if g is not None})
             d_emb = d_Y = d_attr = 0.0  # sums over layers (d_emb: (E, 3) edge-vector gradient with tables)
@@ -321,7 +348,8 @@ class NequIPModel:
             for layer in reversed(plan.layers):
                 k = layer.index
                 dh, d_attr_k, d_emb_k, d_Y_k, g = interaction_backward(
-                    ops, layer, dh, cache.layers[k], cache.emb, norm, param_grads)
+                    ops, layer, dh, cache.layers[k], cache.emb, norm, param_grads
+                )
                 grads[f"layer{k}.linear_2"] = g["linear_2"]
                 grads.update({f"layer{k}.radial.{m}": gm for m, gm in enumerate(g["radial"]) if gm is not None})
                 grads[f"layer{k}.linear_1"] = g["linear_1"]

@@ -1,4 +1,5 @@
 """Re-export of :mod:`nequip_np.kernels.plan` (the plan moved next to the kernels that consume it)."""
+
 from nequip_np.kernels.plan import (  # noqa: F401
     Block,
     ConvPlan,

@@ -29,6 +29,7 @@ Example:
     >>> len(tables.tables), tables.tables[0].shape[:2]
     (1, (64, 3))
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -132,12 +133,16 @@ class RadialTables:
         for name, value in self.source.items():
             current = params[name] if name in params else buffers[name]
             if current.shape != value.shape or not np.array_equal(current, value):
-                raise RuntimeError(f"parameter {name!r} changed since the radial tables were built; call "
-                                   "model.use_radial_tables() again (or model.use_radial_tables(None) to use the MLP)")
+                raise RuntimeError(
+                    f"parameter {name!r} changed since the radial tables were built; call "
+                    "model.use_radial_tables() again (or model.use_radial_tables(None) to use the MLP)"
+                )
 
     def __repr__(self) -> str:
-        return (f"RadialTables(layers={len(self.tables)}, n_points={self.n_points}, "
-                f"error_w={self.error['w']:.1e}, error_dw={self.error['dw']:.1e})")
+        return (
+            f"RadialTables(layers={len(self.tables)}, n_points={self.n_points}, "
+            f"error_w={self.error['w']:.1e}, error_dw={self.error['dw']:.1e})"
+        )
 
 
 def build_radial_tables(model, n_points: int | str = "auto", params: dict | None = None) -> RadialTables:
@@ -154,10 +159,12 @@ def build_radial_tables(model, n_points: int | str = "auto", params: dict | None
                 tables.requested = "auto"
                 return tables
             if n >= MAX_POINTS:
-                raise ValueError(f"radial tables of {n} nodes still differ from the radial MLP by "
-                                 f"{tables.error['dw']:.1e} (relative, dw/dx) > {AUTO_TOLERANCE:.0e}: this "
-                                 "model's radial functions are too rough to tabulate; evaluate the MLP "
-                                 "(no radial table)")
+                raise ValueError(
+                    f"radial tables of {n} nodes still differ from the radial MLP by "
+                    f"{tables.error['dw']:.1e} (relative, dw/dx) > {AUTO_TOLERANCE:.0e}: this "
+                    "model's radial functions are too rough to tabulate; evaluate the MLP "
+                    "(no radial table)"
+                )
             n *= 2
 
     if isinstance(n_points, str) or int(n_points) != n_points or n_points < 8:

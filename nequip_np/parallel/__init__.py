@@ -13,6 +13,7 @@ Data-parallel training lives in :mod:`nequip_np.train.data_parallel` (training i
 package, not the other way round); its names are still reachable from here. ``docs/lammps_mpi.md``
 explains both uses.
 """
+
 from nequip_np.parallel.comm import Comm, SerialComm, launched_size, world
 from nequip_np.parallel.gather import decomposed_energy_forces
 from nequip_np.parallel.ghost import GhostCache, OwnerMap, ghost_energy_forces
@@ -22,9 +23,22 @@ from nequip_np.parallel.threads import ThreadComm, run_thread_ranks, slab_ghosts
 #: names of :mod:`nequip_np.train.data_parallel` reachable from here (see __getattr__)
 _TRAINING = ("DataParallel", "data_parallel_from_environment", "shard_loss_and_grad")
 
-__all__ = ["Comm", "GhostCache", "OwnerMap", "SerialComm", "ThreadComm", "decomposed_energy_forces",
-           "ghost_energy_forces", "launched_size", "owned_energy_forces", "receptive_subgraph",
-           "run_thread_ranks", "slab_ghosts", "world", *_TRAINING]
+__all__ = [
+    "Comm",
+    "GhostCache",
+    "OwnerMap",
+    "SerialComm",
+    "ThreadComm",
+    "decomposed_energy_forces",
+    "ghost_energy_forces",
+    "launched_size",
+    "owned_energy_forces",
+    "receptive_subgraph",
+    "run_thread_ranks",
+    "slab_ghosts",
+    "world",
+    *_TRAINING,
+]
 
 
 def __getattr__(name):

@@ -8,6 +8,7 @@ same code runs with and without ``mpirun``. mpi4py is optional (``pip install 'n
 
 ``sum`` is formed in rank order from an allgather, so every rank holds bit-identical results.
 """
+
 from __future__ import annotations
 
 import os

@@ -18,6 +18,7 @@ all N positions and the N×3 partial forces, and builds the full neighbour list 
 per rank, two O(N) collectives per step); only the model — the expensive part — is split. The ghost
 decomposition (:mod:`nequip_np.parallel.ghost`) is O(owned + ghosts) per rank instead.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,19 +51,31 @@ def decomposed_energy_forces(model, comm, ids, types, positions, cell, pbc=(True
     if all_ids.size and np.any(np.diff(all_ids[order]) == 0):
         raise ValueError("atom ids are not unique across ranks")
     start = int(counts[: comm.rank].sum())
-    mine = order.argsort()[start:start + len(ids)]  # rows of this rank's atoms in id order
+    mine = order.argsort()[start : start + len(ids)]  # rows of this rank's atoms in id order
     pos, cell, pbc = all_pos[order], np.asarray(cell, dtype=np.float64), np.asarray(pbc, dtype=bool)
     edge_index, shifts = neighbor_list(pos, cell, pbc, c.r_max)
     if c.per_edge_type_cutoff is not None:
         table = cutoff_table_from_config(c.per_edge_type_cutoff, c.type_names, c.r_max)
         edge_index, shifts = prune_edges(edge_index, shifts, pos, cell, all_types[order], table)
-    graph = AtomicGraph(pos=pos, atom_types=all_types[order], edge_index=edge_index,
-                        edge_shift=shifts.astype(np.float64), cell=cell[None], pbc=pbc[None],
-                        batch=np.zeros(pos.shape[0], np.int64), num_atoms=np.array([pos.shape[0]], np.int64))
+    graph = AtomicGraph(
+        pos=pos,
+        atom_types=all_types[order],
+        edge_index=edge_index,
+        edge_shift=shifts.astype(np.float64),
+        cell=cell[None],
+        pbc=pbc[None],
+        batch=np.zeros(pos.shape[0], np.int64),
+        num_atoms=np.array([pos.shape[0]], np.int64),
+    )
     owned = np.zeros(pos.shape[0], bool)
     owned[mine] = True
     part = owned_energy_forces(model, graph, owned)
     packed = np.concatenate([[part["energy"]], part["virial"].ravel(), part["forces"].ravel()])
     total = comm.sum(packed)
-    return {"energy": float(total[0]), "virial": total[1:10].reshape(3, 3),
-            "forces": total[10:].reshape(-1, 3)[mine], "n_computed": part["n_computed"], "model_s": part["model_s"]}
+    return {
+        "energy": float(total[0]),
+        "virial": total[1:10].reshape(3, 3),
+        "forces": total[10:].reshape(-1, 3)[mine],
+        "n_computed": part["n_computed"],
+        "model_s": part["model_s"],
+    }

@@ -8,6 +8,7 @@ partial forces are computed on the receptive subgraph
 ranks owning those atoms (:func:`ghost_energy_forces`). O(owned + ghosts) memory and work per rank;
 :class:`GhostCache` keeps the id → rank table, the folding and a Verlet list between MD steps.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -101,8 +102,13 @@ class GhostCache:
         """
         frac = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, (np.asarray(positions) - origin).T).T
         key = self._fold_key
-        if (key is None or key[1] != nlocal or not np.array_equal(key[2], fold) or key[0].shape != ids.shape
-                or not np.array_equal(key[0], ids)):
+        if (
+            key is None
+            or key[1] != nlocal
+            or not np.array_equal(key[2], fold)
+            or key[0].shape != ids.shape
+            or not np.array_equal(key[0], ids)
+        ):
             wrapped = frac.copy()
             wrapped[:, fold] -= np.floor(wrapped[:, fold])
             self._rows = _fold_rows(ids, wrapped, nlocal, fold)
@@ -114,8 +120,18 @@ class GhostCache:
         return self._rows, origin + kept @ cell
 
 
-def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, cache: GhostCache, cell=None,
-                        origin=None, fold=(False, False, False)) -> dict:
+def ghost_energy_forces(
+    model,
+    comm,
+    ids,
+    types,
+    positions,
+    nlocal: int,
+    cache: GhostCache,
+    cell=None,
+    origin=None,
+    fold=(False, False, False),
+) -> dict:
     r"""Energy, virial and forces when the MD engine supplies ghost atoms (explicit periodic images).
 
     Rows ``[:nlocal]`` of ``ids``/``types``/``positions`` are the atoms this rank owns, the rest are
@@ -173,9 +189,16 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, cache: 
         if c.per_edge_type_cutoff is not None:
             table = cutoff_table_from_config(c.per_edge_type_cutoff, c.type_names, c.r_max)
             edge_index, shifts = prune_edges(edge_index, shifts, pos, box, types, table)
-        graph = AtomicGraph(pos=pos, atom_types=types, edge_index=edge_index,
-                            edge_shift=shifts.astype(np.float64), cell=box[None], pbc=fold[None].copy(),
-                            batch=np.zeros(n, np.int64), num_atoms=np.array([n], np.int64))
+        graph = AtomicGraph(
+            pos=pos,
+            atom_types=types,
+            edge_index=edge_index,
+            edge_shift=shifts.astype(np.float64),
+            cell=box[None],
+            pbc=fold[None].copy(),
+            batch=np.zeros(n, np.int64),
+            num_atoms=np.array([n], np.int64),
+        )
         part = owned_energy_forces(model, graph, np.arange(n) < nlocal)
     except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
         error = exc
@@ -202,5 +225,11 @@ def ghost_energy_forces(model, comm, ids, types, positions, nlocal: int, cache: 
             raise ValueError("a ghost force arrived for an atom this rank does not own")
         np.add.at(forces, k, received[:, 1:])
     total = comm.sum(np.concatenate([[part["energy"]], part["virial"].ravel()]))
-    return {"energy": float(total[0]), "virial": total[1:10].reshape(3, 3), "forces": forces,
-            "n_computed": part["n_computed"], "n_sent": int(rows.size), "model_s": part["model_s"]}
+    return {
+        "energy": float(total[0]),
+        "virial": total[1:10].reshape(3, 3),
+        "forces": forces,
+        "n_computed": part["n_computed"],
+        "n_sent": int(rows.size),
+        "model_s": part["model_s"],
+    }

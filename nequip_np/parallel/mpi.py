@@ -9,6 +9,7 @@
 Nothing inside the package imports this module (tests/test_layers.py checks that), so its import of
 ``nequip_np.train`` — the one import from ``parallel`` upwards — cannot form a cycle.
 """
+
 # ruff: noqa: F401  (re-exports)
 from nequip_np.parallel.comm import (
     _SIZE_VARIABLES,

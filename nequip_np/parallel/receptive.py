@@ -13,6 +13,7 @@ result up to the order of floating-point sums.
 The two decompositions differ in where the shell comes from: :mod:`nequip_np.parallel.gather` (every
 rank holds the whole system) and :mod:`nequip_np.parallel.ghost` (the MD engine's ghost atoms).
 """
+
 from __future__ import annotations
 
 import time
@@ -50,9 +51,15 @@ def receptive_subgraph(graph: AtomicGraph, owned, num_layers: int):
     remap = np.full(graph.n_atoms, -1, np.int64)
     remap[nodes] = np.arange(nodes.size)
     sub = AtomicGraph(
-        pos=graph.pos[nodes], atom_types=graph.atom_types[nodes], edge_index=remap[graph.edge_index[:, edges]],
-        edge_shift=graph.edge_shift[edges], cell=graph.cell, pbc=graph.pbc,
-        batch=np.zeros(nodes.size, np.int64), num_atoms=np.array([nodes.size], np.int64))
+        pos=graph.pos[nodes],
+        atom_types=graph.atom_types[nodes],
+        edge_index=remap[graph.edge_index[:, edges]],
+        edge_shift=graph.edge_shift[edges],
+        cell=graph.cell,
+        pbc=graph.pbc,
+        batch=np.zeros(nodes.size, np.int64),
+        num_atoms=np.array([nodes.size], np.int64),
+    )
     return sub, nodes
 
 
@@ -66,8 +73,13 @@ def owned_energy_forces(model, graph: AtomicGraph, owned) -> dict:
     """
     owned = np.asarray(owned, dtype=bool)
     if not owned.any():  # a rank may own no atom (small system, many ranks)
-        return {"energy": 0.0, "forces": np.zeros((graph.n_atoms, 3)), "virial": np.zeros((3, 3)),
-                "n_computed": 0, "model_s": 0.0}
+        return {
+            "energy": 0.0,
+            "forces": np.zeros((graph.n_atoms, 3)),
+            "virial": np.zeros((3, 3)),
+            "n_computed": 0,
+            "model_s": 0.0,
+        }
     n_layers = model.config.num_layers
     sub, nodes = receptive_subgraph(graph, owned, n_layers)
     seed = owned[nodes].astype(np.float64)
@@ -79,5 +91,10 @@ def owned_energy_forces(model, graph: AtomicGraph, owned) -> dict:
     model_s = time.perf_counter() - t0
     forces = np.zeros((graph.n_atoms, 3))
     forces[nodes] = fs["forces"]
-    return {"energy": float(np.dot(atomic, seed)), "forces": forces, "virial": fs["virial"][0],
-            "n_computed": int(nodes.size), "model_s": model_s}
+    return {
+        "energy": float(np.dot(atomic, seed)),
+        "forces": forces,
+        "virial": fs["virial"][0],
+        "n_computed": int(nodes.size),
+        "model_s": model_s,
+    }

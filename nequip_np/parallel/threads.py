@@ -9,6 +9,7 @@ results are those of the same code under ``mpirun``; the speed is not (the threa
 x of an orthorhombic periodic box: the atoms it owns, then ghost copies (periodic images, its own
 atoms' included) within a distance ``cut`` of its slab.
 """
+
 from __future__ import annotations
 
 import threading
@@ -86,7 +87,9 @@ def run_thread_ranks(size: int, work, timeout: float = 120.0) -> list:
     for t in threads:
         t.join(timeout=timeout)
     if any(t.is_alive() for t in threads):
-        raise RuntimeError(f"a rank is still running after {timeout} s: it waits in a collective another rank never joined")
+        raise RuntimeError(
+            f"a rank is still running after {timeout} s: it waits in a collective another rank never joined"
+        )
     return results
 
 

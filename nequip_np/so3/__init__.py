@@ -9,18 +9,43 @@
 Derivations: ``docs/derivations/spherical_harmonics_and_cg.md``; generator: ``tools/derive_so3.py``.
 Importing this package does not import sympy.
 """
-from .clebsch_gordan import (clebsch_gordan, clebsch_gordan_exact, clebsch_gordan_exact_entries,
-                             cg_lmax, cg_provenance, wigner_3j)
+
+from .clebsch_gordan import (
+    cg_lmax,
+    cg_provenance,
+    clebsch_gordan,
+    clebsch_gordan_exact,
+    clebsch_gordan_exact_entries,
+    wigner_3j,
+)
 from .irreps import Irrep, Irreps, MulIr, SortResult, allowed_path, irreps_D
-from .spherical_harmonics import (SH_LMAX, sh_polynomials, sh_polynomials_grad,
-                                  spherical_harmonics, spherical_harmonics_grad)
+from .spherical_harmonics import (
+    SH_LMAX,
+    sh_polynomials,
+    sh_polynomials_grad,
+    spherical_harmonics,
+    spherical_harmonics_grad,
+)
 from .wigner import random_rotation, wigner_D
 
 __all__ = [
-    "Irrep", "Irreps", "MulIr", "SortResult", "allowed_path",
-    "SH_LMAX", "spherical_harmonics", "spherical_harmonics_grad", "sh_polynomials",
+    "Irrep",
+    "Irreps",
+    "MulIr",
+    "SortResult",
+    "allowed_path",
+    "SH_LMAX",
+    "spherical_harmonics",
+    "spherical_harmonics_grad",
+    "sh_polynomials",
     "sh_polynomials_grad",
-    "clebsch_gordan", "clebsch_gordan_exact", "clebsch_gordan_exact_entries", "wigner_3j",
-    "cg_lmax", "cg_provenance",
-    "wigner_D", "irreps_D", "random_rotation",
+    "clebsch_gordan",
+    "clebsch_gordan_exact",
+    "clebsch_gordan_exact_entries",
+    "wigner_3j",
+    "cg_lmax",
+    "cg_provenance",
+    "wigner_D",
+    "irreps_D",
+    "random_rotation",
 ]

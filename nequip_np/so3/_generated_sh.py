@@ -5,6 +5,7 @@ gradients; see docs/derivations/spherical_harmonics_and_cg.md.
 
 Provenance: sympy 1.14.0; command `python tools/derive_so3.py`; sha256(body) = 731c425c3fa8438fb5f60ae7381c5aca34b720c94a0f41ab32365ba521a7ac46
 """
+
 # fmt: off
 # flake8: noqa
 SYMPY_VERSION = '1.14.0'

@@ -16,12 +16,13 @@ first use.
 >>> bool(np.allclose(c[:, :, 0], np.eye(3) / np.sqrt(3)))
 True
 """
+
 from __future__ import annotations
 
 import json
 import pathlib
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -32,8 +33,10 @@ _TABLE = pathlib.Path(__file__).with_name("_cg_table.npz")
 def _table() -> dict:
     with np.load(_TABLE, allow_pickle=False) as data:
         tab = {k: data[k] for k in data.files}
-    starts = {tuple(int(v) for v in t): (int(a), int(b))
-              for t, a, b in zip(tab["triples"], tab["offsets"][:-1], tab["offsets"][1:])}
+    starts = {
+        tuple(int(v) for v in t): (int(a), int(b))
+        for t, a, b in zip(tab["triples"], tab["offsets"][:-1], tab["offsets"][1:])
+    }
     tab["starts"] = starts
     tab["lmax"] = json.loads(str(tab["provenance"]))["lmax"]
     return tab
@@ -61,7 +64,7 @@ def _entries(l1: int, l2: int, l3: int):
     return tab["index"][a:b], tab["sign"][a:b], tab["num"][a:b], tab["den"][a:b]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cg_cached(l1: int, l2: int, l3: int) -> np.ndarray:
     out = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
     idx, sign, num, den = _entries(l1, l2, l3)
@@ -101,8 +104,7 @@ def clebsch_gordan_exact_entries(l1: int, l2: int, l3: int) -> dict:
     """``{(a, b, c): (sign, Fraction(p, q))}``: the committed exact data, value sign*sqrt(p/q)."""
     l1, l2, l3 = _check(l1, l2, l3)
     idx, sign, num, den = _entries(l1, l2, l3)
-    return {tuple(int(v) for v in i): (int(s), Fraction(int(p), int(q)))
-            for i, s, p, q in zip(idx, sign, num, den)}
+    return {tuple(int(v) for v in i): (int(s), Fraction(int(p), int(q))) for i, s, p, q in zip(idx, sign, num, den)}
 
 
 def cg_provenance() -> dict:

@@ -14,10 +14,12 @@ as in e3nn. ``Irreps`` is a tuple of ``MulIr(mul, ir)``; a block ``mul x ir`` oc
 >>> [str(ir) for ir in Irrep("1o") * Irrep("1o")]
 ['0e', '1e', '2e']
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,7 +46,8 @@ class Irrep(tuple):
                 if not m:
                     raise ValueError(
                         f"cannot read {l!r} as an irrep: expected 'LP' like '0e' or '1o' "
-                        "(L a non-negative integer, P one of e, o, y)")
+                        "(L a non-negative integer, P one of e, o, y)"
+                    )
                 l, letter = int(m.group(1)), m.group(2)
                 p = (-1) ** l if letter == "y" else _PARITY_OF_LETTER[letter]
             elif isinstance(l, tuple) and len(l) == 2:
@@ -97,7 +100,7 @@ class Irrep(tuple):
         return Irreps(other) + Irreps(self)
 
     @staticmethod
-    def iterator(lmax: int) -> Iterator["Irrep"]:
+    def iterator(lmax: int) -> Iterator[Irrep]:
         """All irreps with l <= lmax, in sorted order (0o, 0e, 1o, 1e, …)."""
         for l in range(lmax + 1):
             yield Irrep(l, -1)
@@ -130,7 +133,7 @@ class MulIr(NamedTuple):
 class SortResult(NamedTuple):
     """Result of :meth:`Irreps.sort`: ``irreps[p[i]]`` is the original entry ``i``; ``inv = p⁻¹``."""
 
-    irreps: "Irreps"
+    irreps: Irreps
     p: tuple
     inv: tuple
 
@@ -140,7 +143,8 @@ def _parse_entry(s: str) -> MulIr:
     if not m:
         raise ValueError(
             f"cannot read {s.strip()!r} as an irreps entry: expected 'MULxLP' like '32x0e' or "
-            "'LP' like '1o' (MUL, L non-negative integers; P one of e, o, y), entries joined by '+'")
+            "'LP' like '1o' (MUL, L non-negative integers; P one of e, o, y), entries joined by '+'"
+        )
     mul = 1 if m.group(1) is None else int(m.group(1))
     return MulIr(mul, Irrep(f"{m.group(2)}{m.group(3)}"))
 
@@ -152,8 +156,11 @@ def _to_mulir(item) -> MulIr:
         return _parse_entry(item) if isinstance(item, str) else MulIr(1, item)
     if isinstance(item, tuple) and len(item) == 2:
         mul, ir = item
-        if isinstance(mul, (int, np.integer)) and not isinstance(mul, bool) and not (
-                isinstance(ir, int) and not isinstance(ir, bool)):
+        if (
+            isinstance(mul, (int, np.integer))
+            and not isinstance(mul, bool)
+            and not (isinstance(ir, int) and not isinstance(ir, bool))
+        ):
             if mul < 0:
                 raise ValueError(f"multiplicity must be >= 0, got {mul}")
             return MulIr(int(mul), Irrep(ir))
@@ -185,7 +192,7 @@ class Irreps(tuple):
         return super().__new__(cls, tuple(items))
 
     @staticmethod
-    def spherical_harmonics(lmax: int, p: int = -1) -> "Irreps":
+    def spherical_harmonics(lmax: int, p: int = -1) -> Irreps:
         """``1x0e+1x1o+1x2e+…`` up to ``lmax`` (parity ``p**l``)."""
         return Irreps([(1, (l, p**l)) for l in range(lmax + 1)])
 
@@ -231,13 +238,13 @@ class Irreps(tuple):
         out = super().__getitem__(i)
         return Irreps(out) if isinstance(i, slice) else out
 
-    def __add__(self, other) -> "Irreps":
+    def __add__(self, other) -> Irreps:
         return Irreps(tuple(self) + tuple(Irreps(other)))
 
-    def __radd__(self, other) -> "Irreps":
+    def __radd__(self, other) -> Irreps:
         return Irreps(other) + self
 
-    def __mul__(self, other) -> "Irreps":
+    def __mul__(self, other) -> Irreps:
         if isinstance(other, (int, np.integer)) and not isinstance(other, bool):
             return Irreps(tuple(self) * int(other))
         return NotImplemented
@@ -272,7 +279,7 @@ class Irreps(tuple):
             p[i] = j
         return SortResult(Irreps([(mul, ir) for ir, _, mul in order]), tuple(p), inv)
 
-    def simplify(self) -> "Irreps":
+    def simplify(self) -> Irreps:
         """Merge *adjacent* equal irreps and drop zero multiplicities (``1x0e+1x0e`` → ``2x0e``,
         but ``0e+1o+0e`` stays)."""
         out: list[list] = []
@@ -283,10 +290,10 @@ class Irreps(tuple):
                 out.append([mul, ir])
         return Irreps([(mul, ir) for mul, ir in out])
 
-    def remove_zero_multiplicities(self) -> "Irreps":
+    def remove_zero_multiplicities(self) -> Irreps:
         return Irreps([(mul, ir) for mul, ir in self if mul > 0])
 
-    def regroup(self) -> "Irreps":
+    def regroup(self) -> Irreps:
         """``sort().irreps.simplify()``: one block per distinct irrep, in sorted order."""
         return self.sort().irreps.simplify()
 
@@ -303,7 +310,7 @@ def irreps_D(irreps, R) -> np.ndarray:
     for mul, ir in irreps:
         d = wigner_D(ir.l, R, p=ir.p)
         for _ in range(mul):
-            out[start:start + ir.dim, start:start + ir.dim] = d
+            out[start : start + ir.dim, start : start + ir.dim] = d
             start += ir.dim
     return out
 

@@ -27,12 +27,13 @@ like ``torch.nn.functional.normalize``. For :math:`r = 0` this gives :math:`u = 
 >>> spherical_harmonics(1, np.array([0.0, 0.0, 2.0]))
 array([[1.        , 0.        , 0.        , 1.73205081]])
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from . import _generated_sh as _gen
 from ..conventions import SH_NORM_EPS
+from . import _generated_sh as _gen
 
 #: Largest degree shipped in the generated code.
 SH_LMAX = _gen.LMAX
@@ -120,8 +121,7 @@ def spherical_harmonics(l_max: int, vectors, normalize: bool = True) -> np.ndarr
     return sh_polynomials(l_max, v)
 
 
-def spherical_harmonics_grad(l_max: int, vectors, normalize: bool = True
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def spherical_harmonics_grad(l_max: int, vectors, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     r"""``(Y, dY)``, ``dY[i, k, a]`` = :math:`\partial Y_k/\partial r_{i,a}` (n, (l_max+1)^2, 3).
 
     With normalisation, :math:`u = r/\rho`, :math:`\rho = \max(|r|, \epsilon)`:

@@ -14,9 +14,10 @@ Improper R (det −1) is handled through the parity: :math:`R = -R'` with :math:
 :math:`D_{(l,p)}(R) = p\,D^l(R')`. For the spherical harmonics themselves :math:`p = (-1)^l`, which
 is the default, so that ``Y(R x) = wigner_D(l, R) @ Y(x)`` also for improper R.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -31,10 +32,10 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], axis=1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sampling(l: int) -> tuple[np.ndarray, np.ndarray]:
     pts = _fibonacci_sphere(3 * (2 * l + 1))
-    block = sh_polynomials(l, pts)[:, l * l:]
+    block = sh_polynomials(l, pts)[:, l * l :]
     return pts, np.linalg.pinv(block)
 
 
@@ -66,7 +67,7 @@ def wigner_D(l: int, R, p: int | None = None) -> np.ndarray:
     if np.linalg.det(R) < 0:
         R, sign = -R, float(p)
     pts, pinv = _sampling(int(l))
-    rotated = sh_polynomials(l, pts @ R.T)[:, l * l:]
+    rotated = sh_polynomials(l, pts @ R.T)[:, l * l :]
     return sign * (pinv @ rotated).T
 
 
@@ -78,8 +79,10 @@ def random_rotation(rng) -> np.ndarray:
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     q = rng.normal(size=4)
     w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )

@@ -7,9 +7,10 @@
 Checks, units and tolerances: ``docs/harness.md``. Planted-fault toy calculators:
 :mod:`nequip_np.testing.faults`.
 """
+
 from nequip_np.testing.checks import CHECKS
-from nequip_np.testing.hessian_checks import HESSIAN_CHECKS, check_hessian
 from nequip_np.testing.harness import assert_calculator, check_calculator, check_function, default_options
+from nequip_np.testing.hessian_checks import HESSIAN_CHECKS, check_hessian
 from nequip_np.testing.noise import NoiseEstimate, estimate_noise
 from nequip_np.testing.report import CheckResult, Report
 from nequip_np.testing.tolerances import PROFILES, TOLERANCES

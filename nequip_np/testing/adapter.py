@@ -5,10 +5,11 @@ The checks see only :class:`Evaluator`: ``ev(atoms) -> Evaluation(energy, forces
 of the atoms, so neither the caller's ``Atoms`` nor the harness' own reference copy can be changed by
 the model.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from ase import Atoms
@@ -48,7 +49,7 @@ class Evaluator:
         self.last_raw_dtype = None  # dtype of the forces the model itself returned (float32 models)
 
     @classmethod
-    def from_calculator(cls, calc: Calculator) -> "Evaluator":
+    def from_calculator(cls, calc: Calculator) -> Evaluator:
         def fn(atoms: Atoms):
             atoms.calc = calc
             energy = atoms.get_potential_energy()
@@ -64,7 +65,7 @@ class Evaluator:
         return cls(fn, calculator=calc, label=type(calc).__name__)
 
     @classmethod
-    def from_function(cls, fn: Callable) -> "Evaluator":
+    def from_function(cls, fn: Callable) -> Evaluator:
         return cls(fn)
 
     def __call__(self, atoms: Atoms) -> Evaluation:

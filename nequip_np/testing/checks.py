@@ -10,6 +10,7 @@ likewise) a model of an isolated or periodic system must satisfy
 
 Prose, units and tolerances: ``docs/harness.md``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -102,7 +103,10 @@ def _compare(ctx: Context, got: Evaluation, energy, forces, stress, noise_terms:
     n, k = len(got.forces), noise_terms / 2
     e_den = _denominator(energy / n, ctx.floors["energy"])
     f_den = _denominator(forces, ctx.floors["forces"])
-    errs = {"E": _rel(got.energy / n, energy / n, ctx.floors["energy"]), "F": _rel(got.forces, forces, ctx.floors["forces"])}
+    errs = {
+        "E": _rel(got.energy / n, energy / n, ctx.floors["energy"]),
+        "F": _rel(got.forces, forces, ctx.floors["forces"]),
+    }
     floors = {"E": k * ctx.noise.energy / n / e_den, "F": k * ctx.noise.forces / f_den}
     if stress is not None and got.stress is not None:
         errs["sigma"] = _rel(got.stress, stress, ctx.floors["stress"])
@@ -112,9 +116,11 @@ def _compare(ctx: Context, got: Evaluation, energy, forces, stress, noise_terms:
 
 def _governing(ctx: Context, errs: dict[str, float], floors: dict[str, float]) -> str:
     """The component closest to (or furthest beyond) what it may reach: max error / allowed."""
+
     def ratio(k):
         allowed = ctx.allowed(floors[k])
         return errs[k] / allowed if allowed > 0 else (np.inf if errs[k] > 0 else 0.0)
+
     return max(errs, key=ratio)
 
 
@@ -228,8 +234,7 @@ def forces_gradient(ctx: Context):
     per_h, floor_h = {}, {}
     for h in ctx.opts["fd_steps"]:
         fd = [
-            -(ctx.ev.energy(_displaced(ctx.atoms, i, k, h)) - ctx.ev.energy(_displaced(ctx.atoms, i, k, -h)))
-            / (2 * h)
+            -(ctx.ev.energy(_displaced(ctx.atoms, i, k, h)) - ctx.ev.energy(_displaced(ctx.atoms, i, k, -h))) / (2 * h)
             for i, k in comps
         ]
         per_h[h] = _rel(fd, want, ctx.floors["forces"])
@@ -258,8 +263,11 @@ def curl_free(ctx: Context):
         # noise: each entry is a force difference over 2h, H - H^T combines two entries
         floor_h[h] = 2 * ctx.noise.forces / h / _denominator(hess, ctx.floors["hessian"])
     best, sweep = _best_step(ctx, per_h, floor_h)
-    return Measured(per_h[best], f"{len(coords)}x{len(coords)} block (atoms {idx.tolist()}), best h={best:g} "
-                    f"(sweep {sweep})", floor_h[best])
+    return Measured(
+        per_h[best],
+        f"{len(coords)}x{len(coords)} block (atoms {idx.tolist()}), best h={best:g} (sweep {sweep})",
+        floor_h[best],
+    )
 
 
 def net_force(ctx: Context):
@@ -270,8 +278,9 @@ def net_force(ctx: Context):
     total = f.sum(axis=0)
     scale = max(float(np.linalg.norm(f, axis=1).sum()), ctx.floors["forces"])
     floor = ctx.noise.forces * np.sqrt(len(f)) / scale  # independent noise of n forces
-    return Measured(float(np.max(np.abs(total))) / scale, f"sum F = [{', '.join(f'{v:.1e}' for v in total)}] eV/Å",
-                    floor)
+    return Measured(
+        float(np.max(np.abs(total))) / scale, f"sum F = [{', '.join(f'{v:.1e}' for v in total)}] eV/Å", floor
+    )
 
 
 def stress_strain(ctx: Context):
@@ -352,8 +361,12 @@ def _interaction_decay(ctx: Context) -> Measured:
     if ok.sum() >= 2:
         slope = np.polyfit(np.log(dist[ok]), np.log(d_e[ok]), 1)[0]
         fit = f", fitted |dE| ~ R^{slope:.1f}"
-    return Measured(error, f"long-range: |dE| (eV) at R (Å) {table}{fit}; max |dF| {max(d_f):.1e} eV/Å",
-                    floor, tolerance=DECAY_TOLERANCE)
+    return Measured(
+        error,
+        f"long-range: |dE| (eV) at R (Å) {table}{fit}; max |dF| {max(d_f):.1e} eV/Å",
+        floor,
+        tolerance=DECAY_TOLERANCE,
+    )
 
 
 def _spike(y: np.ndarray, floor: float) -> float:
@@ -380,11 +393,16 @@ def cutoff_smoothness(ctx: Context):
     energies, forces = np.array(energies), np.array(forces)
     errs = {"E": _spike(energies, floor), "F": _spike(forces, floor)}
     # a step differs by two noisy values (the structure's noise stands in for the dimer's)
-    floors = {"E": 2 * ctx.noise.energy / max(np.abs(np.diff(energies)).max(), floor),
-              "F": 2 * ctx.noise.forces / max(np.abs(np.diff(forces)).max(), floor)}
+    floors = {
+        "E": 2 * ctx.noise.energy / max(np.abs(np.diff(energies)).max(), floor),
+        "F": 2 * ctx.noise.forces / max(np.abs(np.diff(forces)).max(), floor),
+    }
     key = _governing(ctx, errs, floors)
-    return Measured(errs[key], f"{n} steps of {2 * w / (n - 1):.1e} Å across r_cut={rc:g}: E {errs['E']:.1e}, "
-                    f"F {errs['F']:.1e}", floors[key])
+    return Measured(
+        errs[key],
+        f"{n} steps of {2 * w / (n - 1):.1e} Å across r_cut={rc:g}: E {errs['E']:.1e}, F {errs['F']:.1e}",
+        floors[key],
+    )
 
 
 def _nve_energies(atoms: Atoms, calc, dt_fs: float, steps: int) -> np.ndarray:
@@ -432,10 +450,14 @@ def nve_drift(ctx: Context):
     v_rms = float(np.sqrt((a.get_velocities() ** 2).mean())) * units.fs  # Å/fs
     walk = ctx.noise.forces * v_rms * (dt / 2) * np.sqrt(3 * n * 2 * steps) / n
     floor = (10 / 3 * ctx.noise.energy / n + walk) / t_ps
-    return Measured(abs(work) / t_ps, (
-        f"{steps} x {dt:g} fs and {2 * steps} x {dt / 2:g} fs: extrapolated drift {work / t_ps:+.2e}, "
-        f"raw slope {raw:+.2e} eV/atom/ps, fluctuation {coarse.std():.1e} eV/atom"
-    ), floor)
+    return Measured(
+        abs(work) / t_ps,
+        (
+            f"{steps} x {dt:g} fs and {2 * steps} x {dt / 2:g} fs: extrapolated drift {work / t_ps:+.2e}, "
+            f"raw slope {raw:+.2e} eV/atom/ps, fluctuation {coarse.std():.1e} eV/atom"
+        ),
+        floor,
+    )
 
 
 #: name -> check, in report order: the one registry. Names are part of the public API: never rename.

@@ -9,6 +9,7 @@ profile (chosen from the measured noise unless ``--profile`` is given), prints t
 states the evaluations and the wall time. Exit status 0 when every applicable check passes, 1 when
 any fails (2 on a usage error, from the top-level command).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,30 +27,59 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--calculator", metavar="MODULE:FACTORY",
-                       help="importable module and zero-argument factory returning an ASE calculator")
-    which.add_argument("--model", metavar="FILE", help="a model file instead (nequip-np .npz, official nequip "
-                       ".ckpt / .nequip.zip, export .npz): checks nequip-np's NequIPCalculator on it")
+    which.add_argument(
+        "--calculator",
+        metavar="MODULE:FACTORY",
+        help="importable module and zero-argument factory returning an ASE calculator",
+    )
+    which.add_argument(
+        "--model",
+        metavar="FILE",
+        help="a model file instead (nequip-np .npz, official nequip "
+        ".ckpt / .nequip.zip, export .npz): checks nequip-np's NequIPCalculator on it",
+    )
     p.add_argument("--structure", required=True, metavar="FILE", help="structure file read with ase.io.read")
     p.add_argument("--index", default="-1", help="frame of --structure to use (ase.io.read index; default -1)")
     p.add_argument("--checks", default=None, metavar="A,B", help=f"subset of: {', '.join(CHECKS)}")
-    p.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
-                   help="tolerances and steps: float64 model, float32 model, or scf (DFT, tight binding); "
-                        "auto (default) picks one from the measured noise floor")
+    p.add_argument(
+        "--profile",
+        default="auto",
+        choices=["auto", *PROFILES],
+        help="tolerances and steps: float64 model, float32 model, or scf (DFT, tight binding); "
+        "auto (default) picks one from the measured noise floor",
+    )
     p.add_argument("--dtype", default=None, choices=["float64", "float32"], help="former name of --profile")
     p.add_argument("--quick", action="store_true", help="fewer samples per check (about a third of the cost)")
-    p.add_argument("--no-noise", dest="noise", action="store_false",
-                   help="skip the noise-floor estimate: exact arithmetic assumed, tolerances alone decide")
-    p.add_argument("--locality", default=None, choices=["local", "long-range"],
-                   help="additivity exact (local) or as a decaying interaction (long-range); default: the profile's")
-    p.add_argument("--tolerance", action="append", default=[], metavar="CHECK=VALUE",
-                   help="explicit tolerance of one check (wins over the profile and the noise floor); repeatable")
+    p.add_argument(
+        "--no-noise",
+        dest="noise",
+        action="store_false",
+        help="skip the noise-floor estimate: exact arithmetic assumed, tolerances alone decide",
+    )
+    p.add_argument(
+        "--locality",
+        default=None,
+        choices=["local", "long-range"],
+        help="additivity exact (local) or as a decaying interaction (long-range); default: the profile's",
+    )
+    p.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="CHECK=VALUE",
+        help="explicit tolerance of one check (wins over the profile and the noise floor); repeatable",
+    )
     p.add_argument("--cutoff", type=float, default=None, help="model cutoff in Å (enables cutoff_smoothness)")
-    p.add_argument("--md-steps", type=int, default=None, help="Velocity Verlet steps of nve_drift (default 40, quick 16)")
+    p.add_argument(
+        "--md-steps", type=int, default=None, help="Velocity Verlet steps of nve_drift (default 40, quick 16)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random rotations, samples and velocities")
-    p.add_argument("--hessian", action="store_true",
-                   help="also run the Hessian checks (symmetry, finite differences of the forces, sum rule, "
-                        "curvature of the energy) on a calculator that offers get_hessian (docs/vibrations.md)")
+    p.add_argument(
+        "--hessian",
+        action="store_true",
+        help="also run the Hessian checks (symmetry, finite differences of the forces, sum rule, "
+        "curvature of the energy) on a calculator that offers get_hessian (docs/vibrations.md)",
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="also write the report as JSON")
     return p
 
@@ -93,9 +123,20 @@ def run(args) -> int:
     index = int(args.index) if args.index.lstrip("-").isdigit() else args.index
     atoms = ase.io.read(args.structure, index=index)
     profile = None if args.profile == "auto" else args.profile
-    report = check_calculator(calc, atoms, checks=args.checks, rng=args.seed, cutoff=args.cutoff,
-                              md_steps=args.md_steps, profile=profile, dtype=args.dtype, quick=args.quick,
-                              noise=args.noise, locality=args.locality, tolerances=_tolerances(args.tolerance))
+    report = check_calculator(
+        calc,
+        atoms,
+        checks=args.checks,
+        rng=args.seed,
+        cutoff=args.cutoff,
+        md_steps=args.md_steps,
+        profile=profile,
+        dtype=args.dtype,
+        quick=args.quick,
+        noise=args.noise,
+        locality=args.locality,
+        tolerances=_tolerances(args.tolerance),
+    )
     print(report)
     passed, out = report.passed, report.to_dict()
     if args.hessian:

@@ -24,6 +24,7 @@ All toy potentials are pair sums over ASE's neighbour list, :math:`E = \tfrac12\
 \partial r_{ij}`, :math:`F_i = \tfrac12\sum_{j} g_{ij} - \tfrac12\sum_{j} g_{ji}` and
 :math:`\sigma = \frac{1}{2V}\sum_{(i,j)} g_{ij}\otimes r_{ij}` (periodic cells only).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,11 @@ def polynomial_cutoff(r, r_cut: float, p: int = 6):
     """
     x = r / r_cut
     u = 1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
-    du = (-(p + 1) * (p + 2) * p / 2 * x ** (p - 1) + p * (p + 2) * (p + 1) * x**p
-          - p * (p + 1) * (p + 2) / 2 * x ** (p + 1)) / r_cut
+    du = (
+        -(p + 1) * (p + 2) * p / 2 * x ** (p - 1)
+        + p * (p + 2) * (p + 1) * x**p
+        - p * (p + 1) * (p + 2) / 2 * x ** (p + 1)
+    ) / r_cut
     inside = np.real(x) < 1
     return np.where(inside, u, 0), np.where(inside, du, 0)
 
@@ -285,8 +289,10 @@ class Noisy(Wrapped):
         self.rng = np.random.default_rng(seed)
 
     def energy_forces(self, atoms, energy, forces):
-        return (energy + self.energy_noise * self.rng.standard_normal(),
-                forces + self.forces_noise * self.rng.standard_normal(forces.shape))
+        return (
+            energy + self.energy_noise * self.rng.standard_normal(),
+            forces + self.forces_noise * self.rng.standard_normal(forces.shape),
+        )
 
 
 class ScaledForces(Wrapped):

@@ -14,12 +14,13 @@ Example:
     >>> report.passed
     True
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from ase import Atoms
@@ -72,7 +73,7 @@ def _options(md_steps, quick: bool, profile_opts: dict, opts: dict) -> dict:
         table.update(QUICK_OPTIONS)
         for key in ("fd_steps", "strain_steps"):  # the two middle steps of each sweep
             steps = tuple(table[key])
-            table[key] = steps[max(0, (len(steps) - 2) // 2):][:2]
+            table[key] = steps[max(0, (len(steps) - 2) // 2) :][:2]
         table["curl_steps"] = tuple(table["curl_steps"])[:2]
     table.update(opts)  # the caller's explicit options win over profile and quick mode
     if md_steps is not None:
@@ -85,8 +86,10 @@ def _run_one(name: str, ctx: Context, tolerance: float, explicit: bool) -> Check
     calls, md_calls, start = ctx.ev.calls, ctx.md_evaluations, time.perf_counter()
 
     def cost() -> dict:
-        return {"evaluations": ctx.ev.calls - calls + ctx.md_evaluations - md_calls,
-                "seconds": round(time.perf_counter() - start, 4)}
+        return {
+            "evaluations": ctx.ev.calls - calls + ctx.md_evaluations - md_calls,
+            "seconds": round(time.perf_counter() - start, 4),
+        }
 
     try:
         out = CHECKS[name](ctx)
@@ -100,12 +103,12 @@ def _run_one(name: str, ctx: Context, tolerance: float, explicit: bool) -> Check
     tol = tolerance if (explicit or m.tolerance is None) else m.tolerance
     allowed = ctx.allowed(m.floor, tol)
     passed = bool(np.isfinite(m.error) and m.error <= allowed)
-    return CheckResult(name, float(m.error), tol, passed, m.detail, floor=float(m.floor), allowed=allowed,
-                       **cost())
+    return CheckResult(name, float(m.error), tol, passed, m.detail, floor=float(m.floor), allowed=allowed, **cost())
 
 
-def _check(ev: Evaluator, atoms: Atoms, checks, tolerances, rng, cutoff, md_steps, profile, quick, noise,
-           locality, opts) -> Report:
+def _check(
+    ev: Evaluator, atoms: Atoms, checks, tolerances, rng, cutoff, md_steps, profile, quick, noise, locality, opts
+) -> Report:
     start = time.perf_counter()
     names = _select(checks)
     profile_tolerances(profile or "float64", tolerances)  # unknown profile or tolerance: fail before evaluating
@@ -128,8 +131,17 @@ def _check(ev: Evaluator, atoms: Atoms, checks, tolerances, rng, cutoff, md_step
     spec = PROFILES[chosen]
     tol = profile_tolerances(chosen, tolerances)
     options = _options(md_steps, quick, spec["options"], opts)
-    ctx = Context(ev=ev, atoms=atoms, rng=rng, floors=FLOORS[spec["tolerances"]], cutoff=cutoff, opts=options,
-                  noise=estimate, locality=locality or spec["locality"], _reference=reference)
+    ctx = Context(
+        ev=ev,
+        atoms=atoms,
+        rng=rng,
+        floors=FLOORS[spec["tolerances"]],
+        cutoff=cutoff,
+        opts=options,
+        noise=estimate,
+        locality=locality or spec["locality"],
+        _reference=reference,
+    )
     explicit = set(tolerances or {})
     results = [_run_one(name, ctx, tol[name], name in explicit) for name in names]
     meta = {
@@ -200,8 +212,9 @@ def check_calculator(
         ValueError: unknown check name, tolerance name, option, profile or locality.
     """
     ev = Evaluator.from_calculator(calc)
-    return _check(ev, atoms, checks, tolerances, rng, cutoff, md_steps, _profile(profile, dtype), quick, noise,
-                  locality, opts)
+    return _check(
+        ev, atoms, checks, tolerances, rng, cutoff, md_steps, _profile(profile, dtype), quick, noise, locality, opts
+    )
 
 
 def check_function(
@@ -227,8 +240,9 @@ def check_function(
     ``fn`` receives a copy of the atoms each call.
     """
     ev = Evaluator.from_function(fn)
-    return _check(ev, atoms, checks, tolerances, rng, cutoff, md_steps, _profile(profile, dtype), quick, noise,
-                  locality, opts)
+    return _check(
+        ev, atoms, checks, tolerances, rng, cutoff, md_steps, _profile(profile, dtype), quick, noise, locality, opts
+    )
 
 
 def assert_calculator(calc, atoms: Atoms, **kwargs) -> Report:

@@ -29,6 +29,7 @@ Example:
     >>> check_hessian(NequIPCalculator(model), molecule("CH3OH")).passed
     True
 """
+
 from __future__ import annotations
 
 import itertools
@@ -141,15 +142,26 @@ def hessian_conservativity(ctx: Context):
         v = ctx.rng.standard_normal((n, 3))
         v /= np.linalg.norm(v)
         want = float(v.ravel() @ hess @ v.ravel())
-        curv = [(ctx.ev.energy(_displaced_along(ctx.atoms, v, h)) + ctx.ev.energy(_displaced_along(ctx.atoms, v, -h))
-                 - 2 * e0) / h**2 for h in steps]
-        rich = [((h1 / h2) ** 2 * c2 - c1) / ((h1 / h2) ** 2 - 1)  # Richardson: the O(h^2) term cancels
-                for (h1, c1), (h2, c2) in itertools.pairwise(zip(steps, curv))]
+        curv = [
+            (
+                ctx.ev.energy(_displaced_along(ctx.atoms, v, h))
+                + ctx.ev.energy(_displaced_along(ctx.atoms, v, -h))
+                - 2 * e0
+            )
+            / h**2
+            for h in steps
+        ]
+        rich = [
+            ((h1 / h2) ** 2 * c2 - c1) / ((h1 / h2) ** 2 - 1)  # Richardson: the O(h^2) term cancels
+            for (h1, c1), (h2, c2) in itertools.pairwise(zip(steps, curv))
+        ]
         err = min(abs(r - want) for r in rich) / scale
         errs.append(err)
         details.append(f"{want:.4g}")
-    return max(errs), (f"{len(errs)} random directions, v^T H v = {', '.join(details)} eV/Å², "
-                       f"energy second differences at h = {', '.join(f'{h:g}' for h in steps)} Å")
+    return max(errs), (
+        f"{len(errs)} random directions, v^T H v = {', '.join(details)} eV/Å², "
+        f"energy second differences at h = {', '.join(f'{h:g}' for h in steps)} Å"
+    )
 
 
 #: name -> check, in report order (public names: never rename)

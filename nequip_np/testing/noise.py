@@ -24,6 +24,7 @@ unless the caller gave that check's tolerance explicitly, which then wins. ``K``
 a maximum over a handful of noisy samples; systematic faults sit orders of magnitude above it (see
 ``docs/harness.md`` for measured numbers).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class NoiseEstimate:
     evaluations: int
 
     @classmethod
-    def zero(cls) -> "NoiseEstimate":
+    def zero(cls) -> NoiseEstimate:
         """No noise assumed (``noise=False``): every floor is 0 and tolerances alone decide."""
         return cls(0.0, 0.0, None, 0.0, 0.0, False, 0)
 
@@ -80,9 +81,11 @@ class NoiseEstimate:
 
     def __str__(self) -> str:
         s = "-" if self.stress is None else f"{self.stress:.1e}"
-        return (f"noise floor E {self.energy:.1e} eV, F {self.forces:.1e} eV/Å, sigma {s} eV/Å^3 "
-                f"(re-evaluation {self.history:.1e}, translation/permutation {self.spread:.1e} of max|F|; "
-                f"{self.evaluations} evaluations)")
+        return (
+            f"noise floor E {self.energy:.1e} eV, F {self.forces:.1e} eV/Å, sigma {s} eV/Å^3 "
+            f"(re-evaluation {self.history:.1e}, translation/permutation {self.spread:.1e} of max|F|; "
+            f"{self.evaluations} evaluations)"
+        )
 
 
 def _deviation(got: Evaluation, ref: Evaluation, perm=None) -> tuple[float, float, float | None]:
@@ -93,8 +96,9 @@ def _deviation(got: Evaluation, ref: Evaluation, perm=None) -> tuple[float, floa
     return abs(got.energy - ref.energy), float(np.max(np.abs(forces - ref.forces))), ds
 
 
-def estimate_noise(ev: Evaluator, atoms: Atoms, reference: Evaluation, rng: np.random.Generator,
-                   rattle: float = 0.05) -> NoiseEstimate:
+def estimate_noise(
+    ev: Evaluator, atoms: Atoms, reference: Evaluation, rng: np.random.Generator, rattle: float = 0.05
+) -> NoiseEstimate:
     """Probe ``ev`` around ``atoms`` (whose evaluation is ``reference``) and return the noise floor.
 
     Spends 11 evaluations (plus one for the permutation when there are two or more atoms).

@@ -14,6 +14,7 @@ in ``conftest.py`` brings the fixture in::
 
     from nequip_np.testing.pytest_plugin import assert_calculator  # noqa: F401
 """
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,12 @@ import pytest
 
 def pytest_addoption(parser):
     group = parser.getgroup("nequip-np", "nequip-np equivariance / conservativity harness")
-    group.addoption("--harness-quick", action="store_true", default=False,
-                    help="run assert_calculator in quick mode (fewer samples per check)")
+    group.addoption(
+        "--harness-quick",
+        action="store_true",
+        default=False,
+        help="run assert_calculator in quick mode (fewer samples per check)",
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Results of the harness: one :class:`CheckResult` per check, gathered in a :class:`Report`."""
+
 from __future__ import annotations
 
 import math
@@ -111,8 +112,18 @@ class Report:
         rows = [("check", "error", "floor", "tolerance", "margin", "result", "evals", "detail")]
         for c in self.checks:
             floor = None if c.error is None else c.floor
-            rows.append((c.name, num(c.error, ".3e"), num(floor, ".1e"), f"{c.tolerance:.1e}", margin(c), c.status,
-                         str(c.evaluations), c.detail))
+            rows.append(
+                (
+                    c.name,
+                    num(c.error, ".3e"),
+                    num(floor, ".1e"),
+                    f"{c.tolerance:.1e}",
+                    margin(c),
+                    c.status,
+                    str(c.evaluations),
+                    c.detail,
+                )
+            )
         ncol = len(rows[0]) - 1
         widths = [max(len(r[k]) for r in rows) for k in range(ncol)]
         lines = []

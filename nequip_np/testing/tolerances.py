@@ -8,6 +8,7 @@ Relative errors are ``max|got - want| / max(max|want|, floor)``: the floor keeps
 legitimately ~0 (forces of a relaxed structure, stress at zero pressure) from turning round-off into
 a huge relative error. Floors are in the quantity's own unit.
 """
+
 from __future__ import annotations
 
 #: check name -> tolerance, per dtype of the model under test.
@@ -95,8 +96,11 @@ PROFILES: dict[str, dict] = {
     "scf": {
         "tolerances": "float64",
         "locality": "long-range",
-        "options": {"fd_steps": (1e-2, 3e-3, 1e-3, 3e-4, 1e-4), "curl_steps": (1e-2, 3e-3, 1e-3, 3e-4),
-                    "strain_steps": (1e-2, 3e-3, 1e-3, 3e-4)},
+        "options": {
+            "fd_steps": (1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
+            "curl_steps": (1e-2, 3e-3, 1e-3, 3e-4),
+            "strain_steps": (1e-2, 3e-3, 1e-3, 3e-4),
+        },
     },
 }
 

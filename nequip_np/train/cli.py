@@ -1,4 +1,5 @@
 """``nequip-np train`` and ``nequip-np evaluate``."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,11 @@ import numpy as np
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("train", help="train a model from a YAML configuration",
-                              description="Train a NequIP model; writes model, checkpoints and metrics.")
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML configuration",
+        description="Train a NequIP model; writes model, checkpoints and metrics.",
+    )
     p.add_argument("config", help="YAML configuration file (see docs/training.md)")
     p.add_argument("--output", help="output folder (default: training.output_dir or runs/<run_name>)")
     p.add_argument("--resume", action="store_true", help="continue from <output>/last.ckpt.npz")
@@ -26,8 +30,10 @@ def run(args) -> int:
         trainer.load_checkpoint(last)
         print(f"resuming from {last} at epoch {trainer.epoch}")
     elif last.exists():
-        raise ValueError(f"{trainer.out} already holds a run (last.ckpt.npz); pass --resume to continue it "
-                         "or choose another --output, so that nothing written is overwritten")
+        raise ValueError(
+            f"{trainer.out} already holds a run (last.ckpt.npz); pass --resume to continue it "
+            "or choose another --output, so that nothing written is overwritten"
+        )
     result = trainer.train()
     print(f"trained {result['epochs']} epochs; best validation loss {result['best_val_loss']:.6g}")
     print(f"model: {trainer.out / 'model.npz'}")
@@ -40,16 +46,23 @@ def _print_metrics(title, m):
     print(f"{title} errors:")
     for key, unit in (("energy", "meV"), ("per_atom_energy", "meV/atom"), ("forces", "meV/Å"), ("stress", "meV/Å³")):
         if f"{key}_mae" in m:
-            print(f"  {key:16s} MAE {1000 * m[key + '_mae']:10.3f} {unit:9s} RMSE {1000 * m[key + '_rmse']:10.3f} {unit}")
+            print(
+                f"  {key:16s} MAE {1000 * m[key + '_mae']:10.3f} {unit:9s} RMSE {1000 * m[key + '_rmse']:10.3f} {unit}"
+            )
         if key == "forces":  # per element, nequip's forces_mae_<type>
             for k in [k for k in m if k.startswith("forces_mae_")]:
-                name = k[len("forces_mae_"):]
-                print(f"    {name:14s} MAE {1000 * m[k]:10.3f} {unit:9s} RMSE {1000 * m['forces_rmse_' + name]:10.3f} {unit}")
+                name = k[len("forces_mae_") :]
+                print(
+                    f"    {name:14s} MAE {1000 * m[k]:10.3f} {unit:9s} RMSE {1000 * m['forces_rmse_' + name]:10.3f} {unit}"
+                )
 
 
 def add_evaluate_parser(subparsers):
-    p = subparsers.add_parser("evaluate", help="errors of a model on a labelled dataset",
-                              description="Evaluate a model on labelled frames; prints and writes JSON metrics.")
+    p = subparsers.add_parser(
+        "evaluate",
+        help="errors of a model on a labelled dataset",
+        description="Evaluate a model on labelled frames; prints and writes JSON metrics.",
+    )
     p.add_argument("model", help="model file: nequip-np .npz, official nequip .ckpt or .nequip.zip, or an export .npz")
     p.add_argument("data", help="labelled frames in any ASE format, MD17-style .npz, or a frame store")
     p.add_argument("--units", default="eV", help="label units of the data (eV or kcal/mol)")
@@ -64,13 +77,11 @@ def add_evaluate_parser(subparsers):
 
 
 def run_evaluate(args) -> int:
+    from nequip_np.data.cli import parse_key_mapping
     from nequip_np.data.dataset import GraphDataset, iterate_batches, read_frames
+    from nequip_np.data.store import StreamedDataset, is_store
     from nequip_np.interop import load_any_model
     from nequip_np.train.metrics import MetricAccumulator
-
-    from nequip_np.data.cli import parse_key_mapping
-
-    from nequip_np.data.store import StreamedDataset, is_store
 
     model = load_any_model(args.model)
     c = model.config
@@ -80,8 +91,12 @@ def run_evaluate(args) -> int:
         data = StreamedDataset(args.data, c.type_names, c.r_max, c.per_edge_type_cutoff)
         frames = range(len(data))
     else:
-        frames = read_frames(args.data, index=args.index, units=args.units,
-                             key_mapping=parse_key_mapping(getattr(args, "key_mapping", "")))
+        frames = read_frames(
+            args.data,
+            index=args.index,
+            units=args.units,
+            key_mapping=parse_key_mapping(getattr(args, "key_mapping", "")),
+        )
         data = GraphDataset(frames, c.type_names, c.r_max, c.per_edge_type_cutoff)
     acc, preds = MetricAccumulator(type_names=c.type_names), []
     for batch in iterate_batches(data, args.batch_size):
@@ -117,7 +132,9 @@ def _parity_plot(preds, path):
     for ax, key, label in ((axes[0], "energy", "energy per atom (eV)"), (axes[1], "forces", "force component (eV/Å)")):
         if key == "energy":
             ref = np.concatenate([b.energy / b.num_atoms for b, _ in preds if b.energy is not None] or [np.zeros(0)])
-            pred = np.concatenate([p["total_energy"] / b.num_atoms for b, p in preds if b.energy is not None] or [np.zeros(0)])
+            pred = np.concatenate(
+                [p["total_energy"] / b.num_atoms for b, p in preds if b.energy is not None] or [np.zeros(0)]
+            )
         else:
             ref = np.concatenate([b.forces.ravel() for b, _ in preds if b.forces is not None] or [np.zeros(0)])
             pred = np.concatenate([p["forces"].ravel() for b, p in preds if b.forces is not None] or [np.zeros(0)])
@@ -141,8 +158,9 @@ def _write_predictions(frames, preds, path):
         start = 0
         for f, n in enumerate(batch.num_atoms):
             atoms = frames[k].copy()
-            atoms.calc = SinglePointCalculator(atoms, energy=float(pred["total_energy"][f]),
-                                               forces=pred["forces"][start:start + n])
+            atoms.calc = SinglePointCalculator(
+                atoms, energy=float(pred["total_energy"][f]), forces=pred["forces"][start : start + n]
+            )
             out.append(atoms)
             start += n
             k += 1

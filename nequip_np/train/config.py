@@ -31,8 +31,9 @@ import dataclasses
 import difflib
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -40,8 +41,17 @@ from nequip_np.model.config import MODEL_OPTIONS, REQUIRED, check_model_options
 from nequip_np.schema import Bad, boolean, choice, integer, is_number, number, string, unknown_key_message
 
 __all__ = [
-    "ConfigError", "Config", "ModelConfig", "DataConfig", "TrainingConfig", "SchedulerConfig",
-    "EarlyStoppingConfig", "load_config", "resolve_defaults", "config_to_dict", "dump_config",
+    "ConfigError",
+    "Config",
+    "ModelConfig",
+    "DataConfig",
+    "TrainingConfig",
+    "SchedulerConfig",
+    "EarlyStoppingConfig",
+    "load_config",
+    "resolve_defaults",
+    "config_to_dict",
+    "dump_config",
 ]
 
 
@@ -63,8 +73,7 @@ def _split(v):
     if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) and x for x in v):
         return list(v)
     if isinstance(v, bool) or not _is_number(v) or v < 0 or (isinstance(v, float) and v > 1):
-        raise _Bad("must be a count (integer >= 0), a fraction (float in [0, 1]), "
-                   "or a file path / list of file paths")
+        raise _Bad("must be a count (integer >= 0), a fraction (float in [0, 1]), or a file path / list of file paths")
     return v
 
 
@@ -82,8 +91,11 @@ def _key_mapping(v):
         x = "energy" if x == "total_energy" else x
         if not isinstance(k, str) or x not in _LABELS:
             hint = difflib.get_close_matches(str(x), _LABELS, n=1)
-            raise _Bad(f"[{k!r}] must map to one of {list(_LABELS)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                       + f", not {x!r}")
+            raise _Bad(
+                f"[{k!r}] must map to one of {list(_LABELS)}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f", not {x!r}"
+            )
         out[k] = x
     if len(set(out.values())) != len(out):
         raise _Bad(f"maps two file keys to the same label: {dict(v)}")
@@ -127,8 +139,9 @@ def _per_type_forces_coeffs(v):
         return None
     if isinstance(v, Mapping) and v and all(isinstance(k, str) and _is_number(x) and x > 0 for k, x in v.items()):
         return {k: float(x) for k, x in v.items()}
-    raise _Bad("must be null or a {type_name: positive number} mapping with every type name "
-               "(nequip's per_type_forces_coeffs)")
+    raise _Bad(
+        "must be null or a {type_name: positive number} mapping with every type name (nequip's per_type_forces_coeffs)"
+    )
 
 
 def _lr_scheduler(v):
@@ -180,9 +193,12 @@ def _model_field(opt):
 #: plus ``initial_model`` (fine-tuning: the starting model file, nequip_np/train/finetune.py), which is
 #: a training option, not a model option
 ModelConfig = dataclasses.make_dataclass(
-    "ModelConfig", [(name, Any, _model_field(opt)) for name, opt in MODEL_OPTIONS.items()]
+    "ModelConfig",
+    [(name, Any, _model_field(opt)) for name, opt in MODEL_OPTIONS.items()]
     + [("initial_model", Any, _f(None, _str(optional=True)))],
-    bases=(_Section,), namespace={"_name": "model", "__doc__": "nequip ``NequIPGNNModel`` keywords."})
+    bases=(_Section,),
+    namespace={"_name": "model", "__doc__": "nequip ``NequIPGNNModel`` keywords."},
+)
 
 
 @dataclass
@@ -241,10 +257,8 @@ class TrainingConfig(_Section):
     lr_scheduler: dict | None = _f(None, _lr_scheduler)
     lr_scheduler_interval: str = _f("epoch", _choice("epoch", "step"))
     early_stopping: EarlyStoppingConfig | None = _f(check=None, factory=EarlyStoppingConfig)
-    stop_below_lr: float | None = _f(None, _number(0, lo_open=True, optional=True,
-                                                   what="a positive number"))
-    loss_coeffs: dict = _f(check=_loss_coeffs,
-                           factory=lambda: {"per_atom_energy": 1.0, "forces": 1.0, "stress": 0.0})
+    stop_below_lr: float | None = _f(None, _number(0, lo_open=True, optional=True, what="a positive number"))
+    loss_coeffs: dict = _f(check=_loss_coeffs, factory=lambda: {"per_atom_energy": 1.0, "forces": 1.0, "stress": 0.0})
     loss: str = _f("mse", _choice("mse", "huber", "mae"))
     huber_delta: Any = _f(0.01, _huber_delta)
     per_type_forces_coeffs: dict | None = _f(None, _per_type_forces_coeffs)
@@ -305,11 +319,14 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                     |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
+                    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
     list("-+0123456789."),
 )
 
@@ -332,8 +349,7 @@ def load_config(source: str | os.PathLike | Mapping | Config) -> Config:
         raise ConfigError(f"a config must be a mapping at the top level, got {type(raw).__name__}")
     for key in raw:
         if key not in ("run_name", "model", "data", "training"):
-            raise ConfigError(_unknown_key_message(key, ["run_name", "model", "data", "training"],
-                                                   "top level"))
+            raise ConfigError(_unknown_key_message(key, ["run_name", "model", "data", "training"], "top level"))
     for section in ("model", "data"):
         if raw.get(section) is None:
             raise ConfigError(f"missing required section {section!r}")
@@ -367,38 +383,51 @@ def _cross_checks(cfg: Config) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if d.r_max is not None and d.r_max != m.r_max:
-        raise ConfigError(f"data.r_max ({d.r_max}) differs from model.r_max ({m.r_max}); "
-                          "data.r_max is taken from the model, leave it out")
+        raise ConfigError(
+            f"data.r_max ({d.r_max}) differs from model.r_max ({m.r_max}); "
+            "data.r_max is taken from the model, leave it out"
+        )
     splits = (d.train, d.val, d.test)
     if d.path is not None:
         if any(_is_paths(s) for s in splits):
-            raise ConfigError("data.path is split by data.train/val/test counts or fractions; to give "
-                              "separate files, leave data.path out and set data.train/val/test to paths")
+            raise ConfigError(
+                "data.path is split by data.train/val/test counts or fractions; to give "
+                "separate files, leave data.path out and set data.train/val/test to paths"
+            )
         if all(isinstance(s, float) for s in splits) and sum(splits) > 1 + 1e-9:
             raise ConfigError(f"data.train + data.val + data.test fractions sum to {sum(splits)} > 1")
         if len({isinstance(s, float) for s in splits if s}) > 1:
             raise ConfigError("data.train/val/test must be all counts (integers) or all fractions (floats)")
     else:
         if not _is_paths(d.train):
-            raise ConfigError("data needs either 'path' (one file, split by data.train/val/test sizes) or "
-                              f"data.train given as a file path or list of paths; got data.train = {d.train!r}")
+            raise ConfigError(
+                "data needs either 'path' (one file, split by data.train/val/test sizes) or "
+                f"data.train given as a file path or list of paths; got data.train = {d.train!r}"
+            )
         for name in ("val", "test"):
             v = getattr(d, name)
             if not (v is None or v == 0 or _is_paths(v)):
-                raise ConfigError(f"data.{name} must be a file path, a list of paths or null when data.train "
-                                  f"is a path (there is no data.path to split); got {v!r}")
+                raise ConfigError(
+                    f"data.{name} must be a file path, a list of paths or null when data.train "
+                    f"is a path (there is no data.path to split); got {v!r}"
+                )
     if m.per_type_energy_shifts == "isolated_atom_energies" and not d.isolated_atom_energies:
-        raise ConfigError("model.per_type_energy_shifts is 'isolated_atom_energies' but "
-                          "data.isolated_atom_energies is not given")
+        raise ConfigError(
+            "model.per_type_energy_shifts is 'isolated_atom_energies' but data.isolated_atom_energies is not given"
+        )
     if t.per_type_forces_coeffs is not None and isinstance(m.type_names, list):
         missing = [n for n in m.type_names if n not in t.per_type_forces_coeffs]
         extra = [n for n in t.per_type_forces_coeffs if n not in m.type_names]
         if missing or extra:
-            raise ConfigError(f"training.per_type_forces_coeffs needs a positive coefficient for every type in "
-                              f"model.type_names {m.type_names} (nequip's rule); missing {missing}, unknown {extra}")
+            raise ConfigError(
+                f"training.per_type_forces_coeffs needs a positive coefficient for every type in "
+                f"model.type_names {m.type_names} (nequip's rule); missing {missing}, unknown {extra}"
+            )
     if t.lr_scheduler is not None and t.scheduler is not None:
-        raise ConfigError("training.lr_scheduler and training.scheduler (ReduceLROnPlateau) are both set; "
-                          "set training.scheduler: null to use training.lr_scheduler")
+        raise ConfigError(
+            "training.lr_scheduler and training.scheduler (ReduceLROnPlateau) are both set; "
+            "set training.scheduler: null to use training.lr_scheduler"
+        )
     if isinstance(t.huber_delta, dict) and t.loss == "huber":
         missing = [k for k, c in t.loss_coeffs.items() if c > 0 and k not in t.huber_delta]
         if missing:
@@ -454,6 +483,7 @@ def resolve_defaults(cfg: Config | Mapping, stats: Mapping[str, Any] | None = No
 
 def config_to_dict(cfg: Config) -> dict:
     """Plain nested dict (lists, floats, strings, None) — ``yaml.safe_dump`` can write it."""
+
     def conv(v):
         if isinstance(v, _Section):
             return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
@@ -462,6 +492,7 @@ def config_to_dict(cfg: Config) -> dict:
         if isinstance(v, (list, tuple)):
             return [conv(x) for x in v]
         return v
+
     return conv(cfg)
 
 

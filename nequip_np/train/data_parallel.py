@@ -8,6 +8,7 @@ The sum is formed in rank order from an allgather (:meth:`nequip_np.parallel.com
 rank holds bit-identical gradients and applies the same Adam step. ``docs/lammps_mpi.md`` has the
 measurements.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,10 +62,11 @@ def shard_loss_and_grad(model, batch, coeffs, comm, loss_fn=None):
     total = comm.sum(local)
     grads, offset = {}, 0
     for k, n in zip(names, sizes):
-        grads[k] = total[offset:offset + n].reshape(model.params[k].shape)
+        grads[k] = total[offset : offset + n].reshape(model.params[k].shape)
         offset += n
-    comps = {k: float(v) for k, v, b in zip(("per_atom_energy_mse", "forces_mse", "stress_mse"), total[-3:], base)
-             if b > 0}
+    comps = {
+        k: float(v) for k, v, b in zip(("per_atom_energy_mse", "forces_mse", "stress_mse"), total[-3:], base) if b > 0
+    }
     return float(total[-4]), comps, grads, None
 
 

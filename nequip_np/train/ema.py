@@ -17,9 +17,8 @@ and inference use the EMA weights.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Mapping, MutableMapping
-
 import warnings
+from collections.abc import Iterator, Mapping, MutableMapping
 
 import numpy as np
 
@@ -58,9 +57,7 @@ class EMA:
     def update(self, params: Mapping[str, np.ndarray]) -> None:
         """Fold in the current parameters (call once after every optimizer step)."""
         if set(params) != set(self.params):
-            raise KeyError(
-                f"EMA.update: parameter names differ: got {sorted(params)}, have {sorted(self.params)}"
-            )
+            raise KeyError(f"EMA.update: parameter names differ: got {sorted(params)}, have {sorted(self.params)}")
         weight = 1.0 - self.current_decay()
         for k, shadow in self.params.items():
             # nequip calls torch's lerp_; use the same two-branch formula (weight >= 0.5 early on)
@@ -112,8 +109,8 @@ class EMA:
             # as nequip on restart: the decay given now wins over the one in the checkpoint
             warnings.warn(
                 f"EMA decay in the checkpoint ({state['decay']}) differs from the configured "
-                f"decay ({self.decay}); using {self.decay}."
+                f"decay ({self.decay}); using {self.decay}.",
+                stacklevel=2,
             )
         self.num_updates = int(state["num_updates"])
-        self.params = {k: np.array(state["params"][k], dtype=self.params[k].dtype, copy=True)
-                       for k in self.params}
+        self.params = {k: np.array(state["params"][k], dtype=self.params[k].dtype, copy=True) for k in self.params}

@@ -27,6 +27,7 @@ Use a smaller learning rate than from scratch (docs/training.md).
 The two hooks: :func:`prepare` runs on the raw config before it is validated, :func:`build` replaces
 ``NequIPModel(**kwargs)`` where the trainer constructs the model.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,16 @@ from pathlib import Path
 import numpy as np
 
 #: model keys a fine-tuning config may set freely (everything else comes from the initial model)
-FREE_KEYS = {"initial_model", "type_names", "per_type_energy_shifts", "per_type_energy_scales",
-             "per_type_energy_shifts_trainable", "per_type_energy_scales_trainable", "model_dtype", "seed"}
+FREE_KEYS = {
+    "initial_model",
+    "type_names",
+    "per_type_energy_shifts",
+    "per_type_energy_scales",
+    "per_type_energy_shifts_trainable",
+    "per_type_energy_scales_trainable",
+    "model_dtype",
+    "seed",
+}
 PER_TYPE = ("per_type_energy_shifts", "per_type_energy_scales")
 
 
@@ -80,16 +89,21 @@ def prepare(config):
     arch = initial.config.to_dict()
     if arch.get("pair_potential") is not None:  # the training config's spelling of nequip's ZBL
         pp = arch["pair_potential"]
-        arch["pair_potential"] = {"type": "ZBL", "units": pp.get("units", "metal"),
-                                  "chemical_species": list(pp.get("chemical_species", arch["type_names"]))}
+        arch["pair_potential"] = {
+            "type": "ZBL",
+            "units": pp.get("units", "metal"),
+            "chemical_species": list(pp.get("chemical_species", arch["type_names"])),
+        }
     block = dict(model_block)
     for key, value in block.items():
         if key in FREE_KEYS or key not in arch or value is None:
             continue
         if not _same(value, arch[key]):
-            raise ValueError(f"model.{key} = {value!r} differs from the initial model's {arch[key]!r}; "
-                             f"fine-tuning keeps the architecture of {str(path)!r}: remove model.{key} "
-                             "from the config or make it match")
+            raise ValueError(
+                f"model.{key} = {value!r} differs from the initial model's {arch[key]!r}; "
+                f"fine-tuning keeps the architecture of {str(path)!r}: remove model.{key} "
+                "from the config or make it match"
+            )
     for key, value in arch.items():
         if key not in FREE_KEYS and block.get(key) is None:
             block[key] = value
@@ -122,8 +136,12 @@ def build(ft: FineTune, kwargs: dict, backend: str, train_set, stats: dict):
     new = [t for t in names if t not in old_names]
     if isinstance(old.config.avg_num_neighbors, dict):
         per = stats.get("per_type_num_neighbors_mean", {})
-        kwargs["avg_num_neighbors"] = {t: float(old.config.avg_num_neighbors[t]) if t in old_names
-                                       else float(per.get(t, stats["num_neighbors_mean"])) for t in names}
+        kwargs["avg_num_neighbors"] = {
+            t: float(old.config.avg_num_neighbors[t])
+            if t in old_names
+            else float(per.get(t, stats["num_neighbors_mean"]))
+            for t in names
+        }
     else:
         kwargs["avg_num_neighbors"] = old.config.avg_num_neighbors
     if old.config.pair_potential is not None:
@@ -147,9 +165,12 @@ def build(ft: FineTune, kwargs: dict, backend: str, train_set, stats: dict):
         else:
             params[name] = value
     model.load_params(params)
-    model.provenance = {"initial_model": ft.path, "new_species": new,
-                        "kept": sorted(ft.keep), **{f"initial_{k}": v for k, v in
-                                                    (getattr(old, "provenance", None) or {}).items()}}
+    model.provenance = {
+        "initial_model": ft.path,
+        "new_species": new,
+        "kept": sorted(ft.keep),
+        **{f"initial_{k}": v for k, v in (getattr(old, "provenance", None) or {}).items()},
+    }
     return model
 
 

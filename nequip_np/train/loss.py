@@ -46,6 +46,7 @@ is seeded with :math:`a_f - i/h`, so that the real part of the parameter adjoint
 (:math:`h = 10^{-20}`: 10⁻⁴⁰ relative). Derivation, and why this equals the tangent/reverse-over-tangent
 scheme operation by operation: ``docs/derivations/training_gradients.md``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -225,8 +226,9 @@ def radial_cache_bytes(model, n_edges: int) -> int:
     return int(n_edges * itemsize * sum(2 * sum(layer.radial_dims[1:]) for layer in model.plan.layers))
 
 
-def loss_and_grad(model, graph, coeffs: LossCoefficients | None = None, params: dict | None = None,
-                  low_memory: bool | None = None):
+def loss_and_grad(
+    model, graph, coeffs: LossCoefficients | None = None, params: dict | None = None, low_memory: bool | None = None
+):
     r"""Loss of a labelled batch and its gradient with respect to every trainable parameter.
 
     Returns ``(loss, components, grads, pred)``; ``grads`` is a dict of float64 arrays keyed like

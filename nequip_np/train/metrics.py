@@ -17,6 +17,7 @@ Example:
     >>> m["energy_mae"], m["per_atom_energy_mae"], round(m["forces_mae_H"], 3), m["forces_mae_O"]
     (0.5, 0.25, 0.1, 0.0)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,9 +74,16 @@ class MetricAccumulator:
             from nequip_np.train.loss import loss_from_residuals
 
             c = self.coeffs.normalized()
-            out["loss"] = float(loss_from_residuals(  # terms without labels contribute nothing
-                c, de, natoms if natoms is not None else np.ones(0), df, types,
-                ds if ds is not None and ds.size else None)[0])
+            out["loss"] = float(
+                loss_from_residuals(  # terms without labels contribute nothing
+                    c,
+                    de,
+                    natoms if natoms is not None else np.ones(0),
+                    df,
+                    types,
+                    ds if ds is not None and ds.size else None,
+                )[0]
+            )
         return out
 
     def per_type_columns(self) -> list[str]:

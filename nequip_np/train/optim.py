@@ -31,7 +31,7 @@ symbol                 name                meaning
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -100,9 +100,7 @@ class Adam:
         self.steps = {k: 0 for k in params}
         self.exp_avg = {k: np.zeros_like(p) for k, p in params.items()}
         self.exp_avg_sq = {k: np.zeros_like(p) for k, p in params.items()}
-        self.max_exp_avg_sq = (
-            {k: np.zeros_like(p) for k, p in params.items()} if self.amsgrad else {}
-        )
+        self.max_exp_avg_sq = {k: np.zeros_like(p) for k, p in params.items()} if self.amsgrad else {}
 
     # -- learning rate ---------------------------------------------------------------------------
     @property
@@ -131,9 +129,7 @@ class Adam:
             raise KeyError(f"Adam.step: gradient for unknown parameter(s) {unknown}")
         for k, g in grads.items():
             if g.shape != self.params[k].shape:
-                raise ValueError(
-                    f"Adam.step: gradient {k!r} has shape {g.shape}, parameter has {self.params[k].shape}"
-                )
+                raise ValueError(f"Adam.step: gradient {k!r} has shape {g.shape}, parameter has {self.params[k].shape}")
         for k, g in grads.items():
             self._step_one(k, g)
 
@@ -190,8 +186,7 @@ class Adam:
         for key in ("exp_avg", "exp_avg_sq", "steps"):
             if set(state[key]) != names:
                 raise KeyError(
-                    f"Adam.load_state_dict: '{key}' has parameters {sorted(state[key])}, "
-                    f"optimizer has {sorted(names)}"
+                    f"Adam.load_state_dict: '{key}' has parameters {sorted(state[key])}, optimizer has {sorted(names)}"
                 )
         self.lr = state["lr"]
         self.betas = tuple(float(b) for b in state["betas"])

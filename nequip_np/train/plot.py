@@ -6,6 +6,7 @@ r"""``nequip-np plot RUN_DIR``: learning curves from ``metrics.csv`` and per-ele
 
 matplotlib is optional (``pip install 'nequip-np[plot]'``); without it these raise a clear error.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,10 @@ def read_metrics(path) -> dict[str, np.ndarray]:
     if len(rows) < 2:
         raise ValueError(f"{path} has no epochs yet")
     head, body = rows[0], rows[1:]
-    return {k: np.array([float(r[i]) if i < len(r) and r[i] not in ("", "None") else np.nan for r in body])
-            for i, k in enumerate(head)}
+    return {
+        k: np.array([float(r[i]) if i < len(r) and r[i] not in ("", "None") else np.nan for r in body])
+        for i, k in enumerate(head)
+    }
 
 
 def plot_metrics(metrics_csv, out_png) -> Path:
@@ -83,6 +86,7 @@ def parity_data(model, dataset, batch_size=8):
         if batch.energy is not None:
             e_ref.append(batch.energy / batch.num_atoms)
             e_pred.append(out["total_energy"] / batch.num_atoms)
+
     def cat(x):
         return np.concatenate(x) if x else np.zeros(0)
 
@@ -114,10 +118,13 @@ def plot_parity_per_element(names, forces, energy, out_png) -> Path:
 
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("plot", help="plot a training run: losses, MAEs, lr; per-element parity",
-                              description="Draw metrics.csv of a run folder (losses, MAEs and learning rate "
-                                          "against epoch) and, with --data, a per-element parity plot of the "
-                                          "run's model.npz on that dataset.")
+    p = subparsers.add_parser(
+        "plot",
+        help="plot a training run: losses, MAEs, lr; per-element parity",
+        description="Draw metrics.csv of a run folder (losses, MAEs and learning rate "
+        "against epoch) and, with --data, a per-element parity plot of the "
+        "run's model.npz on that dataset.",
+    )
     p.add_argument("run_dir", help="training output folder (holds metrics.csv)")
     p.add_argument("--data", help="labelled frames (file or frame store) for the per-element parity plot")
     p.add_argument("--model", help="model file for the parity plot (default: RUN_DIR/model.npz)")

@@ -18,10 +18,20 @@ from its closed form at step 0 (e.g. a cosine after a warm-up restarts from ``ba
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["ReduceLROnPlateau", "EarlyStopping", "lr_below", "LinearLR", "CosineAnnealingLR", "StepLR",
-           "SequentialLR", "ChainedScheduler", "build_lr_scheduler"]
+__all__ = [
+    "ReduceLROnPlateau",
+    "EarlyStopping",
+    "lr_below",
+    "LinearLR",
+    "CosineAnnealingLR",
+    "StepLR",
+    "SequentialLR",
+    "ChainedScheduler",
+    "build_lr_scheduler",
+]
 
 
 def _is_better(a: float, best: float, mode: str, threshold: float, threshold_mode: str) -> bool:
@@ -75,9 +85,7 @@ class ReduceLROnPlateau:
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
-            raise ValueError(
-                f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}"
-            )
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
         if int(patience) != patience or patience < 0:
             raise ValueError(f"ReduceLROnPlateau: patience must be an int >= 0, got {patience!r}")
         self.optimizer = optimizer
@@ -113,8 +121,20 @@ class ReduceLROnPlateau:
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
 
-    _STATE = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr",
-              "eps", "last_epoch", "best", "cooldown_counter", "num_bad_epochs")
+    _STATE = (
+        "mode",
+        "factor",
+        "patience",
+        "threshold",
+        "threshold_mode",
+        "cooldown",
+        "min_lr",
+        "eps",
+        "last_epoch",
+        "best",
+        "cooldown_counter",
+        "num_bad_epochs",
+    )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything except the optimizer (whose ``lr`` lives in its own state dict)."""
@@ -176,8 +196,14 @@ class EarlyStopping:
         return self.stopped
 
     def state_dict(self) -> dict[str, Any]:
-        return {"patience": self.patience, "min_delta": self.min_delta, "mode": self.mode,
-                "best": self.best, "wait": self.wait, "stopped": self.stopped}
+        return {
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "mode": self.mode,
+            "best": self.best,
+            "wait": self.wait,
+            "stopped": self.stopped,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for k in ("patience", "min_delta", "mode", "best", "wait", "stopped"):
@@ -251,8 +277,14 @@ class LinearLR(_LRScheduler):
 
     _PARAMS = ("start_factor", "end_factor", "total_iters")
 
-    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
-                 total_iters: int = 5, base_lr: float | None = None):
+    def __init__(
+        self,
+        optimizer,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+        base_lr: float | None = None,
+    ):
         if not 0.0 < start_factor <= 1.0:
             raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor!r}")
         if not 0.0 <= end_factor <= 1.0:
@@ -336,8 +368,9 @@ class SequentialLR:
         if not schedulers:
             raise ValueError("SequentialLR: needs at least one scheduler")
         if len(milestones) != len(schedulers) - 1:
-            raise ValueError(f"SequentialLR: needs len(schedulers) - 1 = {len(schedulers) - 1} milestones, "
-                             f"got {len(milestones)}")
+            raise ValueError(
+                f"SequentialLR: needs len(schedulers) - 1 = {len(schedulers) - 1} milestones, got {len(milestones)}"
+            )
         if list(milestones) != sorted(milestones) or any(int(m) != m or m < 1 for m in milestones):
             raise ValueError(f"SequentialLR: milestones must be increasing positive integers, got {milestones!r}")
         self.optimizer, self.schedulers, self.milestones = optimizer, list(schedulers), [int(m) for m in milestones]
@@ -422,8 +455,10 @@ def check_lr_scheduler_spec(spec: Any, where: str = "training.lr_scheduler") -> 
     name = spec["name"]
     if name not in LR_SCHEDULERS:
         hint = difflib.get_close_matches(str(name), list(LR_SCHEDULERS), n=1)
-        raise ValueError(f"{where}.name must be one of {list(LR_SCHEDULERS)}, got {name!r}"
-                         + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        raise ValueError(
+            f"{where}.name must be one of {list(LR_SCHEDULERS)}, got {name!r}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
     cls, params = LR_SCHEDULERS[name]
     unknown = [k for k in spec if k != "name" and k not in params]
     if unknown:

@@ -16,6 +16,7 @@ batches as an uninterrupted one. Validation, the saved model and the test metric
 Data come from :func:`nequip_np.data.sources.build_datasets` (in memory, or streamed from a frame
 store); statistics are computed in one streaming pass over the training set.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,11 +41,29 @@ from nequip_np.train.optim import Adam, clip_grad_norm
 from nequip_np.train.schedule import EarlyStopping, ReduceLROnPlateau, build_lr_scheduler, lr_below
 
 CKPT_VERSION = 1
-METRIC_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_energy_mae", "val_energy_rmse",
-                  "val_per_atom_energy_mae", "val_forces_mae", "val_forces_rmse"]
+METRIC_COLUMNS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_energy_mae",
+    "val_energy_rmse",
+    "val_per_atom_energy_mae",
+    "val_forces_mae",
+    "val_forces_rmse",
+]
 #: per validation set ``p`` (``val``, ``val1``, ...): p_<metric> columns, then per element
-_SET_METRICS = ["loss", "energy_mae", "energy_rmse", "per_atom_energy_mae", "forces_mae", "forces_rmse",
-                "per_atom_energy_rmse", "stress_mae", "stress_rmse"]
+_SET_METRICS = [
+    "loss",
+    "energy_mae",
+    "energy_rmse",
+    "per_atom_energy_mae",
+    "forces_mae",
+    "forces_rmse",
+    "per_atom_energy_rmse",
+    "stress_mae",
+    "stress_rmse",
+]
 
 
 def metric_columns(val_names, type_names) -> list[str]:
@@ -65,12 +84,20 @@ def _loss_coefficients(t, type_names) -> LossCoefficients:
         missing = [n for n in type_names if n not in ptf]
         extra = [n for n in ptf if n not in type_names]
         if missing or extra:
-            raise ValueError(f"training.per_type_forces_coeffs needs a positive coefficient for every type "
-                             f"{list(type_names)}; missing {missing}, unknown {extra}")
+            raise ValueError(
+                f"training.per_type_forces_coeffs needs a positive coefficient for every type "
+                f"{list(type_names)}; missing {missing}, unknown {extra}"
+            )
         ptf = tuple(float(ptf[n]) for n in type_names)
-    return LossCoefficients(per_atom_energy=c.get("per_atom_energy", 0.0), forces=c.get("forces", 0.0),
-                            stress=c.get("stress", 0.0), total_energy=c.get("total_energy", 0.0),
-                            loss=t.loss, huber_delta=t.huber_delta, per_type_forces=ptf)
+    return LossCoefficients(
+        per_atom_energy=c.get("per_atom_energy", 0.0),
+        forces=c.get("forces", 0.0),
+        stress=c.get("stress", 0.0),
+        total_energy=c.get("total_energy", 0.0),
+        loss=t.loss,
+        huber_delta=t.huber_delta,
+        per_type_forces=ptf,
+    )
 
 
 class Trainer:
@@ -82,8 +109,15 @@ class Trainer:
         self.progress = progress
         d, t = cfg.data, cfg.training
         c = t.loss_coeffs
-        require = tuple(k for k, w in (("energy", c.get("per_atom_energy", 0) + c.get("total_energy", 0)),
-                                       ("forces", c.get("forces", 0)), ("stress", 0)) if w > 0)
+        require = tuple(
+            k
+            for k, w in (
+                ("energy", c.get("per_atom_energy", 0) + c.get("total_energy", 0)),
+                ("forces", c.get("forces", 0)),
+                ("stress", 0),
+            )
+            if w > 0
+        )
         data = build_datasets(d, cfg.model.type_names, cfg.model.r_max, cfg.model.per_edge_type_cutoff, require)
         type_names = data.type_names
         self.coeffs = _loss_coefficients(t, type_names)
@@ -107,9 +141,19 @@ class Trainer:
         self.optimizer = Adam(self.model.params, lr=t.learning_rate, amsgrad=t.amsgrad, weight_decay=t.weight_decay)
         self.ema = EMA(self.model.params, decay=t.ema_decay) if t.ema_decay is not None else None
         sch = t.scheduler
-        self.scheduler = None if sch is None else ReduceLROnPlateau(
-            self.optimizer, factor=sch.factor, patience=sch.patience, threshold=sch.threshold,
-            threshold_mode=sch.threshold_mode, cooldown=sch.cooldown, min_lr=sch.min_lr)
+        self.scheduler = (
+            None
+            if sch is None
+            else ReduceLROnPlateau(
+                self.optimizer,
+                factor=sch.factor,
+                patience=sch.patience,
+                threshold=sch.threshold,
+                threshold_mode=sch.threshold_mode,
+                cooldown=sch.cooldown,
+                min_lr=sch.min_lr,
+            )
+        )
         self.lr_scheduler = None if t.lr_scheduler is None else build_lr_scheduler(t.lr_scheduler, self.optimizer)
         es = t.early_stopping
         self.early = None if es is None else EarlyStopping(patience=es.patience, min_delta=es.min_delta)
@@ -118,9 +162,11 @@ class Trainer:
         # several MPI ranks (mpirun): sharded, summed gradients; only rank 0 writes (docs/lammps_mpi.md)
         self.parallel = data_parallel_from_environment()
         if self.parallel is not None and not self.coeffs.is_plain():
-            raise ValueError("data-parallel training (several MPI ranks) supports the per-atom-energy, forces and "
-                             "stress MSE loss only; run on one rank for total_energy, huber/mae or "
-                             "per_type_forces_coeffs")
+            raise ValueError(
+                "data-parallel training (several MPI ranks) supports the per-atom-energy, forces and "
+                "stress MSE loss only; run on one rank for total_energy, huber/mae or "
+                "per_type_forces_coeffs"
+            )
         self.writes = self.parallel is None or self.parallel.writes
         self.progress = self.progress and self.writes
 
@@ -230,18 +276,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
-        return {"epoch": self.epoch, "best_val": self.best_val, "optimizer": self.optimizer.state_dict(),
-                "ema": self.ema.state_dict() if self.ema else None,
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
-                "early": self.early.state_dict() if self.early else None}
+        return {
+            "epoch": self.epoch,
+            "best_val": self.best_val,
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
+            "early": self.early.state_dict() if self.early else None,
+        }
 
     def _save_checkpoint(self, path) -> None:
         arrays = {}
         meta = _flatten(self._state(), arrays)
         arrays.update({f"param/{k}": v for k, v in self.model.params.items()})
-        atomic_savez(path, ckpt_version=np.array(CKPT_VERSION), state=np.array(json.dumps(meta)),
-                     config=np.array(json.dumps(config_to_dict(self.config))), **arrays)
+        atomic_savez(
+            path,
+            ckpt_version=np.array(CKPT_VERSION),
+            state=np.array(json.dumps(meta)),
+            config=np.array(json.dumps(config_to_dict(self.config))),
+            **arrays,
+        )
 
     def load_checkpoint(self, path) -> None:
         """Restore everything written by ``_save_checkpoint`` (for ``--resume``)."""
@@ -250,8 +305,10 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint at {str(path)!r} to resume from")
         with np.load(path, allow_pickle=False) as data:
             if int(data["ckpt_version"]) > CKPT_VERSION:
-                raise ValueError(f"{str(path)!r} has checkpoint version {int(data['ckpt_version'])}, "
-                                 f"newer than {CKPT_VERSION}; upgrade nequip-np")
+                raise ValueError(
+                    f"{str(path)!r} has checkpoint version {int(data['ckpt_version'])}, "
+                    f"newer than {CKPT_VERSION}; upgrade nequip-np"
+                )
             arrays = {k: data[k] for k in data.files}
         state = _unflatten(json.loads(str(arrays["state"])), arrays)
         self.model.load_params({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})

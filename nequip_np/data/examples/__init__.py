@@ -8,6 +8,7 @@ Example:
     >>> aspirin_path().name
     'aspirin_xtb_300.extxyz'
 """
+
 from __future__ import annotations
 
 from importlib import resources

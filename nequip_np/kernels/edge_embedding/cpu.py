@@ -9,6 +9,7 @@ multiplication instead of ``pow``. The trainable-frequency gradient
 summed by NumPy in edge order — deterministic for any thread count. Geometry runs in float64 /
 complex128 only (the model's geometry precision), so two signatures are compiled.
 """
+
 from __future__ import annotations
 
 import numba

@@ -9,6 +9,7 @@ step — a block reduction is the upgrade if a profile says otherwise). Geometry
 complex128 whatever the model dtype; the envelope exponent ``p`` must be an integer (repeated
 products keep the complex training pass analytic).
 """
+
 from __future__ import annotations
 
 import numpy as np

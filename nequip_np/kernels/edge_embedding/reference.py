@@ -32,6 +32,7 @@ Backward: with :math:`\bar b` given,
 All arithmetic is analytic (no abs, comparisons on the real part only), so the same code runs on
 complex inputs for the training pass.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ activations, gated products) without the reference's column gathers, ``concatena
 gate-gradient sum :math:`\bar g_u = \phi'(g_u)\sum_{c: u(c)=u} v_c\bar o_c` runs per node in column
 order (deterministic). Analytic arithmetic only (complex training pass).
 """
+
 from __future__ import annotations
 
 import numba

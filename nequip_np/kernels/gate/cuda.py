@@ -7,6 +7,7 @@ the plan's ``GateTables`` (``kernels/plan.py``), uploaded once per plan. A gate 
 :math:`v_c\bar o_c` over its gated columns through a CSR of ``gated_copy`` (fixed order: deterministic,
 no atomics, unlike the reference's ``np.add.at``). The cache keeps ``z``; activations are recomputed.
 """
+
 from __future__ import annotations
 
 from numba import cuda
@@ -58,8 +59,19 @@ def forward(z, plan):
     zd = cu.to_device(z, dt)
     t = cu.device_record(plan.tables)
     out = cu.device_empty((zd.shape[0], plan.irreps_out.dim), dt)
-    cu.launch(_k_forward, dt, out.size, zd, t.scalar_cols, t.scalar_parity, t.gate_cols, int(plan.gate_parity),
-              t.gated_cols, t.gated_copy, out)
+    cu.launch(
+        _k_forward,
+        dt,
+        out.size,
+        zd,
+        t.scalar_cols,
+        t.scalar_parity,
+        t.gate_cols,
+        int(plan.gate_parity),
+        t.gated_cols,
+        t.gated_copy,
+        out,
+    )
     return cu.finish(out, z), (zd, plan, z)
 
 
@@ -70,6 +82,21 @@ def backward(d_out, cache):
     zd, do = cu.to_device(zd, dt), cu.to_device(d_out, dt)
     t = cu.device_record(plan.tables)
     d_z = cu.device_empty(zd.shape, dt)
-    cu.launch(_k_backward, dt, d_z.size, do, zd, t.scalar_cols, t.scalar_parity, t.gate_cols, int(plan.gate_parity),
-              t.gated_cols, t.gated_copy, t.role, t.gate_ptr, t.gate_perm, d_z)
+    cu.launch(
+        _k_backward,
+        dt,
+        d_z.size,
+        do,
+        zd,
+        t.scalar_cols,
+        t.scalar_parity,
+        t.gate_cols,
+        int(plan.gate_parity),
+        t.gated_cols,
+        t.gated_copy,
+        t.role,
+        t.gate_ptr,
+        t.gate_perm,
+        d_z,
+    )
     return (cu.finish(d_z, like, d_out),)

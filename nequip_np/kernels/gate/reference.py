@@ -10,6 +10,7 @@ irreps :math:`v` (column index arrays from the plan). With :math:`\phi_+ = c_{\r
 Backward: :math:`\bar s = \phi'(s)\bar o_s`, :math:`\bar v_c = \phi(g)_{u(c)}\bar o_c`,
 :math:`\bar g_u = \phi'(g_u)\sum_{c: u(c)=u} v_c\bar o_c`.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,6 +11,7 @@ element, a float64 / complex128 register accumulator, no atomics — determinist
 ``total`` is one thread summing serially (it only ever sees N per-atom values, for a single-species
 model's scale/shift gradient).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -173,8 +174,7 @@ def scatter_sum(values, index, n):
     width = int(np.prod(values.shape[1:], dtype=np.int64))
     out = cu.device_empty((int(n),) + tuple(values.shape[1:]), values.dtype)
     ptr, perm = cu.csr_device(index, int(n))
-    cu.launch(_k_segment_sum, values.dtype, out.size, values.reshape(e, width), ptr, perm,
-              out.reshape(int(n), width))
+    cu.launch(_k_segment_sum, values.dtype, out.size, values.reshape(e, width), ptr, perm, out.reshape(int(n), width))
     return out
 
 

@@ -15,14 +15,28 @@ Array placement (identity here):
 ``to_host``    backend array → NumPy (the energies / forces / gradients handed back)
 =============  ==========================================================================
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from nequip_np.kernels.common import scatter_sum
 
-__all__ = ["upload", "resident", "to_host", "cast", "gather_rows", "column", "add", "mul", "zeros", "ones_like",
-           "scatter_sum", "total", "forces_and_strain"]
+__all__ = [
+    "upload",
+    "resident",
+    "to_host",
+    "cast",
+    "gather_rows",
+    "column",
+    "add",
+    "mul",
+    "zeros",
+    "ones_like",
+    "scatter_sum",
+    "total",
+    "forces_and_strain",
+]
 
 
 def upload(a):

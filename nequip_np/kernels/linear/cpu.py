@@ -11,6 +11,7 @@ For at most ``SMALL_ROWS`` rows of real numbers (one molecule), the forward pass
 reverse pass (no weight gradient) are one Numba call over all paths (``_forward_small``,
 ``_backward_small``): there the dozen NumPy calls per path cost more than the arithmetic.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,10 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # SIMD sums over channels; N
 @functools.lru_cache(maxsize=64)
 def _path_table(plan):
     """int64 rows (in start, out start, mul in, mul out, 2l+1, weight offset) and the norms, per path."""
-    rows = [(plan.bin[i].start, plan.bout[o].start, plan.bin[i].mul, plan.bout[o].mul, plan.bin[i].dim, off)
-            for i, o, off in plan.paths]
+    rows = [
+        (plan.bin[i].start, plan.bout[o].start, plan.bin[i].mul, plan.bout[o].mul, plan.bin[i].dim, off)
+        for i, o, off in plan.paths
+    ]
     return np.array(rows, dtype=np.int64).reshape(-1, 6), np.array(plan.norm, dtype=np.float64)
 
 

@@ -13,6 +13,7 @@ paths touching it, so that
 The same kernels take a per-node weight *set* (``types``, weights (T, n_w)): the self-connection is
 this layer with one weight matrix per species (``self_connection/cuda.py``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -84,16 +85,14 @@ def species_linear_forward(x, W2, types, per_species, t, n_out):
     """out (N, n_out) on the device; ``W2`` (T, n_w) device weights, ``types`` (N,) device int64,
     ``t`` the plan's ``LinearTables`` on the device (:func:`_cuda_util.device_record`)."""
     out = cu.device_empty((x.shape[0], n_out), x.dtype)
-    cu.launch(_k_forward, x.dtype, out.size, x, W2, types, per_species, t.paths, t.norm, t.out_cols, t.out_paths,
-              out)
+    cu.launch(_k_forward, x.dtype, out.size, x, W2, types, per_species, t.paths, t.norm, t.out_cols, t.out_paths, out)
     return out
 
 
 def species_linear_backward(dy, x, W2, types, per_species, t):
     """(dx (N, n_in), dW (T, n_w)) on the device."""
     dx = cu.device_empty(x.shape, dy.dtype)
-    cu.launch(_k_backward_x, dy.dtype, dx.size, dy, W2, types, per_species, t.paths, t.norm, t.in_cols, t.in_paths,
-              dx)
+    cu.launch(_k_backward_x, dy.dtype, dx.size, dy, W2, types, per_species, t.paths, t.norm, t.in_cols, t.in_paths, dx)
     dW = cu.device_empty(W2.shape, dy.dtype)
     cu.launch(_k_backward_w, dy.dtype, dW.size, x, dy, types, per_species, t.paths, t.norm, t.w_owner, dW)
     return dx, dW

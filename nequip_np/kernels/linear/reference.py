@@ -9,6 +9,7 @@ keeps equivariance (the weights commute with :math:`D^l`). Backward:
 :math:`\bar x_i[u, m] = \mathrm{fan}^{-1/2}\sum_w W[u, w]\bar y_o[w, m]`,
 :math:`\bar W[u, w] = \mathrm{fan}^{-1/2}\sum_{n,m} x_i[n, u, m]\,\bar y_o[n, w, m]`.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -19,6 +19,7 @@ What differs from ``reference.py``:
 * The weight gradient's operand order ``(dz.T @ h).T`` (OpenBLAS runs the transposed-left ``h.T @ dz``
   with E ≫ d about 3× slower).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -140,8 +141,9 @@ def _times_activation_grad(dh, z, nonlinearity):
 # ----------------------------------------------------------------------------- row-block products
 def _pool():
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=max(numba.config.NUMBA_NUM_THREADS, 1),
-                                        thread_name_prefix="nequip-np-blas"))
+        _POOL.append(
+            ThreadPoolExecutor(max_workers=max(numba.config.NUMBA_NUM_THREADS, 1), thread_name_prefix="nequip-np-blas")
+        )
     return _POOL[0]
 
 

@@ -8,6 +8,7 @@ elementwise launches. Whether a vendor BLAS (cuBLAS through CuPy) should replace
 open, measurable question — ``docs/cuda.md#radial-mlp-matrix-products`` gives the criteria and the
 measurement plan; no GPU was available to this change.
 """
+
 from __future__ import annotations
 
 from numba import cuda

@@ -19,6 +19,7 @@ Backward: :math:`\bar W^{(k)} = \alpha_k\, h^{(k)\top}\bar z^{(k)}`,
 :math:`\bar z^{(k-1)} = \phi'(z^{(k-1)})\odot\bar h^{(k)}`.
 The matrix products go through BLAS (``@``), which is where NequIP spends most of its flops.
 """
+
 from __future__ import annotations
 
 import numpy as np

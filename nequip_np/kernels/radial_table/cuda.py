@@ -7,6 +7,7 @@ one thread per edge reducing :math:`\bar x_e = \sum_c \bar w_{ec} S'_c(x_e)` ove
 float64. No atomics: the result does not depend on scheduling. Real arithmetic only (inference).
 Untimed on a GPU so far; checked against the reference under Numba's CUDA simulator.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,12 +34,14 @@ def _k_forward(vec, rrec, table, w):
         u3 = u2 * u
         u4 = u3 * u
         u5 = u4 * u
-        w[e, c] = ((1.0 - 10.0 * u3 + 15.0 * u4 - 6.0 * u5) * table[a, 0, c]
-                   + (u - 6.0 * u3 + 8.0 * u4 - 3.0 * u5) * table[a, 1, c]
-                   + 0.5 * (u2 - 3.0 * u3 + 3.0 * u4 - u5) * table[a, 2, c]
-                   + 0.5 * (u3 - 2.0 * u4 + u5) * table[a + 1, 2, c]
-                   + (-4.0 * u3 + 7.0 * u4 - 3.0 * u5) * table[a + 1, 1, c]
-                   + (10.0 * u3 - 15.0 * u4 + 6.0 * u5) * table[a + 1, 0, c])
+        w[e, c] = (
+            (1.0 - 10.0 * u3 + 15.0 * u4 - 6.0 * u5) * table[a, 0, c]
+            + (u - 6.0 * u3 + 8.0 * u4 - 3.0 * u5) * table[a, 1, c]
+            + 0.5 * (u2 - 3.0 * u3 + 3.0 * u4 - u5) * table[a, 2, c]
+            + 0.5 * (u3 - 2.0 * u4 + u5) * table[a + 1, 2, c]
+            + (-4.0 * u3 + 7.0 * u4 - 3.0 * u5) * table[a + 1, 1, c]
+            + (10.0 * u3 - 15.0 * u4 + 6.0 * u5) * table[a + 1, 0, c]
+        )
 
 
 def _k_backward(d_w, vec, rrec, table, d_vec):
@@ -62,8 +65,14 @@ def _k_backward(d_w, vec, rrec, table, d_vec):
             g4 = -12.0 * u2 + 28.0 * u3 - 15.0 * u4
             g5 = 30.0 * u2 - 60.0 * u3 + 30.0 * u4
             for c in range(nw):
-                acc += d_w[e, c] * (g0 * table[a, 0, c] + g1 * table[a, 1, c] + g2 * table[a, 2, c]
-                                    + g3 * table[a + 1, 2, c] + g4 * table[a + 1, 1, c] + g5 * table[a + 1, 0, c])
+                acc += d_w[e, c] * (
+                    g0 * table[a, 0, c]
+                    + g1 * table[a, 1, c]
+                    + g2 * table[a, 2, c]
+                    + g3 * table[a + 1, 2, c]
+                    + g4 * table[a + 1, 1, c]
+                    + g5 * table[a + 1, 0, c]
+                )
         g = acc * (n - 1) * rrec[e] / r
         for k in range(3):
             d_vec[e, k] = g * vec[e, k]

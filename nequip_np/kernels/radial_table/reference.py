@@ -56,19 +56,23 @@ the reverse pass differentiates :math:`S` itself: with :math:`\bar w` given,
 Real arithmetic only: the table is for inference (energies, forces, stress); training differentiates
 the MLP (``kernels/mlp``).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 #: H_k(t) = sum_p _H[k, p] t^p (columns t^0 … t^5), in the order of the table reads below
-_H = np.array([
-    [1, 0, 0, -10, 15, -6],        # H0: value at a
-    [0, 1, 0, -6, 8, -3],          # H1: h·slope at a
-    [0, 0, 0.5, -1.5, 1.5, -0.5],  # H2: h²·curvature at a
-    [0, 0, 0, 0.5, -1.0, 0.5],     # H3: h²·curvature at a+1
-    [0, 0, 0, -4, 7, -3],          # H4: h·slope at a+1
-    [0, 0, 0, 10, -15, 6],         # H5: value at a+1
-], dtype=np.float64)
+_H = np.array(
+    [
+        [1, 0, 0, -10, 15, -6],  # H0: value at a
+        [0, 1, 0, -6, 8, -3],  # H1: h·slope at a
+        [0, 0, 0.5, -1.5, 1.5, -0.5],  # H2: h²·curvature at a
+        [0, 0, 0, 0.5, -1.0, 0.5],  # H3: h²·curvature at a+1
+        [0, 0, 0, -4, 7, -3],  # H4: h·slope at a+1
+        [0, 0, 0, 10, -15, 6],  # H5: value at a+1
+    ],
+    dtype=np.float64,
+)
 
 
 def hermite_basis(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

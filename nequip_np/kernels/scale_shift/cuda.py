@@ -4,6 +4,7 @@ What differs from the reference: nothing but the array namespace — the same fu
 ``xp = glue/cuda.py`` (gather, cast, add, multiply and the per-type sums as device kernels), so the
 energies stay on the device.
 """
+
 from __future__ import annotations
 
 from functools import partial

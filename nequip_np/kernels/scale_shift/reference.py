@@ -16,6 +16,7 @@ Backward: :math:`\bar{\tilde E}_i = \sigma_{t_i}\bar E_i` (cast back to the mode
 :math:`\bar\sigma_t = \sum_{i: t_i = t}\bar E_i\tilde E_i`, :math:`\bar\mu_t = \sum_{i: t_i = t}\bar E_i`
 (a single shared value sums over every atom).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,5 +45,8 @@ def backward(d_atomic, cache, xp=glue):
     """Returns ``(d_e_tilde, d_scales, d_shifts)``."""
     e, scale, types, n_scales, n_shifts, dtype = cache
     d_e_tilde = xp.cast(xp.column(xp.mul(d_atomic, scale)), dtype)  # back to the readout's dtype
-    return (d_e_tilde, _per_type_sum(xp.mul(d_atomic, e), types, n_scales, xp),
-            _per_type_sum(d_atomic, types, n_shifts, xp))
+    return (
+        d_e_tilde,
+        _per_type_sum(xp.mul(d_atomic, e), types, n_scales, xp),
+        _per_type_sum(d_atomic, types, n_shifts, xp),
+    )

@@ -6,8 +6,8 @@ species row sets are built once per call with a stable argsort. All flops are in
 so there is no Numba kernel (same measurement as ``linear/cpu.py``). Reductions over nodes
 (:math:`\bar V_t`) are BLAS's, independent of the Numba thread count.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 

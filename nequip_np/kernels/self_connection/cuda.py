@@ -9,6 +9,7 @@ deterministic); two small kernels contract :math:`\bar V` back to :math:`\bar W`
 and :math:`\bar A` (one thread per (t, v)). All tables are the plan's ``SelfConnectionTables``
 (``kernels/plan.py``: the linear tables of :math:`V_t` plus the FCTP weight offsets), uploaded once per plan.
 """
+
 from __future__ import annotations
 
 from numba import cuda

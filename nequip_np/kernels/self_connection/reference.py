@@ -13,6 +13,7 @@ of an (N, mul, T_f, mul) contraction). Backward:
 :math:`\bar W[u,v,w] = \sum_t \bar V_t[u,w] A[t,v]`,
 :math:`\bar A[t, v] = \sum_{u,w} \bar V_t[u,w] W[u,v,w]`.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -10,6 +10,7 @@ normalises :math:`\vec r`, evaluates the components in registers and writes ``Y`
 contracts it with :math:`\bar Y` on the fly (memory: 3·K·E numbers saved, 48·E at l_max = 3).
 Geometry runs in float64 / complex128 only.
 """
+
 from __future__ import annotations
 
 import numba

@@ -8,6 +8,7 @@ Backward: one thread per edge recomputes :math:`\nabla_u P_k` component by compo
 with :math:`\bar Y` on the fly — the reference's (E, K, 3) gradient array is never stored. Geometry
 runs in float64 / complex128.
 """
+
 from __future__ import annotations
 
 from numba import cuda

@@ -18,6 +18,7 @@ normalisation :math:`\partial \hat u/\partial \vec r = (I - \hat u\hat u^\top)/r
 
 Zero-length edges never reach this operation (the graph builder rejects coincident atoms).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -18,6 +18,7 @@ What differs from the reference (the math is the reference's docstring):
   for any number of threads. The kernels run in one dtype (float32/64, complex64/128: analytic
   arithmetic only, the training pass runs them in complex arithmetic).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -15,6 +15,7 @@ What differs from the reference (design and measurements plan: ``docs/cuda.md#te
   one thread per (edge, SH component) — both edge-owned — and :math:`\bar y` one thread per (sender j,
   input column) walking the CSR of ``src`` (the gather's transpose, again without atomics).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -138,8 +139,9 @@ def forward(y, Y, w, src, dst, n_nodes, plan):
     t = cu.device_record(plan.tables)
     ptr, perm = cu.csr_device(dst, n_nodes)
     M = cu.device_empty((int(n_nodes), plan.irreps_mid.dim), dt)
-    cu.launch(_k_forward, dt, M.size, yd, Yd, wd, srcd, ptr, perm, t.paths, t.mid_owner, t.nz_c, t.nz_c_val,
-              t.nz_c_ptr, M)
+    cu.launch(
+        _k_forward, dt, M.size, yd, Yd, wd, srcd, ptr, perm, t.paths, t.mid_owner, t.nz_c, t.nz_c_val, t.nz_c_ptr, M
+    )
     return cu.finish(M, y, Y, w), Cache(yd, Yd, wd, srcd, dstd, src, dst, int(n_nodes), plan, y)
 
 
@@ -150,13 +152,58 @@ def backward(d_M, cache):
     yd, Yd, wd, dM = cu.to_device(yd, dt), cu.to_device(Yd, dt), cu.to_device(wd, dt), cu.to_device(d_M, dt)
     t = cu.device_record(plan.tables)
     dw = cu.device_zeros(wd.shape, dt)  # weight columns no path reads stay zero
-    cu.launch(_k_grad_w, dt, wd.shape[0] * t.w_owner.shape[0], yd, Yd, dM, srcd, dstd, t.paths, t.w_owner, t.nz_c,
-              t.nz_c_val, t.nz_c_ptr, dw)
+    cu.launch(
+        _k_grad_w,
+        dt,
+        wd.shape[0] * t.w_owner.shape[0],
+        yd,
+        Yd,
+        dM,
+        srcd,
+        dstd,
+        t.paths,
+        t.w_owner,
+        t.nz_c,
+        t.nz_c_val,
+        t.nz_c_ptr,
+        dw,
+    )
     dY = cu.device_zeros(Yd.shape, dt)
-    cu.launch(_k_grad_Y, dt, Yd.shape[0] * t.sh_owner.shape[0], yd, wd, dM, srcd, dstd, t.paths, t.sh_owner,
-              t.sh_paths, t.nz_b, t.nz_b_val, t.nz_b_ptr, dY)
+    cu.launch(
+        _k_grad_Y,
+        dt,
+        Yd.shape[0] * t.sh_owner.shape[0],
+        yd,
+        wd,
+        dM,
+        srcd,
+        dstd,
+        t.paths,
+        t.sh_owner,
+        t.sh_paths,
+        t.nz_b,
+        t.nz_b_val,
+        t.nz_b_ptr,
+        dY,
+    )
     sptr, sperm = cu.csr_device(src, yd.shape[0])
     dy = cu.device_empty(yd.shape, dt)
-    cu.launch(_k_grad_y, dt, dy.size, Yd, wd, dM, dstd, sptr, sperm, t.paths, t.in_owner, t.in_paths, t.nz_a,
-              t.nz_a_val, t.nz_a_ptr, dy)
+    cu.launch(
+        _k_grad_y,
+        dt,
+        dy.size,
+        Yd,
+        wd,
+        dM,
+        dstd,
+        sptr,
+        sperm,
+        t.paths,
+        t.in_owner,
+        t.in_paths,
+        t.nz_a,
+        t.nz_a_val,
+        t.nz_a_ptr,
+        dy,
+    )
     return cu.finish((dy, dY, dw), like, d_M)

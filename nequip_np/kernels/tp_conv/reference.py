@@ -27,6 +27,7 @@ Backward (trilinear, so each input gets the product of the other two):
 :math:`\bar y_{j}[u,a] \mathrel{+}= \sum_{e: j(e)=j} w_e[o+u] \sum_c \bar m_e[u,c] (YC)_{eac}`,
 :math:`\bar Y_e[b] \mathrel{+}= \sum_{u,a,c} w_e[o+u]\,\bar m_e[u,c]\, y_{j(e)}[u,a]\, \tilde C_{abc}`.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -89,6 +90,8 @@ def backward(d_M, cache):
         xi = x_e[:, bi.start : bi.stop].reshape(e, bi.mul, bi.dim)
         d_x[:, bi.start : bi.stop] += np.einsum("euc,eac->eua", dt, YC).reshape(e, bi.stop - bi.start)
         d_YC = np.einsum("euc,eua->eac", dt, xi)
-        d_Y[:, path.l_sh**2 : (path.l_sh + 1) ** 2] += np.einsum("eac,abc->eb", d_YC, path.cg.astype(np.real(d_YC[:0]).dtype))
+        d_Y[:, path.l_sh**2 : (path.l_sh + 1) ** 2] += np.einsum(
+            "eac,abc->eb", d_YC, path.cg.astype(np.real(d_YC[:0]).dtype)
+        )
     d_y = scatter_sum(d_x, src, y_shape[0])
     return d_y, d_Y, d_w

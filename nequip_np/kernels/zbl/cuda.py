@@ -6,9 +6,8 @@ from their kept host copy, others by a counted device→host copy) and the resul
 model with ``pair_potential`` pays about E·(3 + 2) floats each way per call; without it, nothing.
 A device kernel (one thread per edge, the same expressions) is the upgrade when a model needs it.
 """
-from __future__ import annotations
 
-import numpy as np
+from __future__ import annotations
 
 from nequip_np.kernels import _cuda_util as cu
 from nequip_np.kernels.zbl import reference

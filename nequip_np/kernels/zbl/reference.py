@@ -14,6 +14,7 @@ the full pair energy. Backward: :math:`\bar{\vec r} = \bar E_e\, \partial_r E_e\
 
 .. math:: \partial_r E_e = \tfrac12 k_e Z_i Z_j\Big[\frac{\phi'(x)\,x' u + \phi\,\rho u'}{r} - \frac{\phi u}{r^2}\Big].
 """
+
 from __future__ import annotations
 
 import numpy as np
