@@ -14,7 +14,6 @@ reverse pass (no weight gradient) are one Numba call over all paths (``_forward_
 
 from __future__ import annotations
 
-import functools
 
 import numba
 import numpy as np
@@ -40,22 +39,12 @@ SMALL_ROWS = 64
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # SIMD sums over channels; NaN/inf still propagate
 
 
-@functools.lru_cache(maxsize=64)
-def _path_table(plan):
-    """int64 rows (in start, out start, mul in, mul out, 2l+1, weight offset) and the norms, per path."""
-    rows = [
-        (plan.bin[i].start, plan.bout[o].start, plan.bin[i].mul, plan.bout[o].mul, plan.bin[i].dim, off)
-        for i, o, off in plan.paths
-    ]
-    return np.array(rows, dtype=np.int64).reshape(-1, 6), np.array(plan.norm, dtype=np.float64)
-
-
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _forward_small(x, weight, table, norms, out):
     """out[n, o0 + w·d + m] += norm Σ_u x[n, i0 + u·d + m] W[u, w], every path, one pass."""
     acc = np.empty(max(1, out.shape[1]), dtype=out.dtype)
     for p in range(table.shape[0]):
-        i0, o0, mi, mo, d, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
+        i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
         nrm = norms[p]
         for n in range(x.shape[0]):
             xn, on = x[n], out[n]
@@ -77,7 +66,7 @@ def _backward_small(d_out, weight, table, norms, d_x):
     """d_x[n, i0 + u·d + m] += norm Σ_w d_out[n, o0 + w·d + m] W[u, w], every path."""
     g = np.empty(max(1, d_out.shape[1]), dtype=d_x.dtype)
     for p in range(table.shape[0]):
-        i0, o0, mi, mo, d, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
+        i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
         nrm = norms[p]
         for n in range(d_out.shape[0]):
             dn, xn = d_out[n], d_x[n]
@@ -102,7 +91,7 @@ def forward(x, weight, plan):
     bin_, bout = plan.bin, plan.bout
     out = np.zeros((n, plan.irreps_out.dim), dtype=np.result_type(x, weight))
     if _small(x, weight):
-        table, norms = _path_table(plan)
+        table, norms = plan.tables.paths, plan.tables.norm  # (P, 6) rows of the plan
         _forward_small(np.ascontiguousarray(x, out.dtype), np.ascontiguousarray(weight, out.dtype), table, norms, out)
         return out, (x, weight, plan)
     for (i, o, off), norm in zip(plan.paths, plan.norm):
@@ -119,7 +108,7 @@ def backward(d_out, cache, weight_grads: bool = True):
     dtype = np.result_type(x, weight, d_out)
     d_x = np.zeros(x.shape, dtype=dtype)
     if not weight_grads and _small(d_out, x, weight):
-        table, norms = _path_table(plan)
+        table, norms = plan.tables.paths, plan.tables.norm  # (P, 6) rows of the plan
         _backward_small(np.ascontiguousarray(d_out, dtype), np.ascontiguousarray(weight, dtype), table, norms, d_x)
         return d_x, None
     d_w = np.zeros(weight.shape, dtype=dtype) if weight_grads else None
