@@ -14,7 +14,6 @@ reverse pass (no weight gradient) are one Numba call over all paths (``_forward_
 
 from __future__ import annotations
 
-
 import numba
 import numpy as np
 
