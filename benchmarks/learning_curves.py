@@ -108,7 +108,9 @@ def build_model(train_set, l_max: int, seed: int):
 
     stats = compute_statistics(train_set.graphs, MODEL["type_names"])
     cfg = resolve_defaults({"model": dict(MODEL, l_max=l_max, seed=seed), "data": {"path": "unused"}}, stats)
-    return NequIPModel(backend=BACKEND, **config_to_dict(cfg)["model"])
+    kwargs = config_to_dict(cfg)["model"]
+    kwargs.pop("initial_model", None)  # a training option (fine-tuning), not an architecture option
+    return NequIPModel(backend=BACKEND, **kwargs)
 
 
 def score(model, dataset, params) -> dict:

@@ -1,7 +1,7 @@
 """The numba backend's two code paths per operation (small-graph / large-graph) against the reference.
 
 ``tp_conv``: serial edge-order drivers (small graphs, one thread) and CSR-parallel drivers; ``self_connection``:
-all-species products (few atoms × species) and the per-species loop; ``linear``: one Numba pass (few
+one Numba pass (few rows, real), all-species products (few atoms × species) and the per-species loop; ``linear``: one Numba pass (few
 rows, real) and BLAS per path; ``linear`` / ``self_connection``
 with ``weight_grads=False`` (forces only). Each path is forced in turn, float64 and complex128, and must
 equal the reference to 1e-12; the model's energies and forces too, on a molecule and a periodic cell.
@@ -21,11 +21,16 @@ REF = get_ops("numpy")
 NUMBA = get_ops("numba")
 
 
-@pytest.fixture(params=["small", "large"])
+@pytest.fixture(params=["small", "medium", "large"])
 def path(request, monkeypatch):
-    """Force one path of every two-path numba kernel."""
-    small = request.param == "small"
+    """Force one path of every multi-path numba kernel ("medium": the self-connection's all-species products)."""
+    small = request.param != "large"
     monkeypatch.setattr(NUMBA.tp_conv, "_serial", lambda n_edges: small)
+    monkeypatch.setattr(
+        NUMBA.self_connection,
+        "_small",
+        lambda *arrays: request.param == "small" and all(a.dtype.kind == "f" for a in arrays),
+    )
     monkeypatch.setattr(NUMBA.self_connection, "_all_species", lambda n, n_types: small)
     monkeypatch.setattr(NUMBA.linear, "_small", lambda *arrays: small and all(a.dtype.kind == "f" for a in arrays))
     return request.param
