@@ -9,6 +9,7 @@ several seeds, and writes one JSON file that notebook 06 and docs/accuracy.md pl
 
     python benchmarks/learning_curves.py time             # seconds per optimiser step, per l_max
     nice -n 19 python benchmarks/learning_curves.py run   # the sweep (resumable; appends to runs.jsonl)
+    python benchmarks/learning_curves.py check            # convergence check: stricter stopping, largest size
     python benchmarks/learning_curves.py collect          # runs.jsonl -> results JSON + figure
 
 Protocol:
@@ -21,12 +22,14 @@ Protocol:
   only ``l_max`` changes. Statistics (avg. neighbours, per-type force RMS scales, per-atom energy
   mean shift) from each training set. Weights initialised with ``seed = s``.
 * training: batches of 5 frames, Adam(lr 0.01), EMA 0.999 (nequip's warm-up), loss
-  0.5 MSE(E/N) + 0.5 MSE(F). Every ``EVAL_EVERY`` optimiser steps the EMA weights are scored on the
-  validation frames; ReduceLROnPlateau(factor 0.5, patience 3 checks, 1 % relative threshold) on
-  that score. A run stops when the learning rate falls below ``STOP_LR`` (the schedule has run out
-  of improvements), when the validation loss has not improved for ``PATIENCE`` checks (early
-  stopping), or at ``MAX_STEPS`` (recorded as not converged). The EMA weights of the best
-  validation check are scored on the test frames.
+  0.5 MSE(E/N) + 0.5 MSE(F). Every 25 optimiser steps the EMA weights are scored on the
+  validation frames; ReduceLROnPlateau(factor 0.5, patience 4 checks, 0.5 % relative threshold) on
+  that score. A run stops when the learning rate has been halved five times (the schedule has run
+  out of improvements), when the validation loss has not improved for 16 checks (early
+  stopping), or at a 40 000-step safety cap (recorded as not converged). The EMA weights of the
+  best validation check are scored on the test frames (``SCHEDULE``).
+* convergence check (``check``): the largest size, every l_max, re-run with a 4x finer threshold
+  and twice the patience (``STRICT``); ``collect`` reports how much lower those test errors are.
 
 Because small and large training sets get the same rule, the number of steps adapts to the data:
 the comparison is at convergence, not at equal cost.
@@ -71,11 +74,17 @@ MODEL = dict(
     per_type_energy_shifts="auto",
 )
 BATCH, LR, EMA_DECAY = 5, 0.01, 0.999
-EVAL_EVERY = 20  # optimiser steps between validation checks
-FACTOR, SCHED_PATIENCE, THRESHOLD = 0.5, 3, 0.01
-PATIENCE = 8  # early stopping: checks without improvement
-STOP_LR = 1e-3  # the plateau schedule has halved the rate 4 times
-MAX_STEPS = 2000
+#: the stopping rule of every run: every ``eval_every`` optimiser steps the EMA weights are scored on
+#: the validation frames; the plateau schedule halves the rate when the best validation loss has not
+#: improved by ``threshold`` (relative) for more than ``sched_patience`` checks; a run ends when the
+#: rate has been halved five times (``stop_lr``), after ``patience`` checks without any improvement,
+#: or at ``max_steps`` (a safety cap, recorded as not converged)
+SCHEDULE = dict(
+    eval_every=25, factor=0.5, sched_patience=4, threshold=0.005, patience=16, stop_lr=LR / 32, max_steps=40000
+)
+#: the convergence check (``check``): the same runs with a 4x finer improvement threshold and twice
+#: the patience; if training had not converged, these longer runs would reach lower test errors
+STRICT = dict(SCHEDULE, threshold=SCHEDULE["threshold"] / 4, sched_patience=8, patience=32, max_steps=80000)
 BACKEND = "numba"
 
 
@@ -125,7 +134,7 @@ def score(model, dataset, params) -> dict:
     return acc.result()
 
 
-def train_one(data, n: int, l_max: int, seed: int) -> dict:
+def train_one(data, n: int, l_max: int, seed: int, schedule: dict = SCHEDULE) -> dict:
     """One point of the curve: train with early stopping, score the best-validation EMA weights."""
     from nequip_np.data.dataset import iterate_batches
     from nequip_np.train.ema import EMA
@@ -139,15 +148,21 @@ def train_one(data, n: int, l_max: int, seed: int) -> dict:
     model = build_model(train_set, l_max, seed)
     opt = Adam(model.params, lr=LR)
     ema = EMA(model.params, decay=EMA_DECAY)
+    c = schedule
     sched = ReduceLROnPlateau(
-        opt, factor=FACTOR, patience=SCHED_PATIENCE, threshold=THRESHOLD, threshold_mode="rel", min_lr=STOP_LR / 2
+        opt,
+        factor=c["factor"],
+        patience=c["sched_patience"],
+        threshold=c["threshold"],
+        threshold_mode="rel",
+        min_lr=c["stop_lr"] / 2,
     )
-    early = EarlyStopping(patience=PATIENCE, min_delta=0.0)
+    early = EarlyStopping(patience=c["patience"], min_delta=0.0)
     coeffs = LossCoefficients(1.0, 1.0, 0.0)
     rng = np.random.default_rng([2, seed])
     best, best_params, history = np.inf, None, []
     step, reason, start = 0, "max_steps", time.perf_counter()
-    while step < MAX_STEPS and reason == "max_steps":
+    while step < c["max_steps"] and reason == "max_steps":
         for batch in iterate_batches(train_set, BATCH, shuffle=True, rng=rng):
             loss, _, grads, _ = loss_and_grad(model, batch, coeffs)
             if not np.isfinite(loss):
@@ -155,7 +170,7 @@ def train_one(data, n: int, l_max: int, seed: int) -> dict:
             opt.step(grads)
             ema.update(model.params)
             step += 1
-            if step % EVAL_EVERY:
+            if step % c["eval_every"]:
                 continue
             val = score(model, val_set, ema.params)["loss"]
             history.append([step, opt.lr, val])
@@ -164,9 +179,9 @@ def train_one(data, n: int, l_max: int, seed: int) -> dict:
             sched.step(val)
             if early.step(val):
                 reason = "early_stopping"
-            elif opt.lr < STOP_LR:
+            elif opt.lr < c["stop_lr"]:
                 reason = "lr_below_stop"
-            if reason != "max_steps" or step >= MAX_STEPS:
+            if reason != "max_steps" or step >= c["max_steps"]:
                 break
     test = score(model, test_set, best_params)
     n_atoms = float(train_set.graphs[0].num_atoms.sum())
@@ -262,10 +277,10 @@ def summarize(runs: list) -> dict:
             )
             entry[f"{name}_slope"], entry[f"{name}_slope_stderr"] = slope, err
         entry["converged_runs"] = sum(r["converged"] for r in rs)
-        # how far from converged the runs stopped by MAX_STEPS were: best validation loss at the cap
-        # relative to the best one 500 steps earlier (1.0 = no progress in the last 500 steps)
-        capped = [r for r in rs if not r["converged"]]
-        entry["capped_best_val_ratio_last_500_steps"] = [round(_best_ratio(r["val_history"], 500), 4) for r in capped]
+        # progress at the end of each run: best validation loss at the stop relative to the best one
+        # 1000 steps earlier (1.0 = no progress in the last 1000 steps)
+        entry["best_val_ratio_last_1000_steps"] = [round(_best_ratio(r["val_history"], 1000), 4) for r in rs]
+        entry["steps"] = [r["steps"] for r in rs]
         entry["runs"] = len(rs)
         out[str(l_max)] = entry
     return out
@@ -293,6 +308,50 @@ def markdown_table(doc: dict) -> str:
     return "\n".join(rows)
 
 
+def cmd_check(a) -> None:
+    """The largest training size of every l_max again, with the stricter stopping rule (``STRICT``)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / "check.jsonl"
+    done = _done(path)
+    data = load()
+    n = max(a.sizes)
+    for seed in a.seeds[:1] if a.seeds == SEEDS else a.seeds:
+        for l_max in a.l_max:
+            if (n, l_max, seed) in done:
+                continue
+            rec = train_one(data, n, l_max, seed, STRICT)
+            with open(path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            print(
+                f"check N={n} l_max={l_max} seed={seed}: {rec['steps']} steps ({rec['stop']}), "
+                f"test F MAE {rec['test_forces_mae_meV_A']:.1f} meV/Å",
+                flush=True,
+            )
+
+
+def convergence_check(runs: list, strict: list) -> list:
+    """Per strict re-run: its test errors and steps against the protocol run of the same point."""
+    by_key = {(r["n_train"], r["l_max"], r["seed"]): r for r in runs}
+    rows = []
+    for s in strict:
+        r = by_key.get((s["n_train"], s["l_max"], s["seed"]))
+        if r is None:
+            continue
+        rows.append(
+            {
+                "n_train": s["n_train"],
+                "l_max": s["l_max"],
+                "seed": s["seed"],
+                "steps": [r["steps"], s["steps"]],
+                "forces_mae_meV_A": [r["test_forces_mae_meV_A"], s["test_forces_mae_meV_A"]],
+                "energy_mae_meV": [r["test_energy_mae_meV"], s["test_energy_mae_meV"]],
+                "forces_ratio_strict_over_protocol": s["test_forces_mae_meV_A"] / r["test_forces_mae_meV_A"],
+                "energy_ratio_strict_over_protocol": s["test_energy_mae_meV"] / r["test_energy_mae_meV"],
+            }
+        )
+    return rows
+
+
 def cmd_collect(a) -> None:
     runs = []
     for path in [WORK / "runs.jsonl"] + [Path(p) for p in a.extra]:  # --extra: runs done by a second process
@@ -317,13 +376,8 @@ def cmd_collect(a) -> None:
             "batch_size": BATCH,
             "lr": LR,
             "ema_decay": EMA_DECAY,
-            "eval_every_steps": EVAL_EVERY,
-            "plateau_factor": FACTOR,
-            "plateau_patience_checks": SCHED_PATIENCE,
-            "plateau_threshold_rel": THRESHOLD,
-            "early_stopping_patience_checks": PATIENCE,
-            "stop_lr": STOP_LR,
-            "max_steps": MAX_STEPS,
+            "schedule": SCHEDULE,
+            "strict_schedule_of_the_convergence_check": STRICT,
             "backend": BACKEND,
         },
         "machine": {
@@ -335,6 +389,11 @@ def cmd_collect(a) -> None:
         },
         "total_train_wall_s": round(sum(r["train_wall_s"] for r in runs), 1),
         "summary": summarize(runs),
+        "convergence_check": convergence_check(
+            runs, [json.loads(x) for x in (WORK / "check.jsonl").read_text().splitlines()]
+        )
+        if (WORK / "check.jsonl").exists()
+        else [],
         "runs": runs,
     }
     text = json.dumps(doc, indent=1) + "\n"
@@ -356,12 +415,18 @@ def cmd_collect(a) -> None:
             f"energy slope {e['energy_slope']} ± {e['energy_slope_stderr']}; "
             f"{e['converged_runs']}/{e['runs']} runs converged"
         )
+    for c in doc["convergence_check"]:
+        print(
+            f"check N={c['n_train']} l_max={c['l_max']} seed={c['seed']}: steps {c['steps']}, "
+            f"F MAE {c['forces_mae_meV_A'][0]:.1f} -> {c['forces_mae_meV_A'][1]:.1f} meV/Å "
+            f"({c['forces_ratio_strict_over_protocol']:.3f}), E MAE ratio {c['energy_ratio_strict_over_protocol']:.3f}"
+        )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "time", "collect"):
+    for name in ("run", "time", "collect", "check"):
         p = sub.add_parser(name)
         p.add_argument("--sizes", type=int, nargs="+", default=SIZES)
         p.add_argument("--l-max", type=int, nargs="+", default=L_MAX)
@@ -370,7 +435,7 @@ def main(argv=None) -> int:
         p.add_argument("--extra", nargs="*", default=[], help="collect: more runs.jsonl files to merge")
     a = ap.parse_args(argv)
     os.environ.setdefault("NEQUIP_NP_NO_PROGRESS", "1")
-    {"run": cmd_run, "time": cmd_time, "collect": cmd_collect}[a.cmd](a)
+    {"run": cmd_run, "time": cmd_time, "collect": cmd_collect, "check": cmd_check}[a.cmd](a)
     return 0
 
 

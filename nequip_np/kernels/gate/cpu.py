@@ -2,7 +2,8 @@ r"""Gate nonlinearity — Numba CPU kernel (same signatures as ``reference.py``)
 
 What differs from the reference: one ``prange`` over nodes does the whole row (scalars, gate
 activations, gated products) without the reference's column gathers, ``concatenate`` and
-``np.add.at``; the cache keeps only ``z`` and the backward pass recomputes the activations. The
+``np.add.at``; the cache keeps only ``z`` and the backward pass recomputes the activations (each
+gate once per node, then shared by the 2l+1 components it gates). The
 gate-gradient sum :math:`\bar g_u = \phi'(g_u)\sum_{c: u(c)=u} v_c\bar o_c` runs per node in column
 order (deterministic). Analytic arithmetic only (complex training pass).
 """
@@ -36,11 +37,14 @@ def _backward(d_out, z, s_cols, s_par, g_cols, g_par, v_cols, v_copy, d_z):
     ns = s_cols.shape[0]
     for n in prange(z.shape[0]):
         d_phi = np.zeros(g_cols.shape[0], dtype=d_z.dtype)
+        phi = np.empty(g_cols.shape[0], dtype=d_z.dtype)
+        for q in range(g_cols.shape[0]):  # each gate once, not once per gated component
+            phi[q] = act(z[n, g_cols[q]], g_par)
         for k in range(ns):
             d_z[n, s_cols[k]] = d_out[n, k] * act_grad(z[n, s_cols[k]], s_par[k])
         for k in range(v_cols.shape[0]):
             q = v_copy[k]
-            d_z[n, v_cols[k]] = d_out[n, ns + k] * act(z[n, g_cols[q]], g_par)
+            d_z[n, v_cols[k]] = d_out[n, ns + k] * phi[q]
             d_phi[q] += d_out[n, ns + k] * z[n, v_cols[k]]
         for q in range(g_cols.shape[0]):
             d_z[n, g_cols[q]] = d_phi[q] * act_grad(z[n, g_cols[q]], g_par)

@@ -53,25 +53,21 @@ def _apply_all(rows, v_cat, types, d, width):
 
 
 # ---------------------------------------------------------------- few rows: one Numba call for all paths
-@numba.njit(cache=True, nogil=True)
-def _form_v(weight, attr, table, sc_off, n_attr, V):
-    """V[t, w_offset + u·mo + w] = Σ_v attr[t, v] W[sc_off + (u·A + v)·mo + w]: species maps as linear weights."""
-    for p in range(table.shape[0]):
-        mi, mo, woff, soff = table[p, 1], table[p, 4], table[p, 5], sc_off[p]
-        for t in range(attr.shape[0]):
-            for u in range(mi):
-                for w in range(mo):
-                    acc = 0.0
-                    for v in range(n_attr):
-                        acc += attr[t, v] * weight[soff + (u * n_attr + v) * mo + w]
-                    V[t, woff + u * mo + w] = acc
+def _form_v(weight, attr, plan, dtype):
+    r"""(T, n_lin): every species' map :math:`V_t[u, w] = \sum_v a_{tv} W[u, v, w]` laid out as a linear
+    weight vector (``plan.tables``: column ``w_offset + u·mul_out + w``); one BLAS product per path."""
+    t = plan.tables
+    V = np.empty((attr.shape[0], max(1, _n_lin(plan))), dtype=dtype)
+    for p, (i, k, off) in enumerate(plan.paths):
+        mi, mo, woff = plan.bin[i].mul, plan.bout[k].mul, t.paths[p, 5]
+        Vp = _v_all(weight, attr, off, mi, plan.n_attr, mo)  # (u, T, w)
+        V[:, woff : woff + mi * mo] = Vp.transpose(1, 0, 2).reshape(attr.shape[0], mi * mo)
+    return V
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _forward_small(h, weight, attr, types, table, sc_off, norms, n_lin, out):
+def _forward_small(h, V, types, table, norms, out):
     """out[n, o0 + w·d + m] += norm Σ_u h[n, i0 + u·d + m] V_{t(n)}[u, w], every path, one pass."""
-    V = np.empty((attr.shape[0], max(1, n_lin)), dtype=out.dtype)
-    _form_v(weight, attr, table, sc_off, attr.shape[1], V)
     acc = np.empty(max(1, out.shape[1]), dtype=out.dtype)
     for p in range(table.shape[0]):
         i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
@@ -92,10 +88,8 @@ def _forward_small(h, weight, attr, types, table, sc_off, norms, n_lin, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _backward_small(d_out, weight, attr, types, table, sc_off, norms, n_lin, d_h):
+def _backward_small(d_out, V, types, table, norms, d_h):
     """d_h[n, i0 + u·d + m] += norm Σ_w d_out[n, o0 + w·d + m] V_{t(n)}[u, w], every path."""
-    V = np.empty((attr.shape[0], max(1, n_lin)), dtype=d_h.dtype)
-    _form_v(weight, attr, table, sc_off, attr.shape[1], V)
     g = np.empty(max(1, d_out.shape[1]), dtype=d_h.dtype)
     for p in range(table.shape[0]):
         i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
@@ -129,9 +123,8 @@ def forward(h, attr, types, weight, plan):
     dtype = np.result_type(h, attr, weight)
     if _small(h, attr, weight):
         out = np.zeros((n, plan.irreps_out.dim), dtype=dtype)
-        t = plan.tables
-        h_, a_, w_ = (np.ascontiguousarray(x, dtype) for x in (h, attr, weight))
-        _forward_small(h_, w_, a_, np.ascontiguousarray(types, np.int64), t.paths, t.sc_off, t.norm, _n_lin(plan), out)
+        t, V = plan.tables, _form_v(weight, attr, plan, dtype)
+        _forward_small(np.ascontiguousarray(h, dtype), V, np.ascontiguousarray(types, np.int64), t.paths, t.norm, out)
         return out, (h, attr, types, weight, plan)
     if _all_species(n, n_types):
         out = np.zeros((n, plan.irreps_out.dim), dtype=dtype)
@@ -168,9 +161,8 @@ def backward(d_out, cache, weight_grads: bool = True):
     bin_, bout = plan.bin, plan.bout
     d_h = np.zeros(h.shape, dtype=dtype)
     if not weight_grads and _small(d_out, h, attr, weight):
-        t = plan.tables
-        d_, a_, w_ = (np.ascontiguousarray(x, dtype) for x in (d_out, attr, weight))
-        _backward_small(d_, w_, a_, np.ascontiguousarray(types, np.int64), t.paths, t.sc_off, t.norm, _n_lin(plan), d_h)
+        t, V = plan.tables, _form_v(weight, attr, plan, dtype)
+        _backward_small(np.ascontiguousarray(d_out, dtype), V, np.ascontiguousarray(types, np.int64), t.paths, t.norm, d_h)
         return d_h, None, None
     if not weight_grads and _all_species(n, n_types):
         for (i, k, off), norm in zip(plan.paths, plan.norm):
