@@ -162,7 +162,9 @@ def backward(d_out, cache, weight_grads: bool = True):
     d_h = np.zeros(h.shape, dtype=dtype)
     if not weight_grads and _small(d_out, h, attr, weight):
         t, V = plan.tables, _form_v(weight, attr, plan, dtype)
-        _backward_small(np.ascontiguousarray(d_out, dtype), V, np.ascontiguousarray(types, np.int64), t.paths, t.norm, d_h)
+        _backward_small(
+            np.ascontiguousarray(d_out, dtype), V, np.ascontiguousarray(types, np.int64), t.paths, t.norm, d_h
+        )
         return d_h, None, None
     if not weight_grads and _all_species(n, n_types):
         for (i, k, off), norm in zip(plan.paths, plan.norm):
