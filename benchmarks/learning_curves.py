@@ -21,7 +21,7 @@ Protocol:
 * model: r_max 4 Å, 2 layers, 8 features, radial MLP 1 x 16, 8 Bessels, p = 6, parity on, float64;
   only ``l_max`` changes. Statistics (avg. neighbours, per-type force RMS scales, per-atom energy
   mean shift) from each training set. Weights initialised with ``seed = s``.
-* training: batches of 5 frames, Adam(lr 0.01), EMA 0.999 (nequip's warm-up), loss
+* training: batches of 5 frames, Adam(lr 0.02), EMA 0.999 (nequip's warm-up), loss
   0.5 MSE(E/N) + 0.5 MSE(F). Every 25 optimiser steps the EMA weights are scored on the
   validation frames; ReduceLROnPlateau(factor 0.5, patience 4 checks, 0.5 % relative threshold) on
   that score. A run stops when the learning rate has been halved five times (the schedule has run
@@ -73,7 +73,7 @@ MODEL = dict(
     per_type_energy_scales="auto",
     per_type_energy_shifts="auto",
 )
-BATCH, LR, EMA_DECAY = 5, 0.01, 0.999
+BATCH, LR, EMA_DECAY = 5, 0.02, 0.999
 #: the stopping rule of every run: every ``eval_every`` optimiser steps the EMA weights are scored on
 #: the validation frames; the plateau schedule halves the rate when the best validation loss has not
 #: improved by ``threshold`` (relative) for more than ``sched_patience`` checks; a run ends when the
