@@ -80,6 +80,12 @@ def worker() -> None:
                 }
             )
             datas[req["key"]] = d
+        elif cmd == "compile":  # nequip-compile --mode aotinductor --target ase of our exported checkpoint
+            out.update(compile_official(req, datas[req["data"]]))
+            if "path" in out:
+                from nequip.model.inference_models.compiled import load_compiled_model
+
+                models[req["key"]] = load_compiled_model(out["path"], "cpu")[0]
         elif cmd == "threads":
             torch.set_num_threads(int(req["n"]))
         elif cmd == "call":
@@ -93,6 +99,46 @@ def worker() -> None:
             )
         out["rss_mb"] = peak_rss_mb()
         print(json.dumps(out), flush=True)
+
+
+def compile_official(req, data) -> dict:
+    """Compile ``req["ckpt"]`` with official ``nequip-compile`` (AOTInductor, CPU, target ase), cached by path.
+
+    The compile needs example data of realistic shapes (``--data-path``: a TorchScript module whose
+    buffers are the fields): the benchmark's own graph. Returns ``{"path", "compile_s"}`` or ``{"error"}``
+    (the tail of nequip-compile's output), so that a failing compile is recorded, not fatal.
+    """
+    import torch
+
+    out_path = req["out"]
+    if os.path.exists(out_path):
+        return {"path": out_path, "compile_s": None, "cached": True}
+
+    class Fields(torch.nn.Module):
+        def __init__(self, fields):
+            super().__init__()
+            for k, v in fields.items():
+                if torch.is_tensor(v):
+                    self.register_buffer(k, v)
+
+    fields = dict(data)
+    cell = fields.get("cell")
+    if cell is not None and float(torch.linalg.det(cell.reshape(3, 3).double()).abs()) < 1e-9:
+        # a molecule: the compile check of target ase compares stress, NaN without a cell; a 50 Å box
+        # with pbc (no periodic image within r_max, the same edges) makes it finite
+        fields["cell"] = 50.0 * torch.eye(3, dtype=cell.dtype).reshape(cell.shape)
+        fields["pbc"] = torch.ones_like(fields["pbc"]) if "pbc" in fields else None
+    data_path = out_path + ".data.pt"
+    torch.jit.script(Fields({k: v for k, v in fields.items() if v is not None})).save(data_path)
+    exe = os.path.join(os.path.dirname(sys.executable), "nequip-compile")
+    cmd = [exe, req["ckpt"], out_path, "--mode", "aotinductor", "--device", "cpu", "--target", "ase"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd + ["--data-path", data_path], capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if proc.returncode or not os.path.exists(out_path):
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-6:]
+        return {"error": " | ".join(tail)[-1500:], "compile_s": seconds}
+    return {"path": out_path, "compile_s": seconds}
 
 
 class Nequip:
@@ -190,7 +236,7 @@ def child(args) -> list:
     if nq:
         nq(cmd="threads", n=args.threads)
     tmp = tempfile.mkdtemp(prefix="bench_cpu_")
-    rows = []
+    rows, compiled = [], {}
     atoms = structures(args.systems)
     for system, at in atoms.items():
         for l_max in args.lmax:
@@ -215,6 +261,8 @@ def child(args) -> list:
                     )
                     nq(cmd="data", key=key, path=gpath)
                     make = lambda b: nequip_npz.model_from_state(kws, state, backend=b)  # noqa: E731
+                    if args.compiled and graph.n_atoms <= args.nequip_max_atoms:
+                        compiled[key] = compile_column(nq, key, make("numpy"), args.compiled_dir)
                 else:
                     from nequip_np.model.nequip import NequIPModel
 
@@ -225,16 +273,19 @@ def child(args) -> list:
                     impls[b] = lambda m=m: m.compute(graph)
                 if nq and graph.n_atoms <= args.nequip_max_atoms:
                     impls["nequip"] = lambda: nq(cmd="call", model=key, data=key)
+                if "path" in compiled.get(key, {}):
+                    impls["nequip_compiled"] = lambda: nq(cmd="call", model=key + "/aoti", data=key)
                 times = {k: [] for k in impls}
                 energies = {}
                 for r in range(args.repeats + 1):  # first round = warm-up (JIT, allocator), discarded
                     for name, f in impls.items():
                         t = time.perf_counter()
                         res = f()
-                        dt = res["seconds"] if name == "nequip" else time.perf_counter() - t
+                        official = name.startswith("nequip")
+                        dt = res["seconds"] if official else time.perf_counter() - t
                         if r:
                             times[name].append(dt)
-                        energies[name] = res["energy"] if name == "nequip" else float(res["total_energy"][0])
+                        energies[name] = res["energy"] if official else float(res["total_energy"][0])
                 fl = flop_count(impls and make("numpy"), graph.n_atoms, graph.n_edges)
                 row = dict(
                     system=system,
@@ -256,6 +307,13 @@ def child(args) -> list:
                 row["gflops"] = {k: fl["flops_per_call"] / (v / 1e3) / 1e9 for k, v in med.items()}
                 if "nequip" in med:
                     row["ratio_vs_nequip"] = {k: v / med["nequip"] for k, v in med.items() if k != "nequip"}
+                if key in compiled:
+                    row["nequip_compiled"] = compiled[key]  # compile seconds, or the error it gave
+                    if "nequip_compiled" in med:
+                        fastest = min(med["nequip"], med["nequip_compiled"])
+                        row["ratio_vs_fastest_nequip"] = {
+                            k: v / fastest for k, v in med.items() if not k.startswith("nequip")
+                        }
                 row["peak_rss_mb_ours"] = peak_rss_mb()
                 if nq:
                     row["peak_rss_mb_nequip"] = nq(cmd="threads", n=args.threads)["rss_mb"]
@@ -266,6 +324,20 @@ def child(args) -> list:
     if nq:
         nq.close()
     return rows
+
+
+def compile_column(nq, key, model, directory) -> dict:
+    """Export ``model`` as a checkpoint and have the worker compile it (cached in ``directory`` by key)."""
+    from nequip_np.interop.export_ckpt import export_checkpoint
+
+    os.makedirs(directory, exist_ok=True)
+    ckpt, out = os.path.join(directory, key + ".ckpt"), os.path.join(directory, key + ".nequip.pt2")
+    if not os.path.exists(ckpt):
+        export_checkpoint(model, ckpt)
+    res = nq(cmd="compile", key=key + "/aoti", ckpt=ckpt, out=out, data=key)
+    res.pop("rss_mb", None)
+    print(json.dumps({"compiled": key, **res}), flush=True)
+    return res
 
 
 def train_step(args) -> dict:
@@ -347,6 +419,12 @@ def main(argv=None):
     p.add_argument("--numpy-max-atoms", type=int, default=10**9, help="skip the reference above this size")
     p.add_argument("--nequip-max-atoms", type=int, default=10**9)
     p.add_argument("--train", action="store_true", help="also time one force-trained step (5 aspirin frames)")
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also official nequip compiled with nequip-compile --mode aotinductor --target ase (minutes per model)",
+    )
+    p.add_argument("--compiled-dir", default=os.path.join(tempfile.gettempdir(), "bench_cpu_compiled"))
     p.add_argument("--out", default=os.path.join(HERE, "results", "cpu.json"))
     p.add_argument("--table", nargs="+", default=None, help="print a markdown table of result files and exit")
     args = p.parse_args(argv)
