@@ -101,10 +101,12 @@ def plot_learning_curves(doc: dict, axes=None):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     proto = doc.get("protocol", {})
+    cap = proto.get("schedule", {}).get("max_steps", proto.get("max_steps", "?"))
+    converged = sum(bool(r.get("converged")) for r in runs)
     fig.suptitle(
         f"aspirin (xTB), {proto.get('n_test', '?')} test frames, mean ± std over "
-        f"{len(proto.get('seeds', []))} seeds; each run stops at convergence on validation "
-        f"or after {proto.get('max_steps', '?')} steps",
+        f"{len(proto.get('seeds', []))} seeds; runs stop at convergence on validation "
+        f"({converged}/{len(runs)}) or at {cap} steps",
         fontsize=10,
     )
     return fig
