@@ -11,6 +11,9 @@ processes hits both sides alike:
   reported next to the step it belongs to;
 * ``--silu``        — the step with the complex-step SiLU taking exp from NumPy (now) against the
   earlier Numba-scalar-exp loops (defined here, swapped in for the B side);
+* ``--edge-grads``  — the step with the complex reverse pass forming parameter gradients only
+  (``edge_grads=False``: the tensor products skip d_Y, no spherical-harmonics / edge-embedding
+  reverse; now) against the full reverse pass whose edge-vector gradient is discarded (before);
 * ``--scaling``     — the force-trained step (``loss_and_grad`` + Adam) at 1 and at 2 threads, alternated
   in one process (``numba.set_num_threads`` and the BLAS limit switched between calls), on 5 aspirin
   frames or on Cu 108 (fcc 3×3×3, rattled, r_max 5 Å).
@@ -153,6 +156,66 @@ def silu_ab(args) -> dict:
     }
 
 
+def edge_grads_ab(args) -> dict:
+    """Force-trained step: complex reverse pass with parameter gradients only (now) vs the full one."""
+    import numba
+    from ase.io import read
+    from threadpoolctl import threadpool_limits
+
+    from nequip_np.data.graph import batch_graphs, graph_from_atoms
+    from nequip_np.model.nequip import NequIPModel
+    from nequip_np.train.loss import LossCoefficients, loss_and_grad
+
+    numba.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    types = ["H", "C", "O"]
+    batch = batch_graphs(
+        [graph_from_atoms(a, types, 5.0, with_labels=True) for a in read(ASPIRIN, index=f":{args.frames}")]
+    )
+    model = NequIPModel(
+        backend="numba",
+        type_names=types,
+        r_max=5.0,
+        num_layers=args.layers,
+        l_max=args.lmax,
+        num_features=args.features,
+        avg_num_neighbors=20.0,
+        seed=0,
+    )
+    coeffs = LossCoefficients(1.0, 1.0, 0.0)
+    lean = model.backward
+
+    def full(*a, **kw):  # what the step did before: the edge-vector gradient formed, then dropped
+        kw["edge_grads"] = True
+        return lean(*a, **kw)
+
+    def step(backward):
+        def f():
+            model.backward = backward
+            try:
+                return loss_and_grad(model, batch, coeffs)
+            finally:
+                model.backward = lean
+
+        return f
+
+    ga, gb = step(lean)()[2], step(full)()[2]
+    diff = max(float(np.max(np.abs(ga[k] - gb[k])) / (np.max(np.abs(ga[k])) + 1e-300)) for k in ga)
+    res = alternate(
+        {"parameter gradients only (now)": step(lean), "full reverse pass (before)": step(full)}, args.repeats
+    )
+    return {
+        "threads": args.threads,
+        "l_max": args.lmax,
+        "features": args.features,
+        "layers": args.layers,
+        "n_edges": batch.n_edges,
+        "steps": res,
+        "max_rel_grad_diff": diff,
+        "load_average": list(os.getloadavg()),
+    }
+
+
 def scaling(args) -> dict:
     """Step time at 1 and 2 threads, alternated in one process."""
     import numba
@@ -281,10 +344,18 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--scaling", action="store_true", help="1 vs 2 threads for the step")
     p.add_argument("--silu", action="store_true", help="complex SiLU: NumPy exp vs scalar exp")
+    p.add_argument("--edge-grads", action="store_true", help="complex reverse pass: parameter gradients only vs full")
     p.add_argument("--system", choices=("aspirin", "cu108"), default="aspirin")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    res = scaling(args) if args.scaling else silu_ab(args) if args.silu else run(args)
+    if args.scaling:
+        res = scaling(args)
+    elif args.silu:
+        res = silu_ab(args)
+    elif args.edge_grads:
+        res = edge_grads_ab(args)
+    else:
+        res = run(args)
     res["machine"] = _machine()
     print(json.dumps(res, indent=1))
     if args.out:

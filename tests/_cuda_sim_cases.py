@@ -344,3 +344,17 @@ def test_plan_tables_are_uploaded_once_per_record_and_read_by_the_kernels(plan):
         rtol=1e-12,
         atol=1e-12,
     )
+
+
+def test_tp_conv_without_edge_grads():
+    """``edge_grads=False``: the d_Y kernel is not launched (None), d_y and d_w are the full pass's."""
+    ref, gpu = _ops("tp_conv")
+    case = build("tp_conv", "float64")
+    out, cache = case.call(gpu, *case.inputs)
+    d_out = np.random.default_rng(3).standard_normal(np.shape(out))
+    full = gpu.backward(d_out, cache)
+    out, cache = case.call(gpu, *case.inputs)
+    lean = gpu.backward(d_out, cache, edge_grads=False)
+    assert lean[1] is None and full[1] is not None
+    for k in (0, 2):
+        np.testing.assert_array_equal(lean[k], full[k])

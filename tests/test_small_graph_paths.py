@@ -84,3 +84,34 @@ def test_serial_and_parallel_tensor_product_agree(monkeypatch):
         res[small] = [out] + list(mod.backward(d_out, cache))
     for a, b in zip(res[True], res[False]):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * max(np.max(np.abs(b)), 1.0))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_tp_conv_without_edge_grads(path, backend, dtype):
+    """``edge_grads=False``: d_Y is None and d_y, d_w are those of the full reverse pass (same sums)."""
+    mod = (REF if backend == "numpy" else NUMBA).tp_conv
+    case = build("tp_conv", dtype)
+    out, cache = case.call(mod, *case.inputs)
+    d_out = np.random.default_rng(3).standard_normal(np.shape(out)).astype(dtype)
+    full = mod.backward(d_out, cache)
+    out, cache = case.call(mod, *case.inputs)
+    lean = mod.backward(d_out, cache, edge_grads=False)
+    assert lean[1] is None and full[1] is not None and np.abs(full[1]).max() > 0
+    for k in (0, 2):
+        np.testing.assert_array_equal(lean[k], full[k], err_msg=f"{backend} backward[{k}], edge_grads=False")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_model_backward_without_edge_grads(backend):
+    """The complex (training) reverse pass with ``edge_grads=False`` gives the same parameter gradients."""
+    model = small_model(backend=backend)
+    rng = np.random.default_rng(5)
+    graph = graph_from_atoms(periodic(rng), model.config.type_names, model.config.r_max)
+    vec = graph.edge_vectors() + 1e-20j * rng.standard_normal((graph.n_edges, 3))
+    seed = rng.standard_normal(graph.n_atoms) - 1j * rng.standard_normal(graph.n_atoms)
+    d_vec, full = model.backward(seed, model.forward(graph, vec)[1], graph)
+    none, lean = model.backward(seed, model.forward(graph, vec)[1], graph, edge_grads=False)
+    assert none is None and d_vec.shape == (graph.n_edges, 3) and set(lean) == set(full)
+    for k in full:
+        np.testing.assert_allclose(lean[k], full[k], rtol=0, atol=1e-14 * max(1.0, np.abs(full[k]).max()), err_msg=k)

@@ -288,7 +288,7 @@ def host_copy(a) -> np.ndarray:
 
 
 def to_host(a) -> np.ndarray:
-    if isinstance(a, np.ndarray):
+    if a is None or isinstance(a, np.ndarray):  # None: a result not asked for (e.g. edge_grads=False)
         return a
     _COUNTERS["d2h_bytes"] += a.nbytes
     return a.copy_to_host()

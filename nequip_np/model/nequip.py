@@ -130,8 +130,11 @@ def interaction(
     return h, LayerCache(W, sc, l1, radial, tp, l2, gate, tabulated=table is not None)
 
 
-def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, param_grads=True):
+def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, param_grads=True, edge_grads=True):
     r"""Reverse of :func:`interaction`: ``dh`` (N, dim H) → ``(dh_in, d_attr, d_emb, d_Y, grads)``.
+
+    ``edge_grads=False``: ``d_Y`` is None (the tensor product skips it) — the training pass's complex
+    reverse pass needs only parameter gradients.
 
     ``d_emb`` is (E, n_bessel); with a radial table (``lc.tabulated``) it is instead the edge-vector
     gradient (E, 3) of the table, and ``grads["radial"]`` is empty. ``grads`` maps ``"self_connection"``, ``"linear_1"``, ``"radial"`` (list), ``"linear_2"`` to the
@@ -143,7 +146,7 @@ def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, p
     if lc.radial is None:  # low-memory mode: recompute w (one more radial MLP forward)
         w, lc.radial = ops.mlp.forward(emb, lc.weights.radial, _alphas(layer.radial_dims), "silu")
         lc.tp = lc.tp._replace(w=w)
-    dy, d_Y, dw = ops.tp_conv.backward(dM, lc.tp)  # (N, dim I), (E, (l+1)²), (E, n_w)
+    dy, d_Y, dw = ops.tp_conv.backward(dM, lc.tp, edge_grads)  # (N, dim I), (E, (l+1)²), (E, n_w)
     if lc.tabulated:
         (d_emb,), grads["radial"] = ops.radial_table.backward(dw, lc.radial), []  # (E, 3)
     else:
@@ -318,8 +321,13 @@ class NequIPModel:
         params: dict | None = None,
         param_grads: bool = True,
         to_host: bool = True,
+        edge_grads: bool = True,
     ):
         r"""Reverse pass: ``d_atomic`` (N,) → (:math:`\partial E/\partial\vec r_e` (E, 3), parameter gradients).
+
+        ``edge_grads=False``: parameter gradients only; the edge-vector gradient is not formed (None is
+        returned in its place) and the tensor products skip their spherical-harmonics gradient (about
+        half of their reverse-pass arithmetic) — what the training pass's complex reverse pass needs.
 
         Results are NumPy arrays, or backend arrays with ``to_host=False``. ``param_grads=False`` (forces
         only) skips every parameter gradient (the returned dict may then be partial or empty): a third of
@@ -348,7 +356,7 @@ class NequIPModel:
             for layer in reversed(plan.layers):
                 k = layer.index
                 dh, d_attr_k, d_emb_k, d_Y_k, g = interaction_backward(
-                    ops, layer, dh, cache.layers[k], cache.emb, norm, param_grads
+                    ops, layer, dh, cache.layers[k], cache.emb, norm, param_grads, edge_grads
                 )
                 grads[f"layer{k}.linear_2"] = g["linear_2"]
                 grads.update({f"layer{k}.radial.{m}": gm for m, gm in enumerate(g["radial"]) if gm is not None})
@@ -356,7 +364,8 @@ class NequIPModel:
                 if d_attr_k is not None:
                     grads[f"layer{k}.sc"] = g["self_connection"]
                     d_attr = xp.add(d_attr, d_attr_k)
-                d_emb, d_Y = xp.add(d_emb, d_emb_k), xp.add(d_Y, d_Y_k)
+                d_emb = xp.add(d_emb, d_emb_k)
+                d_Y = xp.add(d_Y, d_Y_k) if edge_grads else None
             if param_grads:
                 n_types = params["type_embed"].shape[0]
                 grads["type_embed"] = xp.add(d_attr, xp.scatter_sum(dh, types, n_types))  # h⁰ = A[t]
@@ -364,12 +373,16 @@ class NequIPModel:
             geo = cache.edge_vec.dtype  # geometry precision
             if cache.emb is None:  # radial tables: the layers' spline derivatives already are ∂E/∂r_e
                 d_vec, d_bessel_w = d_emb, None
-            else:
+            elif edge_grads or "bessel_weights" in params:
                 d_vec, d_bessel_w = ops.edge_embedding.backward(xp.cast(d_emb, geo), cache.edge_embedding)
-            (d_vec_sh,) = ops.spherical_harmonics.backward(xp.cast(d_Y, geo), cache.spherical_harmonics)
-            d_vec = xp.add(d_vec, d_vec_sh)  # (E, 3)
+            else:  # parameter gradients only, Bessel weights fixed: nothing left to form
+                d_vec = d_bessel_w = None
             if "bessel_weights" in params:
                 grads["bessel_weights"] = d_bessel_w
+            if not edge_grads:
+                return None, ({k: xp.to_host(g) for k, g in grads.items()} if to_host else grads)
+            (d_vec_sh,) = ops.spherical_harmonics.backward(xp.cast(d_Y, geo), cache.spherical_harmonics)
+            d_vec = xp.add(d_vec, d_vec_sh)  # (E, 3)
             if cache.zbl is not None:
                 (d_vec_zbl,) = ops.zbl.backward(xp.gather_rows(d_atomic, dst), cache.zbl)
                 d_vec = xp.add(d_vec, d_vec_zbl)

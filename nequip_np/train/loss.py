@@ -265,7 +265,7 @@ def loss_and_grad(
         low_memory = radial_cache_bytes(model, graph.n_edges) > LOW_MEMORY_BYTES
     atomic_c, cache_c = model.forward(graph, vec + 1j * h * tangent, params, low_memory=low_memory)
     seed = (a - 1j / h)[graph.batch]
-    _, grads = model.backward(seed, cache_c, graph, params)
+    _, grads = model.backward(seed, cache_c, graph, params, edge_grads=False)  # parameter gradients only
     return loss, comps, _real(grads), pred
 
 

@@ -87,8 +87,11 @@ def _q(dMi, pt, yc, q):
 
 
 @numba.njit(**INLINE)
-def _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dYe):
-    """Edge-owned gradients of one path: dwe[woff+u] = Σ_a y[a,u] q[a,u]; dYe[sh0+b] += Σ C̃ dyc."""
+def _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dYe, need_dY):
+    """Edge-owned gradients of one path: dwe[woff+u] = Σ_a y[a,u] q[a,u]; dYe[sh0+b] += Σ C̃ dyc.
+
+    ``need_dY`` False skips d_Y (about half of this function's multiply-adds): the training pass's
+    complex reverse pass needs only the parameter gradients, never the edge-vector gradient."""
     d1, d3, mul, x0, m0, wo = pt[D1], pt[D3], pt[MUL], pt[IN0], pt[MID0], pt[WOFF]
     _q(dMi, pt, yc, q)
     dwv, wv = dwe[wo : wo + mul], we[wo : wo + mul]
@@ -99,6 +102,8 @@ def _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dYe):
         ya, qa = yj[x0 + a * mul : x0 + (a + 1) * mul], q[a * mul : (a + 1) * mul]
         for u in range(mul):
             dwv[u] += ya[u] * qa[u]
+    if not need_dY:
+        return
     for a in range(d1):
         ya = yj[x0 + a * mul : x0 + (a + 1) * mul]
         for c in range(d3):
@@ -146,7 +151,7 @@ def _forward(y, Y, w, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, M):
 
 
 @numba.njit(**_KERNEL)
-def _backward_edges(y, Y, w, dM, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, dw, dY):
+def _backward_edges(y, Y, w, dM, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, dw, dY, need_dY):
     for i in prange(dM.shape[0]):
         yc = np.empty(max_yc, dtype=dw.dtype)
         dyc = np.empty(max_yc, dtype=dw.dtype)
@@ -158,7 +163,7 @@ def _backward_edges(y, Y, w, dM, src, ptr, perm, table, cg_idx, cg_val, max_yc, 
             for p in range(table.shape[0]):
                 pt = table[p]
                 _yc(Ye, pt, cg_idx, cg_val, yc)
-                _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e])
+                _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e], need_dY)
 
 
 @numba.njit(**_KERNEL)
@@ -194,7 +199,7 @@ def _forward_serial(y, Y, w, src, dst, table, cg_idx, cg_val, max_yc, max_xu, M)
 
 
 @numba.njit(**_SERIAL)
-def _backward_serial(y, Y, w, dM, src, dst, table, cg_idx, cg_val, max_yc, max_xu, dw, dY, dy):
+def _backward_serial(y, Y, w, dM, src, dst, table, cg_idx, cg_val, max_yc, max_xu, dw, dY, dy, need_dY):
     yc = np.empty(max_yc, dtype=dw.dtype)
     dyc = np.empty(max_yc, dtype=dw.dtype)
     q = np.empty(max_xu, dtype=dw.dtype)
@@ -204,7 +209,7 @@ def _backward_serial(y, Y, w, dM, src, dst, table, cg_idx, cg_val, max_yc, max_x
         for p in range(table.shape[0]):
             pt = table[p]
             _yc(Ye, pt, cg_idx, cg_val, yc)
-            _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e])  # fills q
+            _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e], need_dY)  # fills q
             _dy_acc(we, pt, q, dyj)
 
 
@@ -245,8 +250,8 @@ def forward(y, Y, w, src, dst, n_nodes, plan):
     return np.ascontiguousarray(M_t[:, t.mid_inv]), Cache(y_t, Y, w, src, dst, n_nodes, plan)
 
 
-def backward(d_M, cache):
-    """Returns ``(d_y, d_Y, d_w)``."""
+def backward(d_M, cache, edge_grads: bool = True):
+    """Returns ``(d_y, d_Y, d_w)``; ``d_Y`` is None when ``edge_grads=False`` (not computed)."""
     y_t, Y, w, src, dst, n_nodes, plan = cache
     dtype = common_dtype(y_t, d_M)
     t = plan.tables
@@ -254,13 +259,13 @@ def backward(d_M, cache):
     y_t, Y, w = cast(y_t, dtype), cast(Y, dtype), cast(w, dtype)
     dM_t = cast(np.asarray(d_M)[:, t.mid_cols], dtype)
     d_w = np.empty(w.shape, dtype=dtype)  # every column belongs to exactly one path
-    d_Y = np.zeros(Y.shape, dtype=dtype)
+    d_Y = np.zeros(Y.shape if edge_grads else (Y.shape[0], 0), dtype=dtype)  # 0 columns: never written
     d_y_t = np.zeros(y_t.shape, dtype=dtype)
     if _serial(src.shape[0]):
-        _backward_serial(y_t, Y, w, dM_t, src, dst, table, cg_idx, cg_val, max_yc, max_xu, d_w, d_Y, d_y_t)
-        return np.ascontiguousarray(d_y_t[:, t.in_inv]), d_Y, d_w
-    ptr, perm = csr(dst, n_nodes)
-    _backward_edges(y_t, Y, w, dM_t, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, d_w, d_Y)
-    ptr_s, perm_s = csr(src, y_t.shape[0])
-    _backward_senders(Y, w, dM_t, dst, ptr_s, perm_s, table, cg_idx, cg_val, max_yc, max_xu, d_y_t)
-    return np.ascontiguousarray(d_y_t[:, t.in_inv]), d_Y, d_w
+        _backward_serial(y_t, Y, w, dM_t, src, dst, table, cg_idx, cg_val, max_yc, max_xu, d_w, d_Y, d_y_t, edge_grads)
+    else:
+        ptr, perm = csr(dst, n_nodes)
+        _backward_edges(y_t, Y, w, dM_t, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, d_w, d_Y, edge_grads)
+        ptr_s, perm_s = csr(src, y_t.shape[0])
+        _backward_senders(Y, w, dM_t, dst, ptr_s, perm_s, table, cg_idx, cg_val, max_yc, max_xu, d_y_t)
+    return np.ascontiguousarray(d_y_t[:, t.in_inv]), (d_Y if edge_grads else None), d_w

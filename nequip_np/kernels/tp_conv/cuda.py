@@ -145,8 +145,8 @@ def forward(y, Y, w, src, dst, n_nodes, plan):
     return cu.finish(M, y, Y, w), Cache(yd, Yd, wd, srcd, dstd, src, dst, int(n_nodes), plan, y)
 
 
-def backward(d_M, cache):
-    """Returns ``(d_y, d_Y, d_w)``."""
+def backward(d_M, cache, edge_grads: bool = True):
+    """Returns ``(d_y, d_Y, d_w)``; ``d_Y`` is None (its kernel not launched) when ``edge_grads=False``."""
     yd, Yd, wd, srcd, dstd, src, dst, n_nodes, plan, like = cache
     dt = cu.common_dtype(yd, d_M)
     yd, Yd, wd, dM = cu.to_device(yd, dt), cu.to_device(Yd, dt), cu.to_device(wd, dt), cu.to_device(d_M, dt)
@@ -168,24 +168,26 @@ def backward(d_M, cache):
         t.nz_c_ptr,
         dw,
     )
-    dY = cu.device_zeros(Yd.shape, dt)
-    cu.launch(
-        _k_grad_Y,
-        dt,
-        Yd.shape[0] * t.sh_owner.shape[0],
-        yd,
-        wd,
-        dM,
-        srcd,
-        dstd,
-        t.paths,
-        t.sh_owner,
-        t.sh_paths,
-        t.nz_b,
-        t.nz_b_val,
-        t.nz_b_ptr,
-        dY,
-    )
+    dY = None
+    if edge_grads:
+        dY = cu.device_zeros(Yd.shape, dt)
+        cu.launch(
+            _k_grad_Y,
+            dt,
+            Yd.shape[0] * t.sh_owner.shape[0],
+            yd,
+            wd,
+            dM,
+            srcd,
+            dstd,
+            t.paths,
+            t.sh_owner,
+            t.sh_paths,
+            t.nz_b,
+            t.nz_b_val,
+            t.nz_b_ptr,
+            dY,
+        )
     sptr, sperm = cu.csr_device(src, yd.shape[0])
     dy = cu.device_empty(yd.shape, dt)
     cu.launch(

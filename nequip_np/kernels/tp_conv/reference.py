@@ -71,8 +71,9 @@ def forward(y, Y, w, src, dst, n_nodes, plan):
     return M, Cache(x_e, Y, w, src, dst, y.shape, plan, saved)
 
 
-def backward(d_M, cache):
-    """Returns ``(d_y, d_Y, d_w)``."""
+def backward(d_M, cache, edge_grads: bool = True):
+    """Returns ``(d_y, d_Y, d_w)``; with ``edge_grads=False`` ``d_Y`` is not computed (None): the
+    training pass's complex reverse pass needs only the parameter gradients."""
     x_e, Y, w, src, dst, y_shape, plan, saved = cache
     e = Y.shape[0]
     dtype = np.result_type(x_e, Y, w, d_M)
@@ -89,9 +90,11 @@ def backward(d_M, cache):
         dt = dm * wk[:, :, None]
         xi = x_e[:, bi.start : bi.stop].reshape(e, bi.mul, bi.dim)
         d_x[:, bi.start : bi.stop] += np.einsum("euc,eac->eua", dt, YC).reshape(e, bi.stop - bi.start)
+        if not edge_grads:
+            continue
         d_YC = np.einsum("euc,eua->eac", dt, xi)
         d_Y[:, path.l_sh**2 : (path.l_sh + 1) ** 2] += np.einsum(
             "eac,abc->eb", d_YC, path.cg.astype(np.real(d_YC[:0]).dtype)
         )
     d_y = scatter_sum(d_x, src, y_shape[0])
-    return d_y, d_Y, d_w
+    return d_y, (d_Y if edge_grads else None), d_w
