@@ -83,6 +83,26 @@ def test_committed_learning_curves_are_consistent():
             assert entry["forces_mean"][k] == pytest.approx(np.mean(values), rel=1e-12)
         slope, _ = fit_loglog_slope([r["n_train"] for r in runs], [r["test_forces_mae_meV_A"] for r in runs])
         assert entry["forces_slope"] == pytest.approx(slope, rel=1e-12)
+    # every run ended by the convergence rule (not by the safety cap), with its history to show it
+    cap = doc["protocol"]["schedule"]["max_steps"]
+    for r in doc["runs"]:
+        assert r["converged"] and r["stop"] in ("lr_below_stop", "early_stopping"), (
+            r["n_train"],
+            r["l_max"],
+            r["seed"],
+        )
+        assert r["steps"] < cap and r["val_history"][-1][0] == r["steps"]
+    # the convergence check: points of every size and l_max also trained with the coarser rule, which
+    # stops no later; its ratios are those of the recorded errors
+    check = doc["convergence_check"]
+    assert {(c["n_train"], c["l_max"]) for c in check} == {(n, l) for n in doc["protocol"]["sizes"] for l in (0, 1, 2)}
+    by_key = {(r["n_train"], r["l_max"], r["seed"]): r for r in doc["runs"]}
+    for c in check:
+        run = by_key[(c["n_train"], c["l_max"], c["seed"])]
+        assert c["steps"][1] == run["steps"] and c["steps"][0] <= c["steps"][1]
+        assert c["forces_ratio_protocol_over_loose"] == pytest.approx(
+            run["test_forces_mae_meV_A"] / c["forces_mae_meV_A"][0], rel=1e-12
+        )
 
 
 def test_shipped_aspirin_frames():
