@@ -97,16 +97,15 @@ def _scalar_exp_silu():
     return silu_dual, dh_silu_grad_dual, (lambda z: z.real)
 
 
-def silu_ab(args) -> dict:
-    """Force-trained step with the NumPy-exp complex SiLU (current) vs the scalar-exp loops."""
+def _aspirin_step_setup(args):
+    """Threads set, the (model, batch, loss coefficients) of one force-trained step on aspirin frames."""
     import numba
     from ase.io import read
     from threadpoolctl import threadpool_limits
 
     from nequip_np.data.graph import batch_graphs, graph_from_atoms
-    from nequip_np.kernels.mlp import cpu as mlp
     from nequip_np.model.nequip import NequIPModel
-    from nequip_np.train.loss import LossCoefficients, loss_and_grad
+    from nequip_np.train.loss import LossCoefficients
 
     numba.set_num_threads(args.threads)
     threadpool_limits(args.threads)
@@ -124,7 +123,15 @@ def silu_ab(args) -> dict:
         avg_num_neighbors=20.0,
         seed=0,
     )
-    coeffs = LossCoefficients(1.0, 1.0, 0.0)
+    return model, batch, LossCoefficients(1.0, 1.0, 0.0)
+
+
+def silu_ab(args) -> dict:
+    """Force-trained step with the NumPy-exp complex SiLU (current) vs the scalar-exp loops."""
+    from nequip_np.kernels.mlp import cpu as mlp
+    from nequip_np.train.loss import loss_and_grad
+
+    model, batch, coeffs = _aspirin_step_setup(args)
     now = (mlp._silu_dual_e, mlp._dh_silu_grad_dual_e, mlp._exp_neg_real)
     before = _scalar_exp_silu()
 
@@ -158,31 +165,9 @@ def silu_ab(args) -> dict:
 
 def edge_grads_ab(args) -> dict:
     """Force-trained step: complex reverse pass with parameter gradients only (now) vs the full one."""
-    import numba
-    from ase.io import read
-    from threadpoolctl import threadpool_limits
+    from nequip_np.train.loss import loss_and_grad
 
-    from nequip_np.data.graph import batch_graphs, graph_from_atoms
-    from nequip_np.model.nequip import NequIPModel
-    from nequip_np.train.loss import LossCoefficients, loss_and_grad
-
-    numba.set_num_threads(args.threads)
-    threadpool_limits(args.threads)
-    types = ["H", "C", "O"]
-    batch = batch_graphs(
-        [graph_from_atoms(a, types, 5.0, with_labels=True) for a in read(ASPIRIN, index=f":{args.frames}")]
-    )
-    model = NequIPModel(
-        backend="numba",
-        type_names=types,
-        r_max=5.0,
-        num_layers=args.layers,
-        l_max=args.lmax,
-        num_features=args.features,
-        avg_num_neighbors=20.0,
-        seed=0,
-    )
-    coeffs = LossCoefficients(1.0, 1.0, 0.0)
+    model, batch, coeffs = _aspirin_step_setup(args)
     lean = model.backward
 
     def full(*a, **kw):  # what the step did before: the edge-vector gradient formed, then dropped

@@ -39,14 +39,17 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # SIMD sums over channels; N
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _forward_small(x, weight, table, norms, out):
-    """out[n, o0 + w·d + m] += norm Σ_u x[n, i0 + u·d + m] W[u, w], every path, one pass."""
+def _forward_small(x, weights, rows, table, norms, out):
+    """out[n, o0 + w·d + m] += norm Σ_u x[n, i0 + u·d + m] W_{r(n)}[u, w], every path, one pass.
+
+    ``weights`` (R, n_w): R weight vectors, row n uses ``weights[rows[n]]`` — one for the linear layer,
+    one per species for the self-connection (``self_connection/cpu.py``)."""
     acc = np.empty(max(1, out.shape[1]), dtype=out.dtype)
     for p in range(table.shape[0]):
         i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
         nrm = norms[p]
         for n in range(x.shape[0]):
-            xn, on = x[n], out[n]
+            xn, on, weight = x[n], out[n], weights[rows[n]]
             for m in range(d):
                 a = acc[:mo]
                 for w in range(mo):
@@ -61,14 +64,14 @@ def _forward_small(x, weight, table, norms, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _backward_small(d_out, weight, table, norms, d_x):
-    """d_x[n, i0 + u·d + m] += norm Σ_w d_out[n, o0 + w·d + m] W[u, w], every path."""
+def _backward_small(d_out, weights, rows, table, norms, d_x):
+    """d_x[n, i0 + u·d + m] += norm Σ_w d_out[n, o0 + w·d + m] W_{r(n)}[u, w], every path."""
     g = np.empty(max(1, d_out.shape[1]), dtype=d_x.dtype)
     for p in range(table.shape[0]):
         i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
         nrm = norms[p]
         for n in range(d_out.shape[0]):
-            dn, xn = d_out[n], d_x[n]
+            dn, xn, weight = d_out[n], d_x[n], weights[rows[n]]
             for m in range(d):
                 gm = g[:mo]
                 for w in range(mo):
@@ -91,7 +94,8 @@ def forward(x, weight, plan):
     out = np.zeros((n, plan.irreps_out.dim), dtype=np.result_type(x, weight))
     if _small(x, weight):
         table, norms = plan.tables.paths, plan.tables.norm  # (P, 6) rows of the plan
-        _forward_small(np.ascontiguousarray(x, out.dtype), np.ascontiguousarray(weight, out.dtype), table, norms, out)
+        w = np.ascontiguousarray(weight, out.dtype).reshape(1, -1)
+        _forward_small(np.ascontiguousarray(x, out.dtype), w, np.zeros(n, np.int64), table, norms, out)
         return out, (x, weight, plan)
     for (i, o, off), norm in zip(plan.paths, plan.norm):
         bi, bo = bin_[i], bout[o]
@@ -108,7 +112,8 @@ def backward(d_out, cache, weight_grads: bool = True):
     d_x = np.zeros(x.shape, dtype=dtype)
     if not weight_grads and _small(d_out, x, weight):
         table, norms = plan.tables.paths, plan.tables.norm  # (P, 6) rows of the plan
-        _backward_small(np.ascontiguousarray(d_out, dtype), np.ascontiguousarray(weight, dtype), table, norms, d_x)
+        w = np.ascontiguousarray(weight, dtype).reshape(1, -1)
+        _backward_small(np.ascontiguousarray(d_out, dtype), w, np.zeros(x.shape[0], np.int64), table, norms, d_x)
         return d_x, None
     d_w = np.zeros(weight.shape, dtype=dtype) if weight_grads else None
     for (i, o, off), norm in zip(plan.paths, plan.norm):

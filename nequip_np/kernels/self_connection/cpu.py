@@ -6,18 +6,17 @@ species row sets are built once per call with a stable argsort. Reductions over 
 (:math:`\bar V_t`) are BLAS's, independent of the Numba thread count.
 
 For at most ``SMALL_ROWS`` rows of real numbers (one molecule) the forward pass and the forces-only
-reverse pass are instead one Numba call each (``_forward_small``, ``_backward_small``): it forms every
-species' map :math:`V_t` in the layout of a linear weight vector (``plan.tables``, as the CUDA
-kernels do) and applies atom n's own :math:`V_{t(n)}` in one pass over the paths — there the ~12
-NumPy calls per path cost more than the arithmetic (aspirin, l_max 1, 32 features: ~75 → ~10 µs).
+reverse pass instead form every species' map :math:`V_t` in the layout of a linear weight vector
+(``plan.tables``, as the CUDA kernels do; one BLAS product per path) and run the linear layer's
+one-call Numba kernels (``linear/cpu.py``) with atom n reading its own :math:`V_{t(n)}`. Measured on
+aspirin it is within the noise of the per-path NumPy version (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from nequip_np.kernels.linear.cpu import _FASTMATH, SMALL_ROWS, add_rows, to_rows
+from nequip_np.kernels.linear.cpu import SMALL_ROWS, _backward_small, _forward_small, add_rows, to_rows
 
 
 def _species_rows(types, n_types):
@@ -63,49 +62,6 @@ def _form_v(weight, attr, plan, dtype):
         Vp = _v_all(weight, attr, off, mi, plan.n_attr, mo)  # (u, T, w)
         V[:, woff : woff + mi * mo] = Vp.transpose(1, 0, 2).reshape(attr.shape[0], mi * mo)
     return V
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _forward_small(h, V, types, table, norms, out):
-    """out[n, o0 + w·d + m] += norm Σ_u h[n, i0 + u·d + m] V_{t(n)}[u, w], every path, one pass."""
-    acc = np.empty(max(1, out.shape[1]), dtype=out.dtype)
-    for p in range(table.shape[0]):
-        i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
-        nrm = norms[p]
-        for n in range(h.shape[0]):
-            hn, on, vt = h[n], out[n], V[types[n]]
-            for m in range(d):
-                a = acc[:mo]
-                for w in range(mo):
-                    a[w] = 0.0
-                for u in range(mi):
-                    xv = hn[i0 + u * d + m]
-                    wrow = vt[off + u * mo : off + (u + 1) * mo]
-                    for w in range(mo):
-                        a[w] += xv * wrow[w]
-                for w in range(mo):
-                    on[o0 + w * d + m] += nrm * a[w]
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _backward_small(d_out, V, types, table, norms, d_h):
-    """d_h[n, i0 + u·d + m] += norm Σ_w d_out[n, o0 + w·d + m] V_{t(n)}[u, w], every path."""
-    g = np.empty(max(1, d_out.shape[1]), dtype=d_h.dtype)
-    for p in range(table.shape[0]):
-        i0, mi, d, o0, mo, off = table[p, 0], table[p, 1], table[p, 2], table[p, 3], table[p, 4], table[p, 5]
-        nrm = norms[p]
-        for n in range(d_out.shape[0]):
-            dn, xn, vt = d_out[n], d_h[n], V[types[n]]
-            for m in range(d):
-                gm = g[:mo]
-                for w in range(mo):
-                    gm[w] = dn[o0 + w * d + m]
-                for u in range(mi):
-                    wrow = vt[off + u * mo : off + (u + 1) * mo]
-                    s = 0.0
-                    for w in range(mo):
-                        s += gm[w] * wrow[w]
-                    xn[i0 + u * d + m] += nrm * s
 
 
 def _small(h, *arrays) -> bool:
