@@ -72,6 +72,24 @@ def test_radial_table(dtype):
     validate_result(g_gpu, g_ref, dtype, "radial_table backward")
 
 
+def test_table_conv():
+    """The radial table with the tensor product (inference, float64): forward, d_y, d_Y, d_edge_vec."""
+    rng = np.random.default_rng(12)
+    conv = small_model(**TINY).plan.layers[0].conv
+    n, e = 4, 9
+    vec = rng.uniform(-2, 2, (e, 3))
+    vec[0] *= 3.0  # beyond r_max: skipped
+    table, rr = rng.standard_normal((6, 3, conv.n_weights)), np.full(e, 1 / 3.5)
+    y, Y = rng.standard_normal((n, conv.irreps_in.dim)), rng.standard_normal((e, conv.irreps_sh.dim))
+    src, dst = rng.integers(0, n, e), rng.integers(0, n, e)
+    ref, gpu = _ops("table_conv")
+    (M_ref, c_ref), (M_gpu, c_gpu) = (m.forward(y, Y, vec, rr, table, src, dst, n, conv) for m in (ref, gpu))
+    validate_result(cu.to_host(M_gpu), M_ref, "float64", "table_conv forward")
+    d_M = rng.standard_normal(M_ref.shape)
+    for k, (g, w) in enumerate(zip(gpu.backward(d_M, c_gpu), ref.backward(d_M, c_ref))):
+        validate_result(cu.to_host(g), w, "float64", f"table_conv backward[{k}]")
+
+
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 @pytest.mark.parametrize("layer", [0, 1])
 def test_model_plans(plan, dtype, layer):

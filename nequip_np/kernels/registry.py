@@ -30,6 +30,7 @@ OPERATIONS = (
     "zbl",
     "glue",
     "radial_table",
+    "table_conv",
 )
 #: backend -> module file name inside each operation's folder
 BACKEND_FILES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}

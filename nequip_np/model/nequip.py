@@ -55,11 +55,11 @@ class LayerCache:
     weights: LayerWeights  # the parameters used (references, no copies)
     self_connection: object | None  # None in layer 0 (no self-connection)
     linear_1: object
-    radial: object | None  # radial MLP (or radial table); None in low-memory mode until recomputed
-    tp: object  # tensor product; its ``w`` is None in low-memory mode until recomputed
+    radial: object | None  # radial MLP; None in low-memory mode until recomputed, and with a radial table
+    tp: object  # tensor product (``w`` None in low-memory mode until recomputed), or the table_conv cache
     linear_2: object
     gate: object
-    tabulated: bool = False  # ``radial`` is a radial-table cache: its reverse goes to the edge vectors
+    tabulated: bool = False  # ``tp`` is a table_conv cache (radial table fused in): reverse goes to edge vectors
 
 
 @dataclass
@@ -118,9 +118,10 @@ def interaction(
     y = xp.mul(y, norm)  # y_j ← c_j y_j: 1/√(avg. neighbours) of the *sender* (N, 1)
     if table is None:
         w, radial = ops.mlp.forward(emb, W.radial, _alphas(layer.radial_dims), "silu")  # (E, n_w)
-    else:  # w_e = S(r_e / r_max,pair): a C² spline of the same function, no MLP
-        w, radial = ops.radial_table.forward(*table)  # (E, n_w)
-    M, tp = ops.tp_conv.forward(y, Y, w, src, dst, types.shape[0], layer.conv)  # (N, dim MID)
+        M, tp = ops.tp_conv.forward(y, Y, w, src, dst, types.shape[0], layer.conv)  # (N, dim MID)
+    else:  # w_e = S(r_e / r_max,pair): a C² spline of the same function, no MLP, read edge by edge
+        radial = None  # the fused operation keeps the table and the edge vectors, no (E, n_w) array
+        M, tp = ops.table_conv.forward(y, Y, *table, src, dst, types.shape[0], layer.conv)  # (N, dim MID)
     z, l2 = ops.linear.forward(M, W.linear_2, layer.linear_2)  # (N, dim O)
     if layer.self_connection is not None:
         z = xp.add(z, s)
@@ -143,13 +144,13 @@ def interaction_backward(ops, layer: LayerPlan, dh, lc: LayerCache, emb, norm, p
     xp, grads = ops.glue, {}
     (dz,) = ops.gate.backward(dh, lc.gate)  # (N, dim O)
     dM, grads["linear_2"] = ops.linear.backward(dz, lc.linear_2, param_grads)  # (N, dim MID)
-    if lc.radial is None:  # low-memory mode: recompute w (one more radial MLP forward)
-        w, lc.radial = ops.mlp.forward(emb, lc.weights.radial, _alphas(layer.radial_dims), "silu")
-        lc.tp = lc.tp._replace(w=w)
-    dy, d_Y, dw = ops.tp_conv.backward(dM, lc.tp, edge_grads)  # (N, dim I), (E, (l+1)²), (E, n_w)
-    if lc.tabulated:
-        (d_emb,), grads["radial"] = ops.radial_table.backward(dw, lc.radial), []  # (E, 3)
+    if lc.tabulated:  # inference: d_emb is the table's edge-vector gradient (E, 3)
+        (dy, d_Y, d_emb), grads["radial"] = ops.table_conv.backward(dM, lc.tp), []
     else:
+        if lc.radial is None:  # low-memory mode: recompute w (one more radial MLP forward)
+            w, lc.radial = ops.mlp.forward(emb, lc.weights.radial, _alphas(layer.radial_dims), "silu")
+            lc.tp = lc.tp._replace(w=w)
+        dy, d_Y, dw = ops.tp_conv.backward(dM, lc.tp, edge_grads)  # (N, dim I), (E, (l+1)²), (E, n_w)
         d_emb, grads["radial"] = ops.mlp.backward(dw, lc.radial, param_grads)  # (E, n_bessel)
     lc.radial = lc.tp = None  # this layer's per-edge caches are done: free them now
     dh_in, grads["linear_1"] = ops.linear.backward(xp.mul(dy, norm), lc.linear_1, param_grads)  # (N, dim I)
