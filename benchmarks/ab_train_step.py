@@ -74,9 +74,9 @@ def _scalar_exp_silu():
     import numba
     from numba import prange
 
-    from nequip_np.kernels.mlp import cpu as mlp
+    from nequip_np.kernels._numba_util import SCALAR
 
-    silu, silu_grad, silu_grad2 = mlp.SCALAR.silu, mlp.SCALAR.silu_grad, mlp.SCALAR.silu_grad2
+    silu, silu_grad, silu_grad2 = SCALAR.silu, SCALAR.silu_grad, SCALAR.silu_grad2
 
     @numba.njit(parallel=True, nogil=True)
     def silu_dual(z, e):

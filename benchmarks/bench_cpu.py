@@ -271,6 +271,10 @@ def child(args) -> list:
                 for b in ["numba"] + ([] if skip_numpy else ["numpy"]):
                     m = make(b)
                     impls[b] = lambda m=m: m.compute(graph)
+                if args.tables:  # the same weights, radial MLP read from 512-node tables (MD's default path)
+                    mt = make("numba")
+                    mt.use_radial_tables(512)
+                    impls["numba_tables"] = lambda m=mt: m.compute(graph)
                 if nq and graph.n_atoms <= args.nequip_max_atoms:
                     impls["nequip"] = lambda: nq(cmd="call", model=key, data=key)
                 if "path" in compiled.get(key, {}):
@@ -419,6 +423,9 @@ def main(argv=None):
     p.add_argument("--numpy-max-atoms", type=int, default=10**9, help="skip the reference above this size")
     p.add_argument("--nequip-max-atoms", type=int, default=10**9)
     p.add_argument("--train", action="store_true", help="also time one force-trained step (5 aspirin frames)")
+    p.add_argument(
+        "--tables", action="store_true", help="also numba with radial tables (column numba_tables; the MD default)"
+    )
     p.add_argument(
         "--compiled",
         action="store_true",
