@@ -1,6 +1,7 @@
 """The numba backend's two code paths per operation (small-graph / large-graph) against the reference.
 
-``tp_conv``: serial edge-order drivers (small graphs, one thread) and CSR-parallel drivers; ``self_connection``:
+``tp_conv``: serial edge-order drivers (small graphs, one thread), the CSR forward with the split
+one-sweep reverse pass, and the CSR forward with the two-pass reverse; ``self_connection``:
 one Numba pass (few rows, real), all-species products (few atoms × species) and the per-species loop; ``linear``: one Numba pass (few
 rows, real) and BLAS per path; ``linear`` / ``self_connection``
 with ``weight_grads=False`` (forces only). Each path is forced in turn, float64 and complex128, and must
@@ -25,7 +26,9 @@ NUMBA = get_ops("numba")
 def path(request, monkeypatch):
     """Force one path of every multi-path numba kernel ("medium": the self-connection's all-species products)."""
     small = request.param != "large"
-    monkeypatch.setattr(NUMBA.tp_conv, "_serial", lambda n_edges: small)
+    # tp_conv: serial drivers / CSR forward + split one-sweep reverse / CSR forward + two-pass reverse
+    monkeypatch.setattr(NUMBA.tp_conv, "_serial", lambda n_edges: request.param == "small")
+    monkeypatch.setattr(NUMBA.tp_conv, "_split", lambda n, dim, dtype: request.param == "medium")
     monkeypatch.setattr(
         NUMBA.self_connection,
         "_small",
@@ -72,18 +75,44 @@ def test_model_paths_match_reference(path):
             assert np.max(np.abs(got["stress"] - want["stress"])) <= 1e-12 * np.max(np.abs(want["stress"]))
 
 
-def test_serial_and_parallel_tensor_product_agree(monkeypatch):
-    """Both drivers add a row's terms in increasing edge id (SIMD re-association aside, the same sums)."""
+@pytest.mark.parametrize("split", [True, False], ids=["split", "two-pass"])
+def test_parallel_tensor_product_drivers_match_serial_and_ignore_threads(split, monkeypatch):
+    """A parallel driver gives the same bits on one and on all threads (fixed reduction orders) and
+    agrees with the serial driver to rounding (FMA contraction and SIMD sums may differ)."""
+    import numba
+
     case = build("tp_conv", "float64")
     mod = NUMBA.tp_conv
-    res = {}
-    for small in (True, False):
-        monkeypatch.setattr(mod, "_serial", lambda n_edges, s=small: s)
-        out, cache = case.call(mod, *case.inputs)
-        d_out = np.random.default_rng(2).standard_normal(out.shape)
-        res[small] = [out] + list(mod.backward(d_out, cache))
-    for a, b in zip(res[True], res[False]):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * max(np.max(np.abs(b)), 1.0))
+    monkeypatch.setattr(mod, "_split", lambda n, dim, dtype: split)
+
+    def run(serial, threads=None):
+        monkeypatch.setattr(mod, "_serial", lambda n_edges: serial)
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads or before)
+        try:
+            out, cache = case.call(mod, *case.inputs)
+            d_out = np.random.default_rng(2).standard_normal(out.shape)
+            return [out] + list(mod.backward(d_out, cache))
+        finally:
+            numba.set_num_threads(before)
+
+    many, one, serial = run(False), run(False, 1), run(True)
+    for a, b, c in zip(many, one, serial):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-13 * max(np.max(np.abs(c)), 1.0))
+
+
+def test_split_bounds_partition_the_receivers():
+    """Fixed ranges of receivers with about equal edge counts; empty rows and tiny graphs allowed."""
+    from nequip_np.kernels.tp_conv.cpu import split_bounds
+
+    for counts in ([3, 0, 5, 1, 0, 0, 7, 2], [0, 0, 4], [1], [0, 0, 0], list(range(40))):
+        ptr = np.concatenate([[0], np.cumsum(counts)])
+        b = split_bounds(ptr, 8)
+        assert b[0] == 0 and b[-1] == len(counts) and np.all(np.diff(b) >= 0) and len(b) == 9
+        if ptr[-1] >= 64:  # ranges hold about E/8 edges: no range exceeds E/8 plus one row
+            per = ptr[b[1:]] - ptr[b[:-1]]
+            assert per.max() <= ptr[-1] / 8 + max(counts)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])

@@ -2,7 +2,8 @@
 
 Ladder: the reference (radial_table then tp_conv) against finite differences in every input; the Numba
 kernel, which never forms the (E, n_w) weights, against the reference in float64 and float32, on its
-serial and its parallel (CSR) drivers (the latter bitwise the same on any number of threads); the model with tables, numba (fused)
+serial driver and its parallel ones (CSR forward; split one-sweep or two-pass reverse), the latter
+bitwise the same on any number of threads; the model with tables, numba (fused)
 against numpy (reference composition), on a molecule and a periodic cell, energies, forces, stress.
 """
 
@@ -68,10 +69,16 @@ def test_reference_backward_matches_finite_differences():
         check_backward(fwd, tc_ref.backward, [y, Y, vec], np.random.default_rng(seed), rtol=1e-7)
 
 
-@pytest.mark.parametrize("driver", ["serial", "parallel"])
+def _force(monkeypatch, driver):
+    """serial drivers / CSR forward + split one-sweep reverse / CSR forward + two-pass reverse."""
+    monkeypatch.setattr(tc_cpu, "_serial", lambda n_edges: driver == "serial")
+    monkeypatch.setattr(tc_cpu, "_split", lambda n, dim, dtype: driver == "split")
+
+
+@pytest.mark.parametrize("driver", ["serial", "split", "two-pass"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cpu_kernel_equals_reference(dtype, driver, monkeypatch):
-    monkeypatch.setattr(tc_cpu, "_serial", lambda n_edges: driver == "serial")
+    _force(monkeypatch, driver)
     case = _case(dtype)
     got, want = _run(tc_cpu, case), _run(tc_ref, case)
     tol_dtype = dtype
@@ -86,11 +93,12 @@ def test_cpu_kernel_equals_reference(dtype, driver, monkeypatch):
     assert np.all(got[2][outside] == 0) and np.all(got[3][outside] == 0)
 
 
-def test_parallel_driver_is_bitwise_independent_of_threads_and_matches_serial(monkeypatch):
-    """Fixed reduction order: the CSR driver gives the same bits on 1 and on all threads; the serial
-    driver (a separately compiled loop: FMA contraction and SIMD sums may differ) agrees to ~1 ulp."""
+@pytest.mark.parametrize("driver", ["split", "two-pass"])
+def test_parallel_drivers_are_bitwise_independent_of_threads_and_match_serial(driver, monkeypatch):
+    """Fixed reduction orders: a parallel driver gives the same bits on 1 and on all threads; the
+    serial driver (a separately compiled loop: FMA contraction and SIMD sums may differ) agrees to ~1 ulp."""
     case = _case("float64", seed=4)
-    monkeypatch.setattr(tc_cpu, "_serial", lambda n_edges: False)
+    _force(monkeypatch, driver)
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -100,7 +108,7 @@ def test_parallel_driver_is_bitwise_independent_of_threads_and_matches_serial(mo
     many = _run(tc_cpu, case)
     for a, b in zip(one, many):
         np.testing.assert_array_equal(a, b)
-    monkeypatch.setattr(tc_cpu, "_serial", lambda n_edges: True)
+    _force(monkeypatch, "serial")
     for a, b in zip(_run(tc_cpu, case), many):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-14 * np.abs(b).max())
 
@@ -112,10 +120,10 @@ def test_complex_edges_are_refused():
 
 
 @pytest.mark.parametrize("make", [lambda rng: molecule(rng, 9), lambda rng: periodic(rng)], ids=["molecule", "cell"])
-@pytest.mark.parametrize("serial", [True, False], ids=["serial", "parallel"])
-def test_model_with_tables_numba_fused_equals_reference(make, serial, monkeypatch):
+@pytest.mark.parametrize("driver", ["serial", "split", "two-pass"])
+def test_model_with_tables_numba_fused_equals_reference(make, driver, monkeypatch):
     """Energies, forces and stress of the whole model with tables: fused kernel vs reference composition."""
-    monkeypatch.setattr(tc_cpu, "_serial", lambda n_edges: serial)
+    _force(monkeypatch, driver)
     rng = np.random.default_rng(11)
     atoms = make(rng)
     outs = []

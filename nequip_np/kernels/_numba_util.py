@@ -12,7 +12,6 @@ check, ~0.2 ms), never by object identity.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
@@ -39,16 +38,17 @@ _BLAS_CONTROLLER = []  # the threadpoolctl controller, created on first use
 
 
 def blas_single_threaded():
-    """Context: BLAS limited to one thread while the model's Numba kernels run on several.
+    """Context: BLAS limited to one thread while the model's passes run (Numba sets the parallelism).
 
     Numba's worker threads and OpenBLAS's own thread pool (whose idle threads spin after each call)
     compete for the same cores. Measured on the 2-core benchmark machine, aspirin energy+forces with
     2 Numba threads: 58 ms with BLAS at 1 thread, 212 ms with BLAS at 2; a force-trained step 268 vs
-    440 ms; Cu 864 atoms 1221-1475 vs 1316-1533 ms. With one Numba thread BLAS keeps its threads
-    (65 vs 72 ms). Uses threadpoolctl (a dependency); ~10 µs per call.
+    440 ms; Cu 864 atoms 1221-1475 vs 1316-1533 ms. With one Numba thread the process now uses one
+    core too: BLAS's threads had spun beside one-thread training runs (187 % CPU, half of it system
+    time, with several runs sharing the machine), for at most ~10 % on an idle one (65 vs 72 ms).
+    The radial MLP spreads its BLAS products over Numba's thread count itself (``kernels/mlp/cpu.py``).
+    Uses threadpoolctl (a dependency); ~10 µs per call.
     """
-    if numba.get_num_threads() <= 1:
-        return _NULL
     if not _BLAS_CONTROLLER:
         from threadpoolctl import ThreadpoolController
 
@@ -56,7 +56,6 @@ def blas_single_threaded():
     return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
-_NULL = contextlib.nullcontext()
 
 #: the per-element formulas of ``scalar_math`` compiled for the CPU (``njit(inline="always")``): the
 #: ``cpu.py`` drivers bind the ones they use to module globals (Numba resolves calls through globals)

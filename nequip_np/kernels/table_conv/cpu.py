@@ -13,9 +13,10 @@ What differs from the reference (which runs ``radial_table`` then ``tp_conv`` an
   (w = 0) are skipped outright.
 * **Loops** are ``tp_conv/cpu.py``'s, with its per-edge math (inlined, same functions): serial over
   edges in edge order for small graphs or one thread; otherwise ``prange`` over receivers (CSR of
-  ``dst``) for the forward and the edge-owned gradients, and over senders (CSR of ``src``) for
-  :math:`\bar y`. Each pass evaluates :math:`w_e` once per edge (three table evaluations per call:
-  6·n_w multiply-adds each, against the tensor product's per-edge work).
+  ``dst``) for the forward, and the split one-sweep reverse pass (fixed receiver ranges with their own
+  :math:`\bar y` buffers) — one table evaluation of :math:`w_e` per edge and pass, 6·n_w multiply-adds
+  from cache. On very large graphs, where those buffers would be too big, the two-pass reverse
+  (receivers, then senders over the CSR of ``src``) evaluates :math:`w_e` in both passes.
 * **Precision** as in ``radial_table/cpu.py``: :math:`\bar x_e` is accumulated in float64 whatever
   the model dtype; results are bitwise the same for any thread count. Real arithmetic only.
 """
@@ -31,13 +32,16 @@ from nequip_np.kernels.radial_table.cpu import _length, basis, basis_dt, locate
 from nequip_np.kernels.tp_conv.cpu import (
     _KERNEL,
     _SERIAL,
+    SPLIT,
     Cache,
     _dy_acc,
     _edge_grads,
     _input_grad_acc,
     _message_acc,
     _serial,
+    _split,
     _yc,
+    split_bounds,
 )
 
 
@@ -131,6 +135,35 @@ def _backward_senders(Y, vec, rr, table, dM, dst, ptr, perm, paths, cg_idx, cg_v
                 _input_grad_acc(we, dMi, pt, yc, q, dyj)
 
 
+@numba.njit(**_KERNEL)
+def _backward_split(
+    y, Y, vec, rr, table, dM, src, ptr, perm, bounds, paths, cg_idx, cg_val, max_yc, max_xu, dY, dy_parts, dvec
+):
+    """tp_conv/cpu.py's split one-sweep reverse pass: w_e evaluated once per edge."""
+    for k in prange(bounds.shape[0] - 1):
+        yc = np.empty(max_yc, dtype=dY.dtype)
+        dyc = np.empty(max_yc, dtype=dY.dtype)
+        q = np.empty(max_xu, dtype=dY.dtype)
+        we = np.empty(table.shape[2], dtype=table.dtype)
+        dwe = np.empty(table.shape[2], dtype=dY.dtype)
+        dyk = dy_parts[k]
+        for i in range(bounds[k], bounds[k + 1]):
+            dMi = dM[i]
+            for kk in range(ptr[i], ptr[i + 1]):
+                e = perm[kk]
+                if not _w_of(vec, e, rr, table, we):
+                    dvec[e, 0] = dvec[e, 1] = dvec[e, 2] = 0.0
+                    continue
+                j = src[e]
+                yj, Ye, dyj = y[j], Y[e], dyk[j]
+                for p in range(paths.shape[0]):
+                    pt = paths[p]
+                    _yc(Ye, pt, cg_idx, cg_val, yc)
+                    _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dY[e], True)  # fills q
+                    _dy_acc(we, pt, q, dyj)
+                _dvec_of(vec, e, rr, table, dwe, dvec)
+
+
 # ---------------------------------------------------------------- serial drivers (small graphs, one thread)
 @numba.njit(**_SERIAL)
 def _forward_serial(y, Y, vec, rr, table, src, dst, paths, cg_idx, cg_val, max_yc, max_xu, M):
@@ -208,6 +241,11 @@ def backward(d_M, cache):
     d_vec = np.empty(vec.shape, dtype=np.float64)
     if _serial(src.shape[0]):
         _backward_serial(y_t, Y, vec, rr, table, dM_t, src, dst, *tabs, d_Y, d_y_t, d_vec)
+    elif _split(*y_t.shape, dtype):
+        ptr, perm = csr(dst, n_nodes)
+        parts = np.zeros((SPLIT,) + y_t.shape, dtype=dtype)
+        _backward_split(y_t, Y, vec, rr, table, dM_t, src, ptr, perm, split_bounds(ptr), *tabs, d_Y, parts, d_vec)
+        np.sum(parts, axis=0, out=d_y_t)  # range order
     else:
         ptr, perm = csr(dst, n_nodes)
         _backward_edges(y_t, Y, vec, rr, table, dM_t, src, ptr, perm, *tabs, d_Y, d_vec)

@@ -10,10 +10,13 @@ What differs from the reference (the math is the reference's docstring):
   the plan's ``ConvTables`` (``kernels/plan.py``), built once with the plan and passed in with it;
   per edge and path :math:`(YC)_{ac} = \sum_b Y_b\tilde C_{abc}` costs nnz multiply-adds, then
   :math:`t[u, c] = \sum_a y[u, a](YC)_{ac}` costs mul·d₁·d₃.
-* **Backward in two passes, both race-free.** Pass 1 (prange over receivers) recomputes ``YC`` and
-  ``t`` per edge and writes the edge-owned ``d_w[e]`` and ``d_Y[e]``. Pass 2 (prange over *senders*,
-  CSR of ``src``) recomputes ``YC`` and accumulates :math:`\bar y_j` in edge order — the gather's
-  transpose without a scatter and without an (E, dim I) ``d_x`` array.
+* **Backward, race-free.** One sweep per edge and path forms ``YC`` and ``q`` (dM_i contracted with
+  YC) once and writes the edge-owned ``d_w[e]`` and ``d_Y[e]`` and :math:`\bar y_{j(e)}`. With
+  several threads the sweep is cut into ``SPLIT`` fixed ranges of receivers, each with its own
+  :math:`\bar y` buffer, added in range order afterwards. Where those buffers would exceed
+  ``SPLIT_BYTES`` (very large graphs), two passes instead: receivers (prange, CSR of ``dst``) write
+  ``d_w[e]``, ``d_Y[e]``; senders (prange, CSR of ``src``) recompute ``YC`` and accumulate
+  :math:`\bar y_j` in edge order — the gather's transpose without a scatter or an (E, dim I) array.
 * **Reductions** are sequential per output row in a fixed edge order, so results are bitwise identical
   for any number of threads. The kernels run in one dtype (float32/64, complex64/128: analytic
   arithmetic only, the training pass runs them in complex arithmetic).
@@ -213,6 +216,47 @@ def _backward_serial(y, Y, w, dM, src, dst, table, cg_idx, cg_val, max_yc, max_x
             _dy_acc(we, pt, q, dyj)
 
 
+# ---------------------------------------------------------------- split one-sweep reverse pass (several threads)
+# The serial reverse pass's one sweep, cut into SPLIT fixed ranges of receivers (CSR order, about E/SPLIT
+# edges each) run in parallel: the edge-owned d_w[e], d_Y[e] are written directly; d_y goes to the
+# range's own (N, dim I) buffer, and the buffers are added in range order afterwards. Against the
+# two-pass CSR reverse pass it forms YC and q once per edge and path instead of twice (and, with
+# radial tables, evaluates w_e once). SPLIT is fixed, not the thread count: the same bits on 2, 3, …
+# threads. Used while the SPLIT buffers stay under SPLIT_BYTES.
+SPLIT = 8
+SPLIT_BYTES = 256 << 20
+
+
+def split_bounds(ptr, parts: int = SPLIT) -> np.ndarray:
+    """Receiver indices cutting the CSR rows into ``parts`` ranges of about equal edge counts."""
+    targets = (np.arange(parts + 1) * ptr[-1]) // parts
+    bounds = np.searchsorted(ptr, targets, side="left").astype(np.int64)
+    bounds[0], bounds[-1] = 0, ptr.shape[0] - 1
+    return np.maximum.accumulate(bounds)
+
+
+@numba.njit(**_KERNEL)
+def _backward_split(
+    y, Y, w, dM, src, ptr, perm, bounds, table, cg_idx, cg_val, max_yc, max_xu, dw, dY, dy_parts, need_dY
+):
+    for k in prange(bounds.shape[0] - 1):
+        yc = np.empty(max_yc, dtype=dw.dtype)
+        dyc = np.empty(max_yc, dtype=dw.dtype)
+        q = np.empty(max_xu, dtype=dw.dtype)
+        dyk = dy_parts[k]
+        for i in range(bounds[k], bounds[k + 1]):
+            dMi = dM[i]
+            for kk in range(ptr[i], ptr[i + 1]):
+                e = perm[kk]
+                j = src[e]
+                yj, Ye, we, dyj = y[j], Y[e], w[e], dyk[j]
+                for p in range(table.shape[0]):
+                    pt = table[p]
+                    _yc(Ye, pt, cg_idx, cg_val, yc)
+                    _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e], need_dY)  # fills q
+                    _dy_acc(we, pt, q, dyj)
+
+
 #: edges up to which the serial drivers run (also used whenever Numba has one thread): below it a
 #: parallel region's start-up and the CSR look-ups cost more than the work they would split
 SERIAL_EDGES = 4096
@@ -220,6 +264,11 @@ SERIAL_EDGES = 4096
 
 def _serial(n_edges: int) -> bool:
     return n_edges <= SERIAL_EDGES or numba.get_num_threads() == 1
+
+
+def _split(n_nodes: int, dim: int, dtype) -> bool:
+    """Whether the split reverse pass's SPLIT (n_nodes, dim) buffers fit in SPLIT_BYTES."""
+    return SPLIT * n_nodes * dim * np.dtype(dtype).itemsize <= SPLIT_BYTES
 
 
 # ---------------------------------------------------------------- reference signatures
@@ -263,6 +312,29 @@ def backward(d_M, cache, edge_grads: bool = True):
     d_y_t = np.zeros(y_t.shape, dtype=dtype)
     if _serial(src.shape[0]):
         _backward_serial(y_t, Y, w, dM_t, src, dst, table, cg_idx, cg_val, max_yc, max_xu, d_w, d_Y, d_y_t, edge_grads)
+    elif _split(*y_t.shape, dtype):
+        ptr, perm = csr(dst, n_nodes)
+        parts = np.zeros((SPLIT,) + y_t.shape, dtype=dtype)
+        _backward_split(
+            y_t,
+            Y,
+            w,
+            dM_t,
+            src,
+            ptr,
+            perm,
+            split_bounds(ptr),
+            table,
+            cg_idx,
+            cg_val,
+            max_yc,
+            max_xu,
+            d_w,
+            d_Y,
+            parts,
+            edge_grads,
+        )
+        np.sum(parts, axis=0, out=d_y_t)  # range order
     else:
         ptr, perm = csr(dst, n_nodes)
         _backward_edges(y_t, Y, w, dM_t, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, d_w, d_Y, edge_grads)
