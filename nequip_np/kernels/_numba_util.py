@@ -56,7 +56,6 @@ def blas_single_threaded():
     return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
-
 #: the per-element formulas of ``scalar_math`` compiled for the CPU (``njit(inline="always")``): the
 #: ``cpu.py`` drivers bind the ones they use to module globals (Numba resolves calls through globals)
 SCALAR = compile_family("cpu")
