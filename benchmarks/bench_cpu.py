@@ -471,25 +471,47 @@ def main(argv=None):
 
 
 def table(paths) -> str:
-    """Markdown table of result files (``--table a.json b.json``), as in docs/benchmarks.md."""
+    """Markdown table of result files (``--table a.json b.json``), as in docs/benchmarks.md.
+
+    Files with the compiled column (``--compiled``) get the layout of that section: numba (MLP), numba
+    with radial tables, official eager and compiled, and each numba column over the faster official one.
+    """
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            rows += [r for r in json.load(f)["rows"] if "median_ms" in r]
+    fmt = lambda d, k, f="{:.0f}": f.format(d[k]) if k in d else "–"  # noqa: E731
+    if any("nequip_compiled" in r for r in rows):
+        lines = [
+            "| system | atoms | edges | l_max | dtype | threads | numba ms | numba tables ms | official eager ms "
+            "| official compiled ms | numba / fastest official | tables / fastest official | peak RSS ours / official MB |",
+            "|" + "---|" * 13,
+        ]
+        for r in rows:
+            med, rat = r["median_ms"], r.get("ratio_vs_fastest_nequip", {})
+            comp = fmt(med, "nequip_compiled") if "nequip_compiled" in med else "error"
+            lines.append(
+                f"| {r['system']} | {r['n_atoms']} | {r['n_edges']} | {r['l_max']} | {r['dtype']} | {r['threads']} "
+                f"| {fmt(med, 'numba')} | {fmt(med, 'numba_tables')} | {fmt(med, 'nequip')} | {comp} "
+                f"| {fmt(rat, 'numba', '{:.2f}')} | {fmt(rat, 'numba_tables', '{:.2f}')} "
+                f"| {r.get('peak_rss_mb_ours', 0):.0f} / {r.get('peak_rss_mb_nequip', 0):.0f} |"
+            )
+        return "\n".join(lines)
     lines = [
         "| system | atoms | edges | l_max | dtype | threads | numba ms | numpy ms | nequip ms | numba/nequip "
         "| numpy/nequip | numba GFLOP/s | numba atom-steps/s |",
         "|" + "---|" * 13,
     ]
-    for path in paths:
-        with open(path) as f:
-            for r in json.load(f)["rows"]:
-                med = r["median_ms"]
-                ratio = r.get("ratio_vs_nequip", {})
-                fmt = lambda d, k, f="{:.0f}": f.format(d[k]) if k in d else "–"  # noqa: E731
-                lines.append(
-                    f"| {r['system']} | {r['n_atoms']} | {r['n_edges']} | {r['l_max']} | {r['dtype']} | "
-                    f"{r['threads']} | {fmt(med, 'numba')} | {fmt(med, 'numpy')} | {fmt(med, 'nequip')} | "
-                    f"{fmt(ratio, 'numba', '{:.2f}')} | {fmt(ratio, 'numpy', '{:.2f}')} | "
-                    f"{fmt(r.get('gflops', {}), 'numba', '{:.2f}')} | "
-                    f"{fmt(r.get('atom_steps_per_s', {}), 'numba', '{:.0f}')} |"
-                )
+    for r in rows:
+        med = r["median_ms"]
+        ratio = r.get("ratio_vs_nequip", {})
+        lines.append(
+            f"| {r['system']} | {r['n_atoms']} | {r['n_edges']} | {r['l_max']} | {r['dtype']} | "
+            f"{r['threads']} | {fmt(med, 'numba')} | {fmt(med, 'numpy')} | {fmt(med, 'nequip')} | "
+            f"{fmt(ratio, 'numba', '{:.2f}')} | {fmt(ratio, 'numpy', '{:.2f}')} | "
+            f"{fmt(r.get('gflops', {}), 'numba', '{:.2f}')} | "
+            f"{fmt(r.get('atom_steps_per_s', {}), 'numba', '{:.0f}')} |"
+        )
     return "\n".join(lines)
 
 
