@@ -259,9 +259,9 @@ def _backward_split(
 
 #: edges up to which the serial drivers run (also used whenever Numba has one thread): below it a
 #: parallel region's start-up and the CSR look-ups cost more than the work they would split. Measured
-#: (benchmarks/ab_tp_drivers.py, 2 threads, tp_conv forward + reverse): at 316 edges serial wins for
-#: l_max 1 (parallel 1.4–2.0× slower), at 1 570 edges (a batch of 5 aspirin frames) the parallel
-#: drivers win in 6 of 8 settings (0.58–0.91×), at 4 614 edges in all (0.54–0.57×)
+#: (benchmarks/ab_tp_drivers.py, 2 threads, tp_conv forward + reverse): at 316 edges serial wins at
+#: l_max 1 (parallel 1.5–1.6× slower), 628 edges are mixed (0.59–1.24×), at 1 570 edges (a batch of
+#: 5 aspirin frames) the parallel drivers win in all 8 settings (0.54–0.72×), at 4 614 in all 4 (0.49–0.59×)
 SERIAL_EDGES = 1024
 
 
