@@ -232,6 +232,10 @@ def child(args) -> list:
     from nequip_np.interop import nequip_npz
 
     numba.set_num_threads(args.threads)
+    if args.retain_memory:  # as NequIPCalculator does by default: freed per-call arrays stay in the heap
+        from nequip_np.kernels.memory import retain_freed_memory
+
+        retain_freed_memory()
     nq = Nequip(args.nequip_python) if args.nequip_python else None
     if nq:
         nq(cmd="threads", n=args.threads)
@@ -426,6 +430,11 @@ def main(argv=None):
     p.add_argument("--numpy-max-atoms", type=int, default=10**9, help="skip the reference above this size")
     p.add_argument("--nequip-max-atoms", type=int, default=10**9)
     p.add_argument("--train", action="store_true", help="also time one force-trained step (5 aspirin frames)")
+    p.add_argument(
+        "--retain-memory",
+        action="store_true",
+        help="keep freed memory in this process's heap, as NequIPCalculator does by default (glibc)",
+    )
     p.add_argument(
         "--tables", action="store_true", help="also numba with radial tables (column numba_tables; the MD default)"
     )
