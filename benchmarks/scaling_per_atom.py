@@ -6,7 +6,8 @@ cells repeated: ``cu<N>`` rounds N to a cube), its neighbour list (r_max 5 Å), 
 (4 layers, 32 features, float64 unless ``--dtype``), switches on radial tables (``--path tables``, the
 MD default) or keeps the radial MLP (``--path mlp``), makes one warm-up call and ``--repeats`` timed
 calls, and reports the median, the time per atom and the process's peak resident memory (``ru_maxrss``,
-which is why each row gets its own process). Numba threads and the BLAS limit are ``--threads``.
+which is why each row gets its own process). Freed memory stays in the heap for the next call, as
+``NequIPCalculator`` sets it by default. Numba threads and the BLAS limit are ``--threads``.
 
 Usage (docs/benchmarks.md says what was run)::
 
@@ -36,9 +37,11 @@ def child(system: str, path: str, l_max: int, dtype: str, threads: int, repeats:
     from bench_cpu import model_kwargs, structures
 
     from nequip_np.data.graph import graph_from_atoms
+    from nequip_np.kernels.memory import retain_freed_memory
     from nequip_np.model.nequip import NequIPModel
 
     numba.set_num_threads(threads)
+    retain_freed_memory()  # as NequIPCalculator does by default (docs/kernels.md, "Per-call memory")
     atoms = structures([system])[system]
     kw = model_kwargs(system, l_max, dtype, 32)
     t = time.perf_counter()

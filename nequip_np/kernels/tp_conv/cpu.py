@@ -222,9 +222,12 @@ def _backward_serial(y, Y, w, dM, src, dst, table, cg_idx, cg_val, max_yc, max_x
 # range's own (N, dim I) buffer, and the buffers are added in range order afterwards. Against the
 # two-pass CSR reverse pass it forms YC and q once per edge and path instead of twice (and, with
 # radial tables, evaluates w_e once). SPLIT is fixed, not the thread count: the same bits on 2, 3, …
-# threads. Used while the SPLIT buffers stay under SPLIT_BYTES.
+# threads. Used while the SPLIT buffers stay under SPLIT_BYTES: at 256 MB, Cu 32 000 (l_max 1, 32
+# features) fell back to the two-pass scheme and took 512 µs per atom against 306 at 10 976 atoms
+# (benchmarks/scaling_per_atom.py, 2 threads, radial tables); the buffers cost 8·N·dim I numbers, about
+# 0.8 GB at 10⁵ atoms, l_max 1 — a sixth of that call's peak memory.
 SPLIT = 8
-SPLIT_BYTES = 256 << 20
+SPLIT_BYTES = 1 << 30
 
 
 def split_bounds(ptr, parts: int = SPLIT) -> np.ndarray:
