@@ -32,33 +32,21 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-class Unfused:
+def _unfused_ops():
     """``table_conv`` as the two CPU operations in sequence (the table path before the fused kernel)."""
+    from nequip_np.kernels.radial_table import cpu as radial_table
+    from nequip_np.kernels.table_conv.reference import composed
+    from nequip_np.kernels.tp_conv import cpu as tp_conv
 
-    @staticmethod
-    def forward(y, Y, edge_vec, rmax_recip, table, src, dst, n_nodes, plan):
-        from nequip_np.kernels.radial_table import cpu as radial_table
-        from nequip_np.kernels.tp_conv import cpu as tp_conv
-
-        w, table_cache = radial_table.forward(edge_vec, rmax_recip, table)
-        M, tp_cache = tp_conv.forward(y, Y, w, src, dst, n_nodes, plan)
-        return M, (table_cache, tp_cache)
-
-    @staticmethod
-    def backward(d_M, cache):
-        from nequip_np.kernels.radial_table import cpu as radial_table
-        from nequip_np.kernels.tp_conv import cpu as tp_conv
-
-        table_cache, tp_cache = cache
-        d_y, d_Y, d_w = tp_conv.backward(d_M, tp_cache)
-        return d_y, d_Y, radial_table.backward(d_w, table_cache)[0]
+    forward, backward = composed(radial_table, tp_conv)
+    return SimpleNamespace(forward=forward, backward=backward)
 
 
 def unfused(model):
-    """A shallow copy of a table model whose ``table_conv`` is :class:`Unfused`."""
+    """A shallow copy of a table model whose ``table_conv`` runs the two CPU operations in sequence."""
     other = copy.copy(model)
     other.ops = SimpleNamespace(**vars(model.ops))
-    other.ops.table_conv = Unfused
+    other.ops.table_conv = _unfused_ops()
     return other
 
 

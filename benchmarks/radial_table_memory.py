@@ -6,7 +6,7 @@ resident set size (``ru_maxrss``) before and after one ``model.compute``. Usage:
     python benchmarks/radial_table_memory.py 1 mlp; python benchmarks/radial_table_memory.py 1 table
 
 ``table-unfused``: the table path with the radial table and the tensor product as two operations (the
-(E, n_w) weights materialised; ``ab_table_conv.Unfused``), as before the fused ``table_conv`` kernel.
+(E, n_w) weights materialised; ``ab_table_conv.unfused``), as before the fused ``table_conv`` kernel.
 """
 
 import os

@@ -34,10 +34,10 @@ from nequip_np.kernels.tp_conv.cpu import (
     _SERIAL,
     SPLIT,
     Cache,
-    _dy_acc,
     _edge_grads,
+    _edge_message_acc,
+    _edge_reverse_acc,
     _input_grad_acc,
-    _message_acc,
     _serial,
     _split,
     _yc,
@@ -88,11 +88,7 @@ def _forward(y, Y, vec, rr, table, src, ptr, perm, paths, cg_idx, cg_val, max_yc
             e = perm[k]
             if not _w_of(vec, e, rr, table, we):
                 continue
-            yj, Ye = y[src[e]], Y[e]
-            for p in range(paths.shape[0]):
-                pt = paths[p]
-                _yc(Ye, pt, cg_idx, cg_val, yc)
-                _message_acc(yj, we, pt, yc, wy, Mi)
+            _edge_message_acc(y[src[e]], Y[e], we, Mi, paths, cg_idx, cg_val, yc, wy)
 
 
 @numba.njit(**_KERNEL)
@@ -155,12 +151,7 @@ def _backward_split(
                     dvec[e, 0] = dvec[e, 1] = dvec[e, 2] = 0.0
                     continue
                 j = src[e]
-                yj, Ye, dyj = y[j], Y[e], dyk[j]
-                for p in range(paths.shape[0]):
-                    pt = paths[p]
-                    _yc(Ye, pt, cg_idx, cg_val, yc)
-                    _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dY[e], True)  # fills q
-                    _dy_acc(we, pt, q, dyj)
+                _edge_reverse_acc(y[j], Y[e], we, dMi, dyk[j], paths, cg_idx, cg_val, yc, q, dyc, dwe, dY[e], True)
                 _dvec_of(vec, e, rr, table, dwe, dvec)
 
 
@@ -173,11 +164,7 @@ def _forward_serial(y, Y, vec, rr, table, src, dst, paths, cg_idx, cg_val, max_y
     for e in range(src.shape[0]):
         if not _w_of(vec, e, rr, table, we):
             continue
-        yj, Ye, Mi = y[src[e]], Y[e], M[dst[e]]
-        for p in range(paths.shape[0]):
-            pt = paths[p]
-            _yc(Ye, pt, cg_idx, cg_val, yc)
-            _message_acc(yj, we, pt, yc, wy, Mi)
+        _edge_message_acc(y[src[e]], Y[e], we, M[dst[e]], paths, cg_idx, cg_val, yc, wy)
 
 
 @numba.njit(**_SERIAL)
@@ -192,12 +179,7 @@ def _backward_serial(y, Y, vec, rr, table, dM, src, dst, paths, cg_idx, cg_val, 
             dvec[e, 0] = dvec[e, 1] = dvec[e, 2] = 0.0
             continue
         j = src[e]
-        yj, Ye, dMi, dyj = y[j], Y[e], dM[dst[e]], dy[j]
-        for p in range(paths.shape[0]):
-            pt = paths[p]
-            _yc(Ye, pt, cg_idx, cg_val, yc)
-            _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dY[e], True)  # fills q
-            _dy_acc(we, pt, q, dyj)
+        _edge_reverse_acc(y[j], Y[e], we, dM[dst[e]], dy[j], paths, cg_idx, cg_val, yc, q, dyc, dwe, dY[e], True)
         _dvec_of(vec, e, rr, table, dwe, dvec)
 
 

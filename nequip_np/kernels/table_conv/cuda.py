@@ -9,20 +9,8 @@ memory bandwidth, not the host's, and has not been measured to matter.
 
 from __future__ import annotations
 
-from nequip_np.kernels.radial_table import cuda as radial_table
-from nequip_np.kernels.tp_conv import cuda as tp_conv
+from nequip_np.kernels.radial_table import cuda as _radial_table
+from nequip_np.kernels.table_conv.reference import composed
+from nequip_np.kernels.tp_conv import cuda as _tp_conv
 
-
-def forward(y, Y, edge_vec, rmax_recip, table, src, dst, n_nodes, plan):
-    """Returns ``(M (N, dim MID), cache)`` (device arrays)."""
-    w, table_cache = radial_table.forward(edge_vec, rmax_recip, table)
-    M, tp_cache = tp_conv.forward(y, Y, w, src, dst, n_nodes, plan)
-    return M, (table_cache, tp_cache)
-
-
-def backward(d_M, cache):
-    """Returns ``(d_y, d_Y, d_edge_vec)``."""
-    table_cache, tp_cache = cache
-    d_y, d_Y, d_w = tp_conv.backward(d_M, tp_cache)
-    (d_vec,) = radial_table.backward(d_w, table_cache)
-    return d_y, d_Y, d_vec
+forward, backward = composed(_radial_table, _tp_conv)

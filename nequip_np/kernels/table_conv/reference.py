@@ -26,20 +26,30 @@ thousand-atom cell) are needed only edge by edge. The compiled backend (``cpu.py
 
 from __future__ import annotations
 
-from nequip_np.kernels.radial_table import reference as radial_table
-from nequip_np.kernels.tp_conv import reference as tp_conv
+from nequip_np.kernels.radial_table import reference as _radial_table
+from nequip_np.kernels.tp_conv import reference as _tp_conv
 
 
-def forward(y, Y, edge_vec, rmax_recip, table, src, dst, n_nodes, plan):
-    """Returns ``(M (N, dim MID), cache)``."""
-    w, table_cache = radial_table.forward(edge_vec, rmax_recip, table)
-    M, tp_cache = tp_conv.forward(y, Y, w, src, dst, n_nodes, plan)
-    return M, (table_cache, tp_cache)
+def composed(radial_table, tp_conv):
+    """``(forward, backward)`` of this operation as one backend's two operations in sequence.
+
+    The reference below is this with the reference modules; ``cuda.py`` uses it with the device ones.
+    """
+
+    def forward(y, Y, edge_vec, rmax_recip, table, src, dst, n_nodes, plan):
+        """Returns ``(M (N, dim MID), cache)``."""
+        w, table_cache = radial_table.forward(edge_vec, rmax_recip, table)
+        M, tp_cache = tp_conv.forward(y, Y, w, src, dst, n_nodes, plan)
+        return M, (table_cache, tp_cache)
+
+    def backward(d_M, cache):
+        """Returns ``(d_y, d_Y, d_edge_vec)``; ``d_edge_vec`` is (E, 3)."""
+        table_cache, tp_cache = cache
+        d_y, d_Y, d_w = tp_conv.backward(d_M, tp_cache)
+        (d_vec,) = radial_table.backward(d_w, table_cache)
+        return d_y, d_Y, d_vec
+
+    return forward, backward
 
 
-def backward(d_M, cache):
-    """Returns ``(d_y, d_Y, d_edge_vec)``; ``d_edge_vec`` is (E, 3) float64."""
-    table_cache, tp_cache = cache
-    d_y, d_Y, d_w = tp_conv.backward(d_M, tp_cache)
-    (d_vec,) = radial_table.backward(d_w, table_cache)
-    return d_y, d_Y, d_vec
+forward, backward = composed(_radial_table, _tp_conv)

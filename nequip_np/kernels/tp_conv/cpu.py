@@ -137,6 +137,26 @@ def _dy_acc(we, pt, q, dyj):
             dya[u] += wv[u] * qa[u]
 
 
+# ---------------------------------------------------------------- one edge, all paths (inlined into every driver)
+@numba.njit(**INLINE)
+def _edge_message_acc(yj, Ye, we, Mi, table, cg_idx, cg_val, yc, wy):
+    """Mi += the message of one edge over every path."""
+    for p in range(table.shape[0]):
+        pt = table[p]
+        _yc(Ye, pt, cg_idx, cg_val, yc)
+        _message_acc(yj, we, pt, yc, wy, Mi)
+
+
+@numba.njit(**INLINE)
+def _edge_reverse_acc(yj, Ye, we, dMi, dyj, table, cg_idx, cg_val, yc, q, dyc, dwe, dYe, need_dY):
+    """One edge of the one-sweep reverse pass: dwe, dYe (edge-owned) and dyj += w ⊙ q, every path."""
+    for p in range(table.shape[0]):
+        pt = table[p]
+        _yc(Ye, pt, cg_idx, cg_val, yc)
+        _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dwe, dYe, need_dY)  # fills q
+        _dy_acc(we, pt, q, dyj)
+
+
 # ---------------------------------------------------------------- drivers
 @numba.njit(**_KERNEL)
 def _forward(y, Y, w, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, M):
@@ -146,11 +166,7 @@ def _forward(y, Y, w, src, ptr, perm, table, cg_idx, cg_val, max_yc, max_xu, M):
         Mi = M[i]
         for k in range(ptr[i], ptr[i + 1]):
             e = perm[k]
-            yj, Ye, we = y[src[e]], Y[e], w[e]
-            for p in range(table.shape[0]):
-                pt = table[p]
-                _yc(Ye, pt, cg_idx, cg_val, yc)
-                _message_acc(yj, we, pt, yc, wy, Mi)
+            _edge_message_acc(y[src[e]], Y[e], w[e], Mi, table, cg_idx, cg_val, yc, wy)
 
 
 @numba.njit(**_KERNEL)
@@ -194,11 +210,7 @@ def _forward_serial(y, Y, w, src, dst, table, cg_idx, cg_val, max_yc, max_xu, M)
     yc = np.empty(max_yc, dtype=M.dtype)
     wy = np.empty(max_xu, dtype=M.dtype)
     for e in range(src.shape[0]):
-        yj, Ye, we, Mi = y[src[e]], Y[e], w[e], M[dst[e]]
-        for p in range(table.shape[0]):
-            pt = table[p]
-            _yc(Ye, pt, cg_idx, cg_val, yc)
-            _message_acc(yj, we, pt, yc, wy, Mi)
+        _edge_message_acc(y[src[e]], Y[e], w[e], M[dst[e]], table, cg_idx, cg_val, yc, wy)
 
 
 @numba.njit(**_SERIAL)
@@ -208,12 +220,7 @@ def _backward_serial(y, Y, w, dM, src, dst, table, cg_idx, cg_val, max_yc, max_x
     q = np.empty(max_xu, dtype=dw.dtype)
     for e in range(src.shape[0]):
         j = src[e]
-        yj, Ye, we, dMi, dyj = y[j], Y[e], w[e], dM[dst[e]], dy[j]
-        for p in range(table.shape[0]):
-            pt = table[p]
-            _yc(Ye, pt, cg_idx, cg_val, yc)
-            _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e], need_dY)  # fills q
-            _dy_acc(we, pt, q, dyj)
+        _edge_reverse_acc(y[j], Y[e], w[e], dM[dst[e]], dy[j], table, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e], need_dY)
 
 
 # ---------------------------------------------------------------- split one-sweep reverse pass (several threads)
@@ -252,12 +259,9 @@ def _backward_split(
             for kk in range(ptr[i], ptr[i + 1]):
                 e = perm[kk]
                 j = src[e]
-                yj, Ye, we, dyj = y[j], Y[e], w[e], dyk[j]
-                for p in range(table.shape[0]):
-                    pt = table[p]
-                    _yc(Ye, pt, cg_idx, cg_val, yc)
-                    _edge_grads(yj, we, dMi, pt, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e], need_dY)  # fills q
-                    _dy_acc(we, pt, q, dyj)
+                _edge_reverse_acc(
+                    y[j], Y[e], w[e], dMi, dyk[j], table, cg_idx, cg_val, yc, q, dyc, dw[e], dY[e], need_dY
+                )
 
 
 #: edges up to which the serial drivers run (also used whenever Numba has one thread): below it a
